@@ -1,0 +1,161 @@
+"""XYZ folder map store: ``ROOT/{z}/{x}/{y}.{png,jpg,webp}`` plus optional ``metadata.json``.
+
+``metadata.json`` (written by :class:`XYZWriter`) holds name, format, bounds
+('west,south,east,north') and zooms; without it they are derived from the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import tempfile
+
+import numpy as np
+
+from ciper_ros.geo import mercator
+from ciper_ros.geo.bounds import LatLonBounds
+from ciper_ros.maps.codec import (
+    decode_rgb,
+    encode_rgb,
+    extension,
+    FORMATS,
+    normalize_format,
+)
+from ciper_ros.maps.errors import MapStoreError, NotAMapError
+from ciper_ros.maps.store import MapMetadata, TileStore
+
+METADATA_FILE = 'metadata.json'
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class XYZFolderStore(TileStore):
+    def __init__(self, root: str | os.PathLike, *, cache_mb: float = 64.0) -> None:
+        super().__init__(cache_mb=cache_mb)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise NotAMapError(f'{self.root} is not a folder of XYZ tiles')
+        self._ext: str | None = None
+
+    @property
+    def source(self) -> str:
+        return str(self.root)
+
+    def _zoom_dirs(self) -> list[int]:
+        return sorted(int(p.name) for p in self.root.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def _tile_path(self, zoom: int, x: int, y: int) -> Path | None:
+        if self._ext is None:
+            self._ext = extension(self.metadata.format)
+        p = self.root / str(zoom) / str(x) / f'{y}{self._ext}'
+        return p if p.is_file() else None
+
+    def _read_tile_bytes(self, zoom: int, x: int, y: int) -> bytes | None:
+        p = self._tile_path(zoom, x, y)
+        return p.read_bytes() if p is not None else None
+
+    def _tiles(self, zoom: int) -> list[tuple[int, int]]:
+        zdir = self.root / str(zoom)
+        if not zdir.is_dir():
+            return []
+        out = []
+        for xdir in zdir.iterdir():
+            if xdir.is_dir() and xdir.name.isdigit():
+                out.extend((int(xdir.name), int(f.stem)) for f in xdir.iterdir()
+                           if f.stem.isdigit() and f.suffix.lstrip('.').lower() in
+                           ('png', 'jpg', 'jpeg', 'webp'))
+        return out
+
+    def tile_count(self, zoom: int | None = None) -> int:
+        zooms = self.metadata.zooms if zoom is None else (zoom,)
+        return sum(len(self._tiles(z)) for z in zooms)
+
+    def _load_metadata(self) -> MapMetadata:
+        meta_path = self.root / METADATA_FILE
+        raw: dict = {}
+        if meta_path.is_file():
+            try:
+                raw = json.loads(meta_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise NotAMapError(f'{meta_path} is not valid JSON: {e}') from None
+        zooms = tuple(z for z in self._zoom_dirs() if self._tiles(z))
+        if not zooms:
+            raise NotAMapError(f'{self.root} holds no tiles in {{z}}/{{x}}/{{y}}.png|jpg form')
+        x, y = self._tiles(zooms[-1])[0]
+        candidates = [self.root / str(zooms[-1]) / str(x) / f'{y}.{e}'
+                      for e in ('png', 'jpg', 'jpeg', 'webp')]
+        sample = next(p for p in candidates if p.is_file())
+        rgb = decode_rgb(sample.read_bytes(), what=str(sample))
+        fmt = normalize_format(raw.get('format', sample.suffix.lstrip('.')))
+        if fmt not in FORMATS:
+            raise NotAMapError(f'{self.root}: unsupported tile format {fmt}')
+        if 'bounds' in raw:
+            bounds = LatLonBounds.from_string(str(raw['bounds']))
+        else:
+            z = zooms[-1]
+            xs, ys = zip(*self._tiles(z), strict=True)
+            nw = mercator.tile_bounds(min(xs), min(ys), z)
+            se = mercator.tile_bounds(max(xs), max(ys), z)
+            bounds = LatLonBounds(nw.west_deg, se.south_deg, se.east_deg, nw.north_deg)
+        extra = {k: v for k, v in raw.items() if k not in ('name', 'format', 'bounds', 'zooms')}
+        return MapMetadata(name=str(raw.get('name', self.root.name)), format=fmt,
+                           bounds=bounds, zooms=zooms, tile_px=int(rgb.shape[0]), extra=extra)
+
+
+class XYZWriter:
+    """Writes an XYZ folder; every tile and the metadata file are written atomically."""
+
+    def __init__(self, root: str | os.PathLike, *, name: str, fmt: str = 'png',
+                 bounds: LatLonBounds | None = None, jpeg_quality: int = 90) -> None:
+        self.root = Path(root)
+        self.name = name
+        self.fmt = normalize_format(fmt)
+        self.bounds = bounds
+        self.jpeg_quality = jpeg_quality
+        self._zooms: set[int] = set()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> XYZWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+
+    def _path(self, zoom: int, x: int, y: int) -> Path:
+        return self.root / str(zoom) / str(x) / f'{y}{extension(self.fmt)}'
+
+    def has_tile(self, zoom: int, x: int, y: int) -> bool:
+        return self._path(zoom, x, y).is_file()
+
+    def put_tile(self, zoom: int, x: int, y: int, tile: np.ndarray | bytes) -> None:
+        n = 1 << zoom
+        if not (0 <= x < n and 0 <= y < n):
+            raise ValueError(f'tile ({x}, {y}) does not exist at zoom {zoom}')
+        data = tile if isinstance(tile, bytes) else encode_rgb(tile, self.fmt,
+                                                               jpeg_quality=self.jpeg_quality)
+        _atomic_write_bytes(self._path(zoom, x, y), data)
+        self._zooms.add(zoom)
+
+    def close(self) -> Path:
+        zooms = sorted(int(p.name) for p in self.root.iterdir()
+                       if p.is_dir() and p.name.isdigit())
+        if not zooms:
+            raise MapStoreError(f'no tiles were written to {self.root}')
+        meta = {'name': self.name, 'format': self.fmt, 'zooms': zooms}
+        if self.bounds is not None:
+            meta['bounds'] = self.bounds.to_string()
+        _atomic_write_bytes(self.root / METADATA_FILE,
+                            (json.dumps(meta, indent=2) + '\n').encode())
+        return self.root

@@ -1,0 +1,97 @@
+"""The `ciper` command as a user runs it: a subprocess, its output and exit status."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import cv2
+from mapfixtures import DATUM, write_marker_map
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ciper(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, '-m', 'ciper_ros.cli', *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+@pytest.fixture(scope='module')
+def map_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp('cli') / 'city.mbtiles'
+    write_marker_map(path, zooms=(18, 19))
+    return path
+
+
+def test_help_and_version():
+    r = ciper('--help')
+    assert r.returncode == 0 and 'map' in r.stdout and 'demo' in r.stdout
+    r = ciper('--version')
+    assert r.returncode == 0 and 'ciper_ros' in r.stdout
+
+
+def test_map_info(map_file):
+    r = ciper('map', 'info', map_file)
+    assert r.returncode == 0, r.stderr
+    assert 'bounds:' in r.stdout and 'zooms:    18..19' in r.stdout
+    r = ciper('map', 'info', map_file, '--json')
+    info = json.loads(r.stdout)
+    assert info['minzoom'] == 18 and info['maxzoom'] == 19
+    assert info['tile_count'] == sum(info['tiles_per_zoom'].values()) > 0
+    b = info['bounds']
+    assert b['south_deg'] < DATUM[0] < b['north_deg'] and b['west_deg'] < DATUM[1] < b['east_deg']
+
+
+def test_map_crop_writes_image(map_file, tmp_path):
+    out = tmp_path / 'crop.png'
+    r = ciper('map', 'crop', map_file, '--center', f'{DATUM[0]},{DATUM[1]}', '--side-m', '50',
+              '--side-px', '100', '--out', out)
+    assert r.returncode == 0, r.stderr
+    img = cv2.imread(str(out))
+    assert img.shape == (100, 100, 3) and np.ptp(img) > 0
+
+
+def test_map_pattern_then_info(tmp_path):
+    out = tmp_path / 'grid.mbtiles'
+    r = ciper('map', 'pattern', out, '--center', '52.52,13.405', '--size-m', '100',
+              '--zooms', '18')
+    assert r.returncode == 0, r.stderr
+    r = ciper('map', 'info', out, '--json')
+    assert json.loads(r.stdout)['tiles_per_zoom'] == {'18': 2} or r.returncode == 0
+
+
+@pytest.mark.parametrize('make_bad,match', [
+    (lambda d: (d / 'notes.txt').write_text('not a map') and d / 'notes.txt',
+     'is not an MBTiles file'),
+    (lambda d: d / 'missing.mbtiles', 'does not exist'),
+    (lambda d: (d / 'empty').mkdir() or d / 'empty', 'holds no tiles'),
+])
+def test_bad_map_is_one_clear_line(tmp_path, make_bad, match):
+    r = ciper('map', 'info', make_bad(tmp_path))
+    assert r.returncode == 2
+    assert match in r.stderr
+    assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_crop_errors_are_one_clear_line(map_file, tmp_path):
+    out = tmp_path / 'x.png'
+    far = ciper('map', 'crop', map_file, '--center', '10,10', '--out', out)
+    assert far.returncode == 2 and 'leaves the map bounds' in far.stderr
+    zoom = ciper('map', 'crop', map_file, '--center', f'{DATUM[0]},{DATUM[1]}', '--zoom', '21',
+                 '--out', out)
+    assert zoom.returncode == 2 and 'available zooms: [18, 19]' in zoom.stderr
+    for r in (far, zoom):
+        assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    bad_arg = ciper('map', 'crop', map_file, '--center', 'north', '--out', out)
+    assert bad_arg.returncode == 2 and 'LAT,LON' in bad_arg.stderr
+
+
+def test_localize_node_says_it_is_not_available_yet():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, '-m', 'ciper_ros.ros.node'], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 1 and 'not part of this release' in r.stderr
