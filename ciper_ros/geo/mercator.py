@@ -101,6 +101,13 @@ def tile_bounds(x: int, y: int, zoom: int) -> LatLonBounds:
     return LatLonBounds(west, south, east, north)
 
 
+def tile_range_bounds(zoom: int, xs: tuple[int, int], ys: tuple[int, int]) -> LatLonBounds:
+    """Geographic bounds of the XYZ tiles x in [xs[0], xs[1]], y in [ys[0], ys[1]] at a zoom."""
+    nw = tile_bounds(xs[0], ys[0], zoom)
+    se = tile_bounds(xs[1], ys[1], zoom)
+    return LatLonBounds(nw.west_deg, se.south_deg, se.east_deg, nw.north_deg)
+
+
 def tiles_covering(bounds: LatLonBounds, zoom: int) -> tuple[range, range]:
     """XYZ tile column and row ranges whose tiles intersect a bounding box (edges exclusive)."""
     n = 2 ** zoom

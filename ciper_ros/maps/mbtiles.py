@@ -22,10 +22,13 @@ from ciper_ros.maps.store import MapMetadata, TileStore
 SQLITE_MAGIC = b'SQLite format 3\x00'
 
 
-def _bounds_from_tiles(zoom: int, cols: tuple[int, int], ys: tuple[int, int]) -> LatLonBounds:
-    nw = mercator.tile_bounds(cols[0], ys[0], zoom)
-    se = mercator.tile_bounds(cols[1], ys[1], zoom)
-    return LatLonBounds(nw.west_deg, se.south_deg, se.east_deg, nw.north_deg)
+def _tile_extent_bounds(conn_query, zoom: int) -> LatLonBounds:
+    """Bounds of all tiles at ``zoom``, from an MBTiles ``tiles`` table (TMS rows)."""
+    c0, c1, r0, r1 = conn_query(
+        'SELECT MIN(tile_column), MAX(tile_column), MIN(tile_row), MAX(tile_row) '
+        'FROM tiles WHERE zoom_level=?', (zoom,))[0]
+    return mercator.tile_range_bounds(zoom, (c0, c1), (mercator.xyz_y_from_tms_row(r1, zoom),
+                                                       mercator.xyz_y_from_tms_row(r0, zoom)))
 
 
 class MBTilesStore(TileStore):
@@ -131,12 +134,7 @@ class MBTilesStore(TileStore):
             except ValueError as e:
                 raise NotAMapError(f'{self.path} has invalid bounds metadata: {e}') from None
         else:  # derive from the tile extent at the finest zoom
-            z = zooms[-1]
-            c0, c1, r0, r1 = self._query(
-                'SELECT MIN(tile_column), MAX(tile_column), MIN(tile_row), MAX(tile_row) '
-                'FROM tiles WHERE zoom_level=?', (z,))[0]
-            bounds = _bounds_from_tiles(z, (c0, c1), (mercator.xyz_y_from_tms_row(r1, z),
-                                                      mercator.xyz_y_from_tms_row(r0, z)))
+            bounds = _tile_extent_bounds(self._query, zooms[-1])
         extra = {k: v for k, v in raw.items()
                  if k not in ('name', 'format', 'bounds', 'minzoom', 'maxzoom')}
         return MapMetadata(name=raw.get('name', self.path.stem), format=fmt, bounds=bounds,
@@ -236,12 +234,8 @@ class MBTilesWriter:
             raise MapStoreError(f'no tiles were written to {self.partial}')
         bounds = self.bounds
         if bounds is None:
-            z = zooms[-1]
-            c0, c1, r0, r1 = self._conn.execute(
-                'SELECT MIN(tile_column), MAX(tile_column), MIN(tile_row), MAX(tile_row) '
-                'FROM tiles WHERE zoom_level=?', (z,)).fetchone()
-            bounds = _bounds_from_tiles(z, (c0, c1), (mercator.xyz_y_from_tms_row(r1, z),
-                                                      mercator.xyz_y_from_tms_row(r0, z)))
+            bounds = _tile_extent_bounds(
+                lambda sql, params: self._conn.execute(sql, params).fetchall(), zooms[-1])
         lat_c, lon_c = bounds.center_latlon_deg
         meta = {
             'name': self.name, 'format': self.fmt, 'type': 'baselayer', 'version': '1.0',

@@ -105,9 +105,7 @@ class XYZFolderStore(TileStore):
         else:
             z = zooms[-1]
             xs, ys = zip(*self._tiles(z), strict=True)
-            nw = mercator.tile_bounds(min(xs), min(ys), z)
-            se = mercator.tile_bounds(max(xs), max(ys), z)
-            bounds = LatLonBounds(nw.west_deg, se.south_deg, se.east_deg, nw.north_deg)
+            bounds = mercator.tile_range_bounds(z, (min(xs), max(xs)), (min(ys), max(ys)))
         extra = {k: v for k, v in raw.items() if k not in ('name', 'format', 'bounds', 'zooms')}
         return MapMetadata(name=str(raw.get('name', self.root.name)), format=fmt,
                            bounds=bounds, zooms=zooms, tile_px=int(rgb.shape[0]), extra=extra)
