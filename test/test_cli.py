@@ -95,3 +95,26 @@ def test_localize_node_says_it_is_not_available_yet():
     r = subprocess.run([sys.executable, '-m', 'ciper_ros.ros.node'], capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 1 and 'not part of this release' in r.stderr
+
+
+def test_missing_tile_is_one_clear_line(tmp_path):
+    from ciper_ros.geo import LatLonBounds, mercator
+    from ciper_ros.maps import MBTilesWriter
+
+    bounds = LatLonBounds(11.56, 48.13, 11.59, 48.145)
+    xs, ys = mercator.tiles_covering(bounds, 17)
+    hole = (xs[1], ys[1])
+    path = tmp_path / 'hole.mbtiles'
+    with MBTilesWriter(path, name='hole', bounds=bounds) as w:
+        for x in xs:
+            for y in ys:
+                if (x, y) != hole:
+                    w.put_tile(17, x, y, np.full((256, 256, 3), 90, np.uint8))
+    lat, lon = mercator.tile_bounds(*hole, 17).center_latlon_deg
+    r = ciper('map', 'crop', path, '--center', f'{lat},{lon}', '--side-m', '40', '--out',
+              tmp_path / 'x.png')
+    assert r.returncode == 2 and f'tile z=17 x={hole[0]} y={hole[1]} is missing' in r.stderr
+    assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = ciper('map', 'crop', path, '--center', f'{lat},{lon}', '--side-m', '40',
+              '--fill-missing', '--out', tmp_path / 'x.png')
+    assert r.returncode == 0, r.stderr

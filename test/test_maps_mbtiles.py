@@ -8,6 +8,7 @@ import pytest
 from ciper_ros.geo import LatLonBounds, mercator
 from ciper_ros.maps import (
     CorruptTileError,
+    MapStoreError,
     MBTilesStore,
     MBTilesWriter,
     NotAMapError,
@@ -204,3 +205,18 @@ def test_lru_cache_bounds_bytes_and_counts():
     disabled = LRUTileCache(capacity_mb=0)
     disabled.get_or_load('a', lambda: solid((0, 0, 0)))
     assert len(disabled) == 0
+
+
+def test_truncated_database_is_a_clear_error(tmp_path):
+    good = tmp_path / 'good.mbtiles'
+    with MBTilesWriter(good, name='g', batch_tiles=1) as w:
+        for x in range(16):
+            w.put_tile(4, x, 5, np.random.default_rng(x).integers(0, 255, (256, 256, 3),
+                                                                     dtype=np.uint8))
+    data = good.read_bytes()
+    bad = tmp_path / 'truncated.mbtiles'
+    bad.write_bytes(data[:len(data) // 3])  # SQLite header intact, pages missing
+    with pytest.raises(MapStoreError, match=f'reading {bad} failed: .*malformed'):
+        with MBTilesStore(bad) as store:
+            for x in range(16):
+                store.tile(4, x, 5)
