@@ -1,0 +1,354 @@
+"""Ground-level cameras: equirectangular panoramas and pinhole images of a synthetic city.
+
+Column ray casting over the 2.5-D world (vectorised numpy, no per-pixel Python): every
+image column is a vertical plane through the camera; samples along its horizontal ray at
+exponentially growing distances give the height profile, whose running maximum elevation
+tells, for every row at once, which sample the pixel's ray hits first (a sorted search).
+Building facades are intersected exactly with their footprint rectangles, so roof lines and
+corners land where a pinhole projection puts them. Roll and pitch of a pinhole camera are
+a pure rotation about its centre: the level image is rendered, then warped by the rotation's
+homography, which is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import cv2
+import numpy as np
+
+from ciper_ros.geo.camera import PinholeCamera
+from ciper_ros.synth.appearance import Capture, ground_rgb01, shadow_mask, Textures
+from ciper_ros.synth.world import Kind, World
+
+SKY_LABEL = 0
+GROUND_LABEL = 65535
+CAR_LABEL_OFFSET = 1 << 20
+
+
+@dataclass(frozen=True)
+class CameraPose:
+    """Camera position (map ENU, height above ground) and attitude.
+
+    ``yaw_rad``: REP-103 heading of the optical axis; ``pitch_rad`` > 0 looks up;
+    ``roll_rad`` > 0 rotates the image clockwise as seen by the camera (right side down).
+    """
+
+    x_m: float
+    y_m: float
+    yaw_rad: float
+    z_m: float = 1.7
+    pitch_rad: float = 0.0
+    roll_rad: float = 0.0
+
+    def R_map_cam(self) -> np.ndarray:
+        """Rotation optical frame (x right, y down, z forward) -> map ENU."""
+        cy, sy = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
+        fwd = np.array([cy, sy, 0.0])
+        right = np.array([sy, -cy, 0.0])
+        down = np.array([0.0, 0.0, -1.0])
+        R_level = np.stack([right, down, fwd], axis=1)
+        cp, sp = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
+        R_pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])   # nose up about x
+        cr, sr = math.cos(self.roll_rad), math.sin(self.roll_rad)
+        R_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])    # about the optical axis
+        return R_level @ R_pitch @ R_roll
+
+    def project(self, camera: PinholeCamera, points_map: np.ndarray) -> np.ndarray:
+        """(N, 3) map points (z above ground) -> (N, 2) pixels; NaN behind the camera."""
+        p = np.asarray(points_map, np.float64).reshape(-1, 3) - \
+            np.array([self.x_m, self.y_m, self.z_m])
+        return camera.project(p @ self.R_map_cam())
+
+
+class GroundRenderer:
+    """Renders what a vehicle camera sees in ``world`` during drive ``epoch`` (>= 1)."""
+
+    def __init__(self, world: World, *, epoch: int = 1, capture: Capture | None = None,
+                 max_range_m: float = 150.0, n_samples: int = 112, fog_m: float = 250.0,
+                 seed: int | None = None) -> None:
+        self.world = world
+        self.epoch = epoch
+        rng = np.random.default_rng([world.config.seed, 0xD21E, epoch if seed is None else seed])
+        self.capture = capture or Capture.random(rng, aerial=False)
+        self.tex = Textures(world.config.seed)
+        self.fog_m = fog_m
+        self.d = np.geomspace(0.4, max_range_m, n_samples).astype(np.float32)   # (K,)
+        self.d_prev = np.concatenate([[0.0], self.d[:-1]]).astype(np.float32)
+        cars = world.cars
+        self.car_layer = world.car_layer(epoch)
+        self.car_h = np.concatenate([[0.0], cars.size_m[:, 2]]).astype(np.float32)
+        self.car_rgb = np.concatenate([[[0, 0, 0]], cars.rgb]).astype(np.float32) / 255.0
+        b = world.buildings
+        nb = world.n_buildings
+        self.nb = nb
+        # per object id tables (0 = none, 1..B buildings, B+1.. trees)
+        n_obj = 1 + nb + len(world.trees.height_m)
+        self.obj_rgb = np.zeros((n_obj, 3), np.float32)
+        self.obj_rgb[1:nb + 1] = b.facade_rgb / 255.0
+        self.obj_rgb[nb + 1:] = world.trees.rgb / 255.0
+        self.b_center = np.zeros((nb + 1, 2), np.float32)
+        self.b_center[1:] = b.center_xy_m
+        self.b_u = np.zeros((nb + 1, 2), np.float32)
+        self.b_u[1:] = np.stack([np.cos(b.yaw_rad), np.sin(b.yaw_rad)], -1)
+        self.b_half = np.ones((nb + 1, 2), np.float32)
+        self.b_half[1:] = b.half_extent_m
+        # tree crowns start at 35 % of the tree height; below them only the trunk blocks
+        self.crown_base = np.zeros(n_obj, np.float32)
+        self.crown_base[nb + 1:] = 0.35 * world.trees.height_m
+        self.tree_xy = np.zeros((n_obj, 2), np.float32)
+        self.tree_xy[nb + 1:] = world.trees.center_xy_m
+        self.b_floor = np.concatenate([[3.0], b.floor_m]).astype(np.float32)
+        self.b_bay = np.concatenate([[3.0], b.bay_m]).astype(np.float32)
+        self.height_flat = world.height_m.astype(np.float32).ravel()
+        self.car_flat = self.car_layer.ravel()
+        self.obj_flat = world.obj.ravel()
+        self.kind_flat = world.kind.ravel()
+        h = np.maximum(world.height_m.astype(np.float32), self.car_h[self.car_layer])
+        self.shadow_factor = 2
+        self.shadow = shadow_mask(h, world.res_m, self.capture.sun, factor=2)
+        sun = self.capture.sun.direction
+        self.sun_h = sun[:2] / max(np.linalg.norm(sun[:2]), 1e-6)
+        self.sun_el = self.capture.sun.elevation_rad
+        self.sky_top = np.float32([0.35, 0.55, 0.85]) * rng.uniform(0.85, 1.1)
+        self.sky_horizon = np.float32([0.78, 0.84, 0.9]) * rng.uniform(0.9, 1.05)
+
+    # ------------------------------------------------------------------ public
+    def panorama(self, pose: CameraPose, *, width: int = 256, height: int = 64,
+                 labels: bool = False):
+        """Equirectangular 360 x 180 degree panorama, (height, width, 3) uint8.
+
+        The centre column faces ``yaw_rad``; columns turn clockwise to the right. Rolling the
+        image by k columns is the panorama at yaw - k * 2 pi / width. Roll/pitch are ignored.
+        """
+        u = np.arange(width, dtype=np.float64)
+        az = pose.yaw_rad + math.pi - 2 * math.pi * (u + 0.5) / width
+        elev = math.pi / 2 - math.pi * (np.arange(height) + 0.5) / height
+        t = np.tan(np.clip(elev, -1.55, 1.55)).astype(np.float32)
+        rgb, lab = self._columns(pose, az, np.broadcast_to(t, (width, height)))
+        img = self.capture.respond(rgb.transpose(1, 0, 2))
+        return (img, lab.T.copy()) if labels else img
+
+    def pinhole(self, pose: CameraPose, camera: PinholeCamera, *, labels: bool = False):
+        """Pinhole image with the given intrinsics, (camera.height, camera.width, 3) uint8."""
+        if abs(pose.pitch_rad) < 1e-9 and abs(pose.roll_rad) < 1e-9:
+            rgb, lab = self._level(pose, camera)
+            img = self.capture.respond(rgb)
+            return (img, lab) if labels else img
+        # render a level camera covering every ray of the tilted one, then warp exactly
+        level = CameraPose(pose.x_m, pose.y_m, pose.yaw_rad, pose.z_m)
+        R_level_cam = level.R_map_cam().T @ pose.R_map_cam()
+        K = camera.K
+        corners = np.array([[0, 0, 1], [camera.width - 1, 0, 1], [0, camera.height - 1, 1],
+                            [camera.width - 1, camera.height - 1, 1]], np.float64)
+        rays = (R_level_cam @ np.linalg.inv(K) @ corners.T).T
+        edge = np.array([[camera.width / 2, 0, 1], [camera.width / 2, camera.height - 1, 1],
+                         [0, camera.height / 2, 1], [camera.width - 1, camera.height / 2, 1]])
+        rays = np.concatenate([rays, (R_level_cam @ np.linalg.inv(K) @ edge.T).T])
+        uv = rays[:, :2] / rays[:, 2:3] * [camera.fx, camera.fy]
+        lo = np.floor(uv.min(axis=0)) - 2
+        hi = np.ceil(uv.max(axis=0)) + 2
+        big = PinholeCamera(int(hi[0] - lo[0]) + 1, int(hi[1] - lo[1]) + 1, camera.fx,
+                            camera.fy, -lo[0], -lo[1])
+        rgb, lab = self._level(level, big)
+        H = big.K @ R_level_cam @ np.linalg.inv(K)  # tilted pixel -> level pixel
+        size = (camera.width, camera.height)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        out = cv2.warpPerspective(rgb, H, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        img = self.capture.respond(out)
+        if not labels:
+            return img
+        lab_out = cv2.warpPerspective(lab.astype(np.float32), H, size,
+                                      flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                      borderMode=cv2.BORDER_REPLICATE)
+        return img, lab_out.astype(np.int64)
+
+    # ------------------------------------------------------------------ internals
+    def _level(self, pose: CameraPose, camera: PinholeCamera):
+        u = np.arange(camera.width, dtype=np.float64)
+        x = (u - camera.cx) / camera.fx
+        az = pose.yaw_rad - np.arctan(x)
+        v = np.arange(camera.height, dtype=np.float64)
+        t = (-(v[None, :] - camera.cy) / camera.fy) / np.sqrt(1.0 + x[:, None] ** 2)
+        rgb, lab = self._columns(pose, az, t.astype(np.float32))
+        return rgb.transpose(1, 0, 2).copy(), lab.T.copy()
+
+    def _under_crowns(self, under, k_hit, t, obj, h, dist, px, py, z):
+        """First hit of the rays in ``under``, treating tree samples below the crown as free."""
+        K = h.shape[1]
+        ci, ri = np.nonzero(under)
+        tt = t[ci, ri][:, None]                                   # (P, 1)
+        o = obj[ci]                                               # (P, K)
+        ray_z = z + tt * dist[ci]
+        is_tree = o > self.nb
+        trunk = ((px[ci] - self.tree_xy[o, 0]) ** 2 + (py[ci] - self.tree_xy[o, 1]) ** 2) \
+            < 0.35 ** 2
+        free = is_tree & (ray_z < self.crown_base[o]) & ~trunk
+        blocked = (h[ci] - z >= tt * dist[ci]) & ~free
+        first = np.where(blocked.any(axis=1), blocked.argmax(axis=1), K)
+        k_hit = k_hit.copy()
+        k_hit[ci, ri] = first
+        return k_hit
+
+    def _columns(self, pose: CameraPose, az: np.ndarray, t: np.ndarray):
+        """Colours (C, R, 3) in [0, 1] and labels (C, R) for columns ``az`` and row slopes t.
+
+        ``t[c, r]`` is the tangent of the elevation angle of row r's ray in column c.
+        """
+        w = self.world
+        z = np.float32(pose.z_m)
+        C, R = t.shape
+        K = len(self.d)
+        ca = np.cos(az).astype(np.float32)[:, None]
+        sa = np.sin(az).astype(np.float32)[:, None]
+        px = np.float32(pose.x_m) + ca * self.d[None, :]          # (C, K)
+        py = np.float32(pose.y_m) + sa * self.d[None, :]
+        lin, inside = w.flat_index(px, py)
+        h = np.take(self.height_flat, lin)
+        car = np.take(self.car_flat, lin).astype(np.int64)
+        h = np.where(inside, np.maximum(h, np.take(self.car_h, car)), 0.0).astype(np.float32)
+        obj = np.where(inside, np.take(self.obj_flat, lin), 0).astype(np.int64)
+        kind = np.where(inside, np.take(self.kind_flat, lin), Kind.OUT)
+
+        # exact facade distance: entry of the horizontal ray into the footprint rectangle
+        dist = np.broadcast_to(self.d, (C, K)).copy()
+        bsel = (obj > 0) & (obj <= self.nb) & (car == 0)
+        if np.any(bsel):
+            ci, ki = np.nonzero(bsel)
+            ob = obj[ci, ki]
+            ux, uy = self.b_u[ob, 0], self.b_u[ob, 1]
+            ox = np.float32(pose.x_m) - self.b_center[ob, 0]
+            oy = np.float32(pose.y_m) - self.b_center[ob, 1]
+            da = ca[ci, 0] * ux + sa[ci, 0] * uy         # ray direction in building axes
+            db = -ca[ci, 0] * uy + sa[ci, 0] * ux
+            oa = ox * ux + oy * uy
+            ob_ = -ox * uy + oy * ux
+            with np.errstate(divide='ignore', invalid='ignore'):
+                ta = np.maximum((-self.b_half[ob, 0] - oa) / da, (self.b_half[ob, 0] - oa) / da)
+                ta0 = np.minimum((-self.b_half[ob, 0] - oa) / da, (self.b_half[ob, 0] - oa) / da)
+                tb0 = np.minimum((-self.b_half[ob, 1] - ob_) / db,
+                                 (self.b_half[ob, 1] - ob_) / db)
+            del ta
+            entry = np.nan_to_num(np.maximum(ta0, tb0), nan=0.0, neginf=0.0, posinf=0.0)
+            dist[ci, ki] = np.clip(entry, self.d_prev[ki], self.d[ki])
+
+        alpha = np.clip((h - z) / dist, -400.0, 400.0)
+        M = np.maximum.accumulate(alpha, axis=1)                  # (C, K) non-decreasing
+        # first sample whose elevation reaches each row's ray: one flat sorted search
+        offs = (np.arange(C, dtype=np.float64) * 1000.0)[:, None]
+        flat = (M + offs).ravel()
+        q = (np.clip(t, -399.0, 399.0) + offs).ravel()
+        k_hit = (np.searchsorted(flat, q, side='left').reshape(C, R)
+                 - (np.arange(C) * K)[:, None])
+        # rays that pass under a tree crown (and miss its trunk): search again without it
+        kk = np.minimum(k_hit, K - 1)
+        flat_idx = (kk + (np.arange(C) * K)[:, None]).ravel()
+        obj_hit = obj.ravel()[flat_idx].reshape(C, R)
+        tree_hit = (k_hit < K) & (obj_hit > self.nb) & (car.ravel()[flat_idx].reshape(C, R) == 0)
+        if np.any(tree_hit):
+            under = tree_hit & (z + t * dist.ravel()[flat_idx].reshape(C, R)
+                                < self.crown_base[obj_hit])
+            if np.any(under):
+                k_hit = self._under_crowns(under, k_hit, t, obj, h, dist, px, py, z)
+        sky = k_hit >= K
+        kk = np.minimum(k_hit, K - 1)
+        flat_idx = (kk + (np.arange(C) * K)[:, None]).ravel()
+        h_hit = h.ravel()[flat_idx].reshape(C, R)
+        obj_hit = obj.ravel()[flat_idx].reshape(C, R)
+        car_hit = car.ravel()[flat_idx].reshape(C, R)
+        kind_hit = kind.ravel()[flat_idx].reshape(C, R)
+        d_hit = dist.ravel()[flat_idx].reshape(C, R)
+
+        rgb = np.empty((C, R, 3), np.float32)
+        lab = np.zeros((C, R), np.int64)
+        light_amb = np.float32(self.capture.ambient)
+        t_hit = t
+        is_ground = ~sky & (h_hit <= 0.01) & (t_hit < 0)
+        # ground: exact intersection with the plane, painted surface at that point
+        if np.any(is_ground):
+            gi = np.nonzero(is_ground)
+            dg = np.clip(-z / t_hit[gi], self.d_prev[kk[gi]], self.d[kk[gi]])
+            gx = np.float32(pose.x_m) + ca[gi[0], 0] * dg
+            gy = np.float32(pose.y_m) + sa[gi[0], 0] * dg
+            grow, gcol, gin = w.index(gx, gy)
+            gkind = np.where(gin, np.take(self.kind_flat, grow * w.size_px + gcol), Kind.OUT)
+            gkind = np.where((gkind == Kind.BUILDING) | (gkind == Kind.TREE), Kind.SIDEWALK,
+                             gkind)
+            col_g = ground_rgb01(gkind, gx, gy, self.tex)
+            f = self.shadow_factor
+            sh = self.shadow[np.minimum(grow // f, self.shadow.shape[0] - 1),
+                             np.minimum(gcol // f, self.shadow.shape[1] - 1)] > 0
+            light = np.where(sh, light_amb, 1.0).astype(np.float32)
+            rgb[gi] = col_g * light[:, None]
+            lab[gi] = GROUND_LABEL
+            d_hit = d_hit.copy()
+            d_hit[gi] = dg
+        # objects
+        objm = ~sky & ~is_ground
+        if np.any(objm):
+            oi = np.nonzero(objm)
+            d_o = d_hit[oi]
+            hx = np.float32(pose.x_m) + ca[oi[0], 0] * d_o
+            hy = np.float32(pose.y_m) + sa[oi[0], 0] * d_o
+            hz = z + t_hit[oi] * d_o
+            o = obj_hit[oi]
+            cr = car_hit[oi].astype(np.int64)
+            col_o = np.empty((len(o), 3), np.float32)
+            is_car = cr > 0
+            is_bld = ~is_car & (o > 0) & (o <= self.nb)
+            is_tree = ~is_car & (o > self.nb)
+            other = ~is_car & ~is_bld & ~is_tree
+            fine, coarse = self.tex.sample(hx * 1.3 + hz * 0.7, hy * 1.3 - hz * 0.9)
+            # cars: body colour, darker glass band, lighter roof seen from above
+            if np.any(is_car):
+                c_rgb = self.car_rgb[cr[is_car]]
+                ch = self.car_h[cr[is_car]]
+                zc = hz[is_car]
+                glass = (zc > ch - 0.55) & (zc < ch - 0.08)
+                c_rgb = np.where(glass[:, None], c_rgb * 0.25 + 0.08, c_rgb)
+                col_o[is_car] = c_rgb * (0.8 + 0.3 * fine[is_car, None])
+                lab[oi[0][is_car], oi[1][is_car]] = CAR_LABEL_OFFSET + cr[is_car]
+            if np.any(is_bld):
+                ob = o[is_bld]
+                rx = hx[is_bld] - self.b_center[ob, 0]
+                ry = hy[is_bld] - self.b_center[ob, 1]
+                ux, uy = self.b_u[ob, 0], self.b_u[ob, 1]
+                a = rx * ux + ry * uy
+                bb = -rx * uy + ry * ux
+                face_a = np.abs(a) / self.b_half[ob, 0] >= np.abs(bb) / self.b_half[ob, 1]
+                along = np.where(face_a, bb, a)
+                nx = np.where(face_a, np.sign(a) * ux, -np.sign(bb) * uy)
+                ny = np.where(face_a, np.sign(a) * uy, np.sign(bb) * ux)
+                zb = hz[is_bld]
+                fl = np.mod(zb, self.b_floor[ob])
+                bay = np.mod(along, self.b_bay[ob])
+                window = (((fl > 0.9) & (fl < 2.3) & (zb > 3.0)) |
+                          ((zb > 0.4) & (zb < 2.6))) & (bay > 0.45) & \
+                    (bay < self.b_bay[ob] - 0.45)
+                base = self.obj_rgb[ob] * (0.9 + 0.2 * fine[is_bld, None])
+                glass = np.float32([0.16, 0.2, 0.26]) + 0.12 * coarse[is_bld, None]
+                cb = np.where(window[:, None], glass, base)
+                lam = np.clip(nx * self.sun_h[0] + ny * self.sun_h[1], 0.0, 1.0) * \
+                    math.cos(self.sun_el)
+                cb = cb * (light_amb + (1 - light_amb) * 1.4 * lam)[:, None]
+                col_o[is_bld] = cb
+                lab[oi[0][is_bld], oi[1][is_bld]] = ob
+            if np.any(is_tree):
+                tr = o[is_tree]
+                col_o[is_tree] = self.obj_rgb[tr] * (0.55 + 0.7 * fine[is_tree, None]) * \
+                    (0.8 + 0.3 * coarse[is_tree, None])
+                low = hz[is_tree] < self.crown_base[tr]  # the trunk
+                col_o[np.flatnonzero(is_tree)[low]] = np.float32([0.3, 0.22, 0.15])
+                lab[oi[0][is_tree], oi[1][is_tree]] = tr
+            if np.any(other):
+                col_o[other] = ground_rgb01(kind_hit[oi][other], hx[other], hy[other],
+                                            self.tex)
+            rgb[oi] = col_o
+        # distance fog, then the sky where nothing was hit
+        fog = (1.0 - np.exp(d_hit * np.float32(-1.0 / self.fog_m)))[..., None]
+        rgb -= fog * (rgb - self.sky_horizon)
+        e = (np.clip(t_hit, 0.0, 1.5) * np.float32(1 / 1.5))[..., None]
+        sky_rgb = self.sky_horizon * (1 - e) + self.sky_top * e
+        rgb = np.where(sky[..., None], sky_rgb, rgb)
+        return rgb, lab
