@@ -120,6 +120,119 @@ def cmd_map_pattern(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- synth
+def _city_paths(city_dir: str) -> tuple[Path, Path]:
+    d = Path(city_dir)
+    world, amap = d / 'city.npz', d / 'aerial.mbtiles'
+    if not world.is_file() or not amap.is_file():
+        raise CliError(f'{d} is not a synthetic city folder (needs city.npz and '
+                       f'aerial.mbtiles; make one with `ciper synth city`)')
+    return world, amap
+
+
+def cmd_synth_city(args: argparse.Namespace) -> int:
+    import time
+
+    from ciper_ros.synth.aerial import write_aerial_map
+    from ciper_ros.synth.city import generate_city
+    from ciper_ros.synth.world import CityConfig
+
+    out = Path(args.out)
+    cfg = CityConfig(seed=args.seed, size_m=args.size_m, res_m=args.res_m,
+                     lat0_deg=args.datum[0], lon0_deg=args.datum[1])
+    t0 = time.perf_counter()
+    world = generate_city(cfg)
+    t_gen = time.perf_counter() - t0
+    world.save(out / 'city.npz')
+    print(f'city seed {cfg.seed}: {cfg.size_m:g} m square at {args.datum}, '
+          f'{world.n_buildings} buildings, {len(world.trees.height_m)} trees, '
+          f'{len(world.cars.yaw_rad)} parked cars, {len(world.roads.edges)} road edges '
+          f'(generated in {t_gen:.1f} s)')
+    t0 = time.perf_counter()
+    write_aerial_map(world, out / 'aerial.mbtiles', zooms=args.zooms, overwrite=True)
+    print(f'aerial map: {out / "aerial.mbtiles"} zooms {args.zooms} '
+          f'({time.perf_counter() - t0:.1f} s)')
+    return 0
+
+
+def cmd_synth_drive(args: argparse.Namespace) -> int:
+    from ciper_ros.synth.drive import GnssConfig
+    from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
+    from ciper_ros.synth.world import World
+
+    world_path, _ = _city_paths(args.city)
+    world = World.load(world_path)
+    cfg = DriveConfig(duration_s=args.duration_s, seed=args.seed, panorama=args.panorama,
+                      raw_images=not args.no_raw, storage=args.storage,
+                      image_width=args.width, image_height=args.height, hfov_deg=args.hfov_deg,
+                      gnss=GnssConfig(sigma_m=args.gnss_sigma_m,
+                                      bias_sigma_m=args.gnss_bias_sigma_m,
+                                      dropout_rate_hz=args.gnss_dropout_rate_hz))
+    out = write_drive_bag(world, args.out, cfg, overwrite=args.overwrite)
+    info = json.loads((out / 'ciper_drive.json').read_text())
+    print(f"wrote {out}: {info['duration_s']:.1f} s, {info['distance_m']:.0f} m driven, "
+          f"{cfg.storage}")
+    return 0
+
+
+def _pair_config(args: argparse.Namespace):
+    from ciper_ros.synth.pairs import PairConfig
+
+    return PairConfig(style=args.style, ground=args.ground, heading=args.heading,
+                      aerial_side_m=args.aerial_side_m, aerial_side_px=args.aerial_side_px)
+
+
+def cmd_synth_pairs(args: argparse.Namespace) -> int:
+    from ciper_ros.synth.pairs import CitySource, write_shards
+
+    sources = [CitySource(*_city_paths(c)) for c in args.city]
+    out = write_shards(args.out, sources, _pair_config(args), n_renders=args.n,
+                       shard_size=args.shard_size, seed=args.seed)
+    print(f'wrote {args.n} renders to {out}')
+    return 0
+
+
+def cmd_synth_preview(args: argparse.Namespace) -> int:
+    import math
+
+    import cv2
+    import numpy as np
+
+    from ciper_ros.geo.camera import PinholeCamera
+    from ciper_ros.maps import open_store
+    from ciper_ros.synth.pairs import sample_road_pose
+    from ciper_ros.synth.preview import draw_pose
+    from ciper_ros.synth.render import CameraPose, GroundRenderer
+    from ciper_ros.synth.world import World
+
+    world_path, map_path = _city_paths(args.city)
+    world = World.load(world_path)
+    renderer = GroundRenderer(world, epoch=1)
+    cam = PinholeCamera.from_hfov(320, 180, 90.0)
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    with open_store(map_path) as store:
+        for _ in range(args.n):
+            xy, yaw = sample_road_pose(world, rng, margin_m=60.0)
+            pose = CameraPose(xy[0], xy[1], yaw)
+            latlon = world.plane.latlon_from_xy_m(xy)[0]
+            crop = store.crop((latlon[0], latlon[1]), 60.0, 180)
+            aer = draw_pose(crop.image_rgb, np.zeros(2), yaw, crop.m_per_px,
+                            fov_rad=math.radians(90))
+            pin = renderer.pinhole(pose, cam)
+            pano = renderer.panorama(pose, width=720, height=180)
+            gap = np.full((180, 6, 3), 255, np.uint8)
+            rows.append(np.concatenate([aer, gap, pin, gap, pano], axis=1))
+            rows.append(np.full((6, rows[-1].shape[1], 3), 255, np.uint8))
+    sheet = np.concatenate(rows[:-1], axis=0)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    print(f'wrote {out}: {args.n} rows of aerial crop (60 m, camera pose and 90 deg FoV drawn) '
+          f'| forward pinhole 90 deg | 360 panorama centred on the heading')
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ciper_ros.demo import run_demo
 
@@ -169,6 +282,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--format', default='png', choices=['png', 'jpg'], help='tile format')
     p.add_argument('--overwrite', action='store_true', help='replace an existing file')
     p.set_defaults(func=cmd_map_pattern)
+
+    p_syn = sub.add_parser('synth', help='synthetic cities, drives and training pairs')
+    syn = p_syn.add_subparsers(dest='synth_command', metavar='SYNTH_COMMAND')
+    syn.required = True
+    p = syn.add_parser('city', help='generate a city: world (city.npz) + aerial MBTiles')
+    p.add_argument('--seed', type=int, default=0, help='city seed (test 0-499, val 500-999, '
+                   'train 1000+)')
+    p.add_argument('--size-m', type=float, default=600.0, help='side of the square city (m)')
+    p.add_argument('--res-m', type=float, default=0.2, help='world raster resolution (m/px)')
+    p.add_argument('--datum', type=_latlon, default=(48.137, 11.575),
+                   help='LAT,LON of the city centre (map ENU origin)')
+    p.add_argument('--zooms', type=_zooms, default=[19, 20], help='aerial zoom levels')
+    p.add_argument('--out', required=True, help='output folder')
+    p.set_defaults(func=cmd_synth_city)
+
+    p = syn.add_parser('drive', help='simulate a drive and write it as a rosbag2')
+    p.add_argument('--city', required=True, help='folder made by `ciper synth city`')
+    p.add_argument('--out', required=True, help='output bag folder')
+    p.add_argument('--duration-s', type=float, default=60.0, help='drive duration (s)')
+    p.add_argument('--seed', type=int, default=0, help='drive seed (route, noise)')
+    p.add_argument('--width', type=int, default=320, help='camera image width (px)')
+    p.add_argument('--height', type=int, default=240, help='camera image height (px)')
+    p.add_argument('--hfov-deg', type=float, default=90.0, help='camera horizontal FoV')
+    p.add_argument('--panorama', action='store_true', help='also record a 360 panorama')
+    p.add_argument('--no-raw', action='store_true', help='compressed images only')
+    p.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
+    p.add_argument('--gnss-sigma-m', type=float, default=3.0, help='GNSS white noise (m)')
+    p.add_argument('--gnss-bias-sigma-m', type=float, default=2.0, help='GNSS bias std (m)')
+    p.add_argument('--gnss-dropout-rate-hz', type=float, default=0.01,
+                   help='how often GNSS dropouts start (1/s)')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing bag')
+    p.set_defaults(func=cmd_synth_drive)
+
+    def pair_args(p):
+        p.add_argument('--style', choices=['vigor', 'kitti'], default='vigor')
+        p.add_argument('--ground', choices=['panorama', 'pinhole'], default='panorama')
+        p.add_argument('--heading', choices=['unknown', 'prior'], default='unknown')
+        p.add_argument('--aerial-side-m', type=float, default=64.0)
+        p.add_argument('--aerial-side-px', type=int, default=128)
+
+    p = syn.add_parser('pairs', help='pre-render training pairs into shards (resumable)')
+    p.add_argument('--city', action='append', required=True, help='city folder (repeatable)')
+    p.add_argument('--out', required=True, help='shard folder')
+    p.add_argument('--n', type=int, default=1024, help='number of renders')
+    p.add_argument('--shard-size', type=int, default=128)
+    p.add_argument('--seed', type=int, default=0)
+    pair_args(p)
+    p.set_defaults(func=cmd_synth_pairs)
+
+    p = syn.add_parser('preview', help='PNG sheet: aerial crop with pose | pinhole | panorama')
+    p.add_argument('--city', required=True, help='folder made by `ciper synth city`')
+    p.add_argument('--out', required=True, help='output PNG')
+    p.add_argument('--n', type=int, default=4, help='number of rows')
+    p.add_argument('--seed', type=int, default=0)
+    p.set_defaults(func=cmd_synth_preview)
 
     p = sub.add_parser('demo', help='run the end-to-end demo on the embedded default data')
     p.add_argument('--out', default='out/demo', help='output folder')

@@ -131,7 +131,8 @@ def _block_frame(b: _Builder, mask: np.ndarray, x: int, y: int):
     """Oriented rectangle of a block: origin, unit axes u/v (metres), extents W/H."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_SIMPLE)
-    box = cv2.boxPoints(cv2.minAreaRect(np.concatenate(contours)))  # (4, 2) px (col, row) in the crop
+    # (4, 2) corners in crop pixels (col, row)
+    box = cv2.boxPoints(cv2.minAreaRect(np.concatenate(contours)))
     xs, ys = b.to_xy(box[:, 0] + x + 0.5, box[:, 1] + y + 0.5)
     c = np.stack([xs, ys], -1)
     a, bb = c[1] - c[0], c[3] - c[0]
@@ -379,6 +380,6 @@ def _park_cars(b: _Builder, rng, graph: RoadGraph) -> None:
                 d = pts[k] - pts[max(k - 1, 0)]
                 d = d / (np.linalg.norm(d) + 1e-9)
                 nrm = np.array([-d[1], d[0]])
-                c = p + side * nrm * (w / 2 - 1.2)
+                c = p + side * nrm * (w / 2 - 1.0)  # in the 2 m parking strip
                 yaw = float(np.arctan2(d[1], d[0]))
                 _add_car(b, rng, c, yaw, check_kind=Kind.ROAD, p_aerial=0.45)

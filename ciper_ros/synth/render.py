@@ -100,6 +100,12 @@ class GroundRenderer:
         self.tree_xy = np.zeros((n_obj, 2), np.float32)
         self.tree_xy[nb + 1:] = world.trees.center_xy_m
         self.b_floor = np.concatenate([[3.0], b.floor_m]).astype(np.float32)
+        self.b_height = np.concatenate([[0.0], b.height_m]).astype(np.float32)
+        # building ids grown by 2.5 m (more than the sample step up to ~45 m): rays passing
+        # near a footprint test its rectangle
+        ids = np.where(world.obj <= nb, world.obj, 0).astype(np.uint16)
+        r = max(1, int(round(2.5 / world.res_m)))
+        self.halo_flat = cv2.dilate(ids, np.ones((2 * r + 1, 2 * r + 1), np.uint8)).ravel()
         self.b_bay = np.concatenate([[3.0], b.bay_m]).astype(np.float32)
         self.height_flat = world.height_m.astype(np.float32).ravel()
         self.car_flat = self.car_layer.ravel()
@@ -174,6 +180,27 @@ class GroundRenderer:
         rgb, lab = self._columns(pose, az, t.astype(np.float32))
         return rgb.transpose(1, 0, 2).copy(), lab.T.copy()
 
+    def _slab(self, pose: CameraPose, ca: np.ndarray, sa: np.ndarray,
+              ob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Horizontal ray (camera, direction (ca, sa)) vs footprint rectangles ``ob``."""
+        ux, uy = self.b_u[ob, 0], self.b_u[ob, 1]
+        ox = np.float32(pose.x_m) - self.b_center[ob, 0]
+        oy = np.float32(pose.y_m) - self.b_center[ob, 1]
+        da = ca * ux + sa * uy          # ray direction in building axes
+        db = -ca * uy + sa * ux
+        oa = ox * ux + oy * uy
+        ob_ = -ox * uy + oy * ux
+        ha, hb = self.b_half[ob, 0], self.b_half[ob, 1]
+        with np.errstate(divide='ignore', invalid='ignore'):
+            a0, a1 = (-ha - oa) / da, (ha - oa) / da
+            b0, b1 = (-hb - ob_) / db, (hb - ob_) / db
+        entry = np.maximum(np.minimum(a0, a1), np.minimum(b0, b1))
+        exit_ = np.minimum(np.maximum(a0, a1), np.maximum(b0, b1))
+        bad = ~np.isfinite(entry) | ~np.isfinite(exit_)
+        entry = np.where(bad, np.inf, entry)
+        exit_ = np.where(bad, -np.inf, exit_)
+        return entry.astype(np.float32), exit_.astype(np.float32)
+
     def _under_crowns(self, under, k_hit, t, obj, h, dist, px, py, z):
         """First hit of the rays in ``under``, treating tree samples below the crown as free."""
         K = h.shape[1]
@@ -211,27 +238,36 @@ class GroundRenderer:
         obj = np.where(inside, np.take(self.obj_flat, lin), 0).astype(np.int64)
         kind = np.where(inside, np.take(self.kind_flat, lin), Kind.OUT)
 
-        # exact facade distance: entry of the horizontal ray into the footprint rectangle
+        # buildings are authoritative rectangles: every sample within a halo of a footprint
+        # intersects the ray with that rectangle exactly, so silhouettes and roof lines are
+        # exact even for rays that graze a corner between two samples
         dist = np.broadcast_to(self.d, (C, K)).copy()
-        bsel = (obj > 0) & (obj <= self.nb) & (car == 0)
-        if np.any(bsel):
-            ci, ki = np.nonzero(bsel)
-            ob = obj[ci, ki]
-            ux, uy = self.b_u[ob, 0], self.b_u[ob, 1]
-            ox = np.float32(pose.x_m) - self.b_center[ob, 0]
-            oy = np.float32(pose.y_m) - self.b_center[ob, 1]
-            da = ca[ci, 0] * ux + sa[ci, 0] * uy         # ray direction in building axes
-            db = -ca[ci, 0] * uy + sa[ci, 0] * ux
-            oa = ox * ux + oy * uy
-            ob_ = -ox * uy + oy * ux
-            with np.errstate(divide='ignore', invalid='ignore'):
-                ta = np.maximum((-self.b_half[ob, 0] - oa) / da, (self.b_half[ob, 0] - oa) / da)
-                ta0 = np.minimum((-self.b_half[ob, 0] - oa) / da, (self.b_half[ob, 0] - oa) / da)
-                tb0 = np.minimum((-self.b_half[ob, 1] - ob_) / db,
-                                 (self.b_half[ob, 1] - ob_) / db)
-            del ta
-            entry = np.nan_to_num(np.maximum(ta0, tb0), nan=0.0, neginf=0.0, posinf=0.0)
-            dist[ci, ki] = np.clip(entry, self.d_prev[ki], self.d[ki])
+        halo = np.where(inside & (car == 0), np.take(self.halo_flat, lin), 0).astype(np.int64)
+        in_bld = (obj > 0) & (obj <= self.nb) & (car == 0)
+        cand = (halo > 0) | in_bld
+        if np.any(cand):
+            ci, ki = np.nonzero(cand)
+            ob = np.where(in_bld[ci, ki], obj[ci, ki], halo[ci, ki])
+            entry, exit_ = self._slab(pose, ca[ci, 0], sa[ci, 0], ob)
+            crosses = (entry <= exit_) & (exit_ > 0.0)
+            entering = crosses & (entry >= self.d_prev[ki] - 1e-3) & (entry <= self.d[ki])
+            # the entry point must be on the building's raster (buildings clipped by blocks)
+            ex = np.float32(pose.x_m) + ca[ci, 0] * (entry + 0.05)
+            ey = np.float32(pose.y_m) + sa[ci, 0] * (entry + 0.05)
+            elin, ein = w.flat_index(ex, ey)
+            entering &= ein & (np.take(self.obj_flat, elin) == ob)
+            inside_b = in_bld[ci, ki] & crosses
+            claim = entering | inside_b
+            cc, kc, oc = ci[claim], ki[claim], ob[claim]
+            h[cc, kc] = np.maximum(h[cc, kc], self.b_height[oc])
+            dist[cc, kc] = np.clip(entry[claim], self.d_prev[kc], self.d[kc])
+            obj[cc, kc] = oc
+            kind[cc, kc] = Kind.BUILDING
+            # raster fringe the exact rectangle does not cover: ground
+            fringe = in_bld[ci, ki] & ~crosses
+            h[ci[fringe], ki[fringe]] = 0.0
+            obj[ci[fringe], ki[fringe]] = 0
+            kind[ci[fringe], ki[fringe]] = Kind.SIDEWALK
 
         alpha = np.clip((h - z) / dist, -400.0, 400.0)
         M = np.maximum.accumulate(alpha, axis=1)                  # (C, K) non-decreasing
@@ -260,7 +296,7 @@ class GroundRenderer:
         kind_hit = kind.ravel()[flat_idx].reshape(C, R)
         d_hit = dist.ravel()[flat_idx].reshape(C, R)
 
-        rgb = np.empty((C, R, 3), np.float32)
+        rgb = np.zeros((C, R, 3), np.float32)
         lab = np.zeros((C, R), np.int64)
         light_amb = np.float32(self.capture.ambient)
         t_hit = t

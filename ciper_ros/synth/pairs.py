@@ -1,0 +1,317 @@
+"""Cross-view training pairs from synthetic cities: on the fly, or from pre-rendered shards.
+
+A *render* is one ground image plus a large aerial crop centred on the camera. A *pair* is
+drawn from a render on the fly: the aerial crop window is offset (VIGOR style: camera
+anywhere in the central part of a grid-like crop; KITTI style: crop centred on a noisy GNSS
+fix) and, for panoramas, the image is rolled by whole columns, which is exactly the
+panorama at another heading. So one render yields many distinct pairs.
+
+Labels (the model target): ``offset_xy_m`` = camera position minus crop centre, east/north
+metres in the crop's frame; ``yaw_rad`` = REP-103 heading of the camera; ``yaw_prior_rad``
+= a heading prior (NaN when the heading is unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+import json
+import math
+import os
+from pathlib import Path
+import tempfile
+
+import numpy as np
+
+from ciper_ros.geo.camera import PinholeCamera
+
+# city seeds per split: disjoint by construction
+SPLIT_SEED_BASE = {'test': 0, 'val': 500, 'train': 1000}
+
+
+def city_seeds(split: str, n: int) -> list[int]:
+    """``n`` city seeds of a split ('train', 'val', 'test'); the splits never overlap."""
+    if split not in SPLIT_SEED_BASE:
+        raise ValueError(f'split must be one of {sorted(SPLIT_SEED_BASE)}, got {split!r}')
+    if split != 'train' and n > 500:
+        raise ValueError(f'at most 500 {split} cities')
+    return [SPLIT_SEED_BASE[split] + i for i in range(n)]
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    style: str = 'vigor'            # 'vigor' or 'kitti'
+    ground: str = 'panorama'        # 'panorama' or 'pinhole'
+    pano_width: int = 256
+    pano_height: int = 64
+    pinhole_width: int = 256
+    pinhole_height: int = 128
+    pinhole_hfov_deg: float = 90.0
+    heading: str = 'unknown'        # 'unknown' or 'prior'
+    heading_prior_deg: float = 10.0
+    aerial_side_m: float = 64.0
+    aerial_side_px: int = 128
+    vigor_central_fraction: float = 0.5   # camera within this central part of the crop
+    kitti_gnss_sigma_m: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (('style', ('vigor', 'kitti')), ('ground', ('panorama', 'pinhole')),
+                              ('heading', ('unknown', 'prior'))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f'PairConfig.{name} must be one of {allowed}, got '
+                                 f'{getattr(self, name)!r}')
+
+    @property
+    def render_side_px(self) -> int:
+        """Side of the stored aerial crop: twice the pair crop, so any offset fits."""
+        return 2 * self.aerial_side_px
+
+    @property
+    def m_per_px(self) -> float:
+        return self.aerial_side_m / self.aerial_side_px
+
+    @property
+    def camera(self) -> PinholeCamera:
+        return PinholeCamera.from_hfov(self.pinhole_width, self.pinhole_height,
+                                       self.pinhole_hfov_deg)
+
+
+@dataclass
+class Render:
+    """One ground image and an aerial crop (2x the pair crop) centred on the camera."""
+
+    ground: np.ndarray     # (H, W, 3) uint8; panoramas are rendered at yaw 0
+    aerial: np.ndarray     # (2S, 2S, 3) uint8, north-up, camera at the centre
+    yaw_rad: float         # heading the ground image was rendered at (0 for panoramas)
+    camera_latlon_deg: tuple[float, float]
+    city_seed: int
+
+
+def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict:
+    """Draw one labelled pair from a render (crop offset, panorama roll, heading prior)."""
+    S = cfg.aerial_side_px
+    m = cfg.m_per_px
+    # camera offset from the crop centre, in whole aerial pixels (exact metric shift)
+    if cfg.style == 'vigor':
+        half = cfg.vigor_central_fraction * S / 2.0
+        off_px = rng.uniform(-half, half, 2)
+    else:
+        off_px = np.clip(rng.normal(0.0, cfg.kitti_gnss_sigma_m / m, 2), -S / 2 + 4, S / 2 - 4)
+    du, dv = int(round(off_px[0])), int(round(off_px[1]))   # camera at (S/2 + du, S/2 + dv)
+    c0 = S - S // 2 - du    # window origin in the 2S render: camera (at S, S) lands there
+    r0 = S - S // 2 - dv
+    aerial = render.aerial[r0:r0 + S, c0:c0 + S]
+    offset_xy_m = np.array([du * m, -dv * m])
+    ground = render.ground
+    yaw = render.yaw_rad
+    if cfg.ground == 'panorama':
+        w = ground.shape[1]
+        k = int(rng.integers(w)) if cfg.heading == 'unknown' else \
+            int(round(rng.uniform(-math.pi, math.pi) * w / (2 * math.pi)))
+        ground = np.roll(ground, k, axis=1)
+        yaw = math.remainder(render.yaw_rad + 2 * math.pi * k / w, 2 * math.pi)
+    prior = math.nan
+    if cfg.heading == 'prior':
+        prior = math.remainder(yaw + math.radians(rng.uniform(-cfg.heading_prior_deg,
+                                                               cfg.heading_prior_deg)),
+                               2 * math.pi)
+    return {'ground': np.ascontiguousarray(ground), 'aerial': np.ascontiguousarray(aerial),
+            'offset_xy_m': offset_xy_m.astype(np.float32), 'yaw_rad': np.float32(yaw),
+            'yaw_prior_rad': np.float32(prior), 'm_per_px': np.float32(m),
+            'city_seed': render.city_seed}
+
+
+class CitySource:
+    """Renders from one city: its world, aerial map and a ground renderer (lazy, per process)."""
+
+    def __init__(self, world_path: str | os.PathLike, map_path: str | os.PathLike) -> None:
+        self.world_path = Path(world_path)
+        self.map_path = Path(map_path)
+        self._pid = None
+        self._world = self._renderer = self._store = None
+
+    def _open(self) -> None:
+        if self._pid != os.getpid():
+            from ciper_ros.maps import open_store
+            from ciper_ros.synth.render import GroundRenderer
+            from ciper_ros.synth.world import World
+            self._world = World.load(self.world_path)
+            self._renderer = GroundRenderer(self._world, epoch=1)
+            self._store = open_store(self.map_path)
+            self._pid = os.getpid()
+
+    def render(self, cfg: PairConfig, rng: np.random.Generator) -> Render:
+        from ciper_ros.synth.render import CameraPose
+
+        self._open()
+        w = self._world
+        xy, yaw = sample_road_pose(w, rng, margin_m=cfg.aerial_side_m * 1.2)
+        z = float(rng.uniform(1.4, 2.0))
+        if cfg.ground == 'panorama':
+            ground = self._renderer.panorama(CameraPose(xy[0], xy[1], 0.0, z_m=z),
+                                             width=cfg.pano_width, height=cfg.pano_height)
+            yaw = 0.0
+        else:
+            pose = CameraPose(xy[0], xy[1], yaw, z_m=z,
+                              pitch_rad=math.radians(rng.normal(0, 1.0)),
+                              roll_rad=math.radians(rng.normal(0, 0.7)))
+            ground = self._renderer.pinhole(pose, cfg.camera)
+        latlon = w.plane.latlon_from_xy_m(xy)[0]
+        crop = self._store.crop((latlon[0], latlon[1]), 2 * cfg.aerial_side_m,
+                                cfg.render_side_px)
+        return Render(ground=ground, aerial=crop.image_rgb, yaw_rad=float(yaw),
+                      camera_latlon_deg=(float(latlon[0]), float(latlon[1])),
+                      city_seed=w.config.seed)
+
+
+def sample_road_pose(world, rng: np.random.Generator, *,
+                     margin_m: float) -> tuple[np.ndarray, float]:
+    """Sample a vehicle-like camera pose: in a driving lane, heading along the road."""
+    g = world.roads
+    half = world.size_px * world.res_m / 2.0 - margin_m
+    for _ in range(1000):
+        e = int(rng.integers(len(g.edges)))
+        pts = g.edge_points_m[e]
+        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        s = np.concatenate([[0.0], np.cumsum(seg)])
+        t = rng.uniform(0, s[-1])
+        p = np.array([np.interp(t, s, pts[:, 0]), np.interp(t, s, pts[:, 1])])
+        if np.any(np.abs(p) > half):
+            continue
+        k = min(max(int(np.searchsorted(s, t)), 1), len(pts) - 1)
+        d = (pts[k] - pts[k - 1]) / max(seg[k - 1], 1e-9)
+        if rng.random() < 0.5:
+            d = -d
+        w = g.edge_width_m[e]
+        lane = (w / 2 - 2.0) / (4.0 if w >= 14.0 else 2.0)
+        p = p + np.array([d[1], -d[0]]) * lane * rng.uniform(0.6, 1.4)
+        yaw = math.atan2(d[1], d[0]) + math.radians(rng.normal(0, 3.0))
+        return p, math.remainder(yaw, 2 * math.pi)
+    raise ValueError('no road inside the city margin; the city is too small for this crop')
+
+
+class SyntheticPairs:
+    """Map-style dataset rendering pairs on the fly (use in DataLoader workers).
+
+    Item ``i`` is deterministic: city ``i % len(sources)``, random state from (seed, i).
+    """
+
+    def __init__(self, sources: list[CitySource], cfg: PairConfig, *, length: int,
+                 seed: int = 0) -> None:
+        if not sources:
+            raise ValueError('need at least one city')
+        self.sources, self.cfg, self.length, self.seed = sources, cfg, length, seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        rng = np.random.default_rng([self.seed, i])
+        render = self.sources[i % len(self.sources)].render(self.cfg, rng)
+        return draw_pair(render, self.cfg, rng)
+
+
+# ---------------------------------------------------------------------------- shards
+MANIFEST = 'manifest.json'
+
+
+def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: PairConfig, *,
+                 n_renders: int, shard_size: int = 128, seed: int = 0,
+                 progress: bool = True) -> Path:
+    """Pre-render ``n_renders`` renders into npz shards plus a JSON manifest.
+
+    Each shard is written atomically and recorded in the manifest only when complete, so an
+    interrupted run resumes where it stopped (same seed: same renders).
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    spec = {'pair_config': asdict(cfg), 'seed': seed, 'n_renders': n_renders,
+            'shard_size': shard_size,
+            'cities': [[str(s.world_path), str(s.map_path)] for s in sources]}
+    manifest = {'format_version': 1, **spec, 'shards': []}
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if {k: old.get(k) for k in spec} != spec:
+            raise ValueError(f'{out} holds shards of different settings; use another folder')
+        manifest = old
+    done = {s['index'] for s in manifest['shards']}
+    n_shards = math.ceil(n_renders / shard_size)
+    bar = tqdm(total=n_renders, desc='renders', unit='render', disable=None if progress else True)
+    bar.update(sum(s['count'] for s in manifest['shards']))
+    for k in range(n_shards):
+        if k in done:
+            continue
+        lo, hi = k * shard_size, min(n_renders, (k + 1) * shard_size)
+        renders = []
+        for i in range(lo, hi):
+            rng = np.random.default_rng([seed, i])
+            renders.append(sources[i % len(sources)].render(cfg, rng))
+            bar.update(1)
+        arrays = {'ground': np.stack([r.ground for r in renders]),
+                  'aerial': np.stack([r.aerial for r in renders]),
+                  'yaw_rad': np.array([r.yaw_rad for r in renders], np.float32),
+                  'camera_latlon_deg': np.array([r.camera_latlon_deg for r in renders]),
+                  'city_seed': np.array([r.city_seed for r in renders], np.int64)}
+        name = f'shard_{k:05d}.npz'
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f'.{name}.', suffix='.npz')
+        os.close(fd)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, out / name)
+        manifest['shards'].append({'index': k, 'file': name, 'count': hi - lo})
+        manifest['shards'].sort(key=lambda s: s['index'])
+        _atomic_json(manifest_path, manifest)
+    bar.close()
+    return out
+
+
+def _atomic_json(path: Path, obj: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    with os.fdopen(fd, 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+class ShardPairs:
+    """Pairs drawn on the fly from pre-rendered shards; ``pairs_per_render`` per render."""
+
+    def __init__(self, shard_dir: str | os.PathLike, *, pairs_per_render: int = 1,
+                 seed: int = 0, cfg: PairConfig | None = None) -> None:
+        self.dir = Path(shard_dir)
+        try:
+            self.manifest = json.loads((self.dir / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f'{self.dir} is not a pair shard folder: {e}') from None
+        stored = PairConfig(**self.manifest['pair_config'])
+        self.cfg = cfg or stored
+        if (self.cfg.ground, self.cfg.aerial_side_px, self.cfg.aerial_side_m) != \
+                (stored.ground, stored.aerial_side_px, stored.aerial_side_m):
+            raise ValueError('ground type and aerial crop size must match the shards')
+        self.shards = self.manifest['shards']
+        self.offsets = np.cumsum([0] + [s['count'] for s in self.shards])
+        self.pairs_per_render = pairs_per_render
+        self.seed = seed
+        self._cache: tuple[int, dict] | None = None
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1]) * self.pairs_per_render
+
+    def render(self, j: int) -> Render:
+        k = int(np.searchsorted(self.offsets, j, side='right') - 1)
+        if self._cache is None or self._cache[0] != k:
+            with np.load(self.dir / self.shards[k]['file']) as z:
+                self._cache = (k, {name: z[name] for name in z.files})
+        a = self._cache[1]
+        r = j - int(self.offsets[k])
+        return Render(ground=a['ground'][r], aerial=a['aerial'][r], yaw_rad=float(a['yaw_rad'][r]),
+                      camera_latlon_deg=tuple(a['camera_latlon_deg'][r]),
+                      city_seed=int(a['city_seed'][r]))
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        rng = np.random.default_rng([self.seed, i])
+        return draw_pair(self.render(i // self.pairs_per_render), self.cfg, rng)
