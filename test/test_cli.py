@@ -118,3 +118,25 @@ def test_missing_tile_is_one_clear_line(tmp_path):
     r = ciper('map', 'crop', path, '--center', f'{lat},{lon}', '--side-m', '40',
               '--fill-missing', '--out', tmp_path / 'x.png')
     assert r.returncode == 0, r.stderr
+
+
+def test_synth_commands_end_to_end(tmp_path):
+    city = tmp_path / 'city'
+    r = ciper('synth', 'city', '--seed', '4', '--size-m', '200', '--zooms', '19', '--out', city)
+    assert r.returncode == 0, r.stderr
+    assert (city / 'city.npz').is_file() and (city / 'aerial.mbtiles').is_file()
+    assert 'buildings' in r.stdout
+    r = ciper('synth', 'preview', '--city', city, '--out', tmp_path / 'p.png', '--n', '2')
+    assert r.returncode == 0, r.stderr
+    img = cv2.imread(str(tmp_path / 'p.png'))
+    assert img.shape[0] > 300 and img.shape[1] > 1000
+    r = ciper('synth', 'drive', '--city', city, '--out', tmp_path / 'bag', '--duration-s', '3',
+              '--width', '96', '--height', '64', '--storage', 'sqlite3')
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / 'bag').glob('*.db3'))
+    r = ciper('synth', 'pairs', '--city', city, '--out', tmp_path / 'shards', '--n', '3',
+              '--shard-size', '2', '--aerial-side-px', '64', '--aerial-side-m', '40')
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / 'shards' / 'manifest.json').read_text())['n_renders'] == 3
+    bad = ciper('synth', 'drive', '--city', tmp_path, '--out', tmp_path / 'x')
+    assert bad.returncode == 2 and 'not a synthetic city folder' in bad.stderr

@@ -122,11 +122,15 @@ def drive_trajectory(graph: RoadGraph, rng: np.random.Generator, *, duration_s: 
         v[i] = min(v[i], math.sqrt(v[i + 1] ** 2 + 2 * b_lon_mps2 * ds_m))
     v_mid = np.maximum((v[1:] + v[:-1]) / 2, 0.3)
     t = np.concatenate([[0.0], np.cumsum(ds_m / v_mid)])
-    keep = t <= duration_s + 1e-9
     if t[-1] < duration_s:
         raise ValueError(f'route too short for a {duration_s:g} s drive ({t[-1]:.1f} s)')
-    return Trajectory(t_s=t[keep], xy_m=path[keep], yaw_rad=np.angle(np.exp(1j * yaw[keep])),
-                      speed_mps=v[keep])
+    # end exactly at duration_s (interpolated last sample)
+    n = int(np.searchsorted(t, duration_s, side='right'))
+    t_end = np.append(t[:n], duration_s) if t[n - 1] < duration_s else t[:n]
+    xy = np.stack([np.interp(t_end, t, path[:, 0]), np.interp(t_end, t, path[:, 1])], -1)
+    return Trajectory(t_s=t_end, xy_m=xy,
+                      yaw_rad=np.angle(np.exp(1j * np.interp(t_end, t, yaw))),
+                      speed_mps=np.interp(t_end, t, v))
 
 
 def _resample(points: np.ndarray, step_m: float) -> np.ndarray:
