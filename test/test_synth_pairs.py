@@ -22,8 +22,10 @@ from ciper_ros.synth.world import CityConfig
 
 
 def marked_render(cfg: PairConfig, pano_w: int = 256) -> Render:
-    """A render whose aerial has a red dot at the camera and whose panorama has a red column
-    facing east (azimuth 0 at render yaw 0 is the centre column)."""
+    """Build a render with a red dot at the camera and a red panorama column facing east.
+
+    At render yaw 0 the panorama's centre column faces azimuth 0 (east).
+    """
     S2 = cfg.render_side_px
     aerial = np.zeros((S2, S2, 3), np.uint8)
     aerial[S2 // 2 - 1:S2 // 2 + 1, S2 // 2 - 1:S2 // 2 + 1] = (255, 0, 0)  # camera at (S, S)
@@ -108,7 +110,7 @@ def test_on_the_fly_pairs_are_deterministic(source):
         ds[4]
 
 
-class Interrupted(Exception):
+class KilledError(Exception):
     pass
 
 
@@ -121,7 +123,7 @@ class FlakySource(CitySource):
 
     def render(self, cfg, rng):
         if self.left == 0:
-            raise Interrupted
+            raise KilledError
         self.left -= 1
         return super().render(cfg, rng)
 
@@ -130,7 +132,7 @@ def test_shards_resume_after_a_kill_and_match_a_clean_run(source, tmp_path):
     cfg = PairConfig(aerial_side_m=48.0, aerial_side_px=64, pano_width=128, pano_height=32)
     clean = write_shards(tmp_path / 'clean', [source], cfg, n_renders=5, shard_size=2,
                          progress=False)
-    with pytest.raises(Interrupted):
+    with pytest.raises(KilledError):
         write_shards(tmp_path / 'resumed', [FlakySource(source, 3)], cfg, n_renders=5,
                      shard_size=2, progress=False)
     manifest = json.loads((tmp_path / 'resumed' / 'manifest.json').read_text())
