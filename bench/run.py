@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ['bench_maps']
+BENCHMARKS = ['bench_maps', 'bench_synth']
 
 
 def machine() -> dict:

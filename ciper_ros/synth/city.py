@@ -40,7 +40,7 @@ class _Builder:
         self.res = config.res_m
         self.x0 = -self.n * self.res / 2.0
         self.y1 = self.n * self.res / 2.0
-        self.height = np.zeros((self.n, self.n), np.float32)
+        self.height = np.zeros((self.n, self.n), np.float16)  # 2 bytes/px: a 3 km city fits
         self.kind = np.zeros((self.n, self.n), np.uint8)
         self.obj = np.zeros((self.n, self.n), np.uint16)
         self.bld: dict[str, list] = {k: [] for k in Buildings.__dataclass_fields__}
@@ -88,7 +88,10 @@ def generate_city(config: CityConfig) -> World:
 
     # blocks: what roads and sidewalks leave free
     free = (b.kind == Kind.OUT).astype(np.uint8)
-    n_blocks, labels, stats, _ = cv2.connectedComponentsWithStats(free, connectivity=4)
+    # 16-bit labels (blocks number in the hundreds) halve the largest temporary
+    n_blocks, labels, stats, _ = cv2.connectedComponentsWithStats(free, connectivity=4,
+                                                                  ltype=cv2.CV_16U)
+    del free
     min_area_px = 150.0 / b.res ** 2
     for i in range(1, n_blocks):
         x, y, w, h, area = stats[i]
@@ -119,7 +122,7 @@ def generate_city(config: CityConfig) -> World:
                 rgb=cr['rgb'].reshape(-1, 3).astype(np.uint8),
                 epochs=cr['epochs'].reshape(-1).astype(np.uint8))
     # object ids: buildings were numbered 1..B while drawing; trees follow
-    return World(config=config, height_m=b.height.astype(np.float16), kind=b.kind,
+    return World(config=config, height_m=b.height, kind=b.kind,
                  obj=b.obj, buildings=buildings, trees=trees, cars=cars,
                  roads=RoadGraph(graph.nodes_xy_m, graph.edges, graph.edge_points_m,
                                  graph.edge_width_m, graph.edge_lanes),

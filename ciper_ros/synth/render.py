@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ciper_ros.geo.camera import PinholeCamera
+from ciper_ros.synth._cast import cast_columns, HAVE_NUMBA
 from ciper_ros.synth.appearance import Capture, ground_rgb01, shadow_mask, Textures
 from ciper_ros.synth.world import Kind, World
 
@@ -67,8 +68,9 @@ class GroundRenderer:
 
     def __init__(self, world: World, *, epoch: int = 1, capture: Capture | None = None,
                  max_range_m: float = 150.0, n_samples: int = 112, fog_m: float = 250.0,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, use_numba: bool = HAVE_NUMBA) -> None:
         self.world = world
+        self.use_numba = use_numba
         self.epoch = epoch
         rng = np.random.default_rng([world.config.seed, 0xD21E, epoch if seed is None else seed])
         self.capture = capture or Capture.random(rng, aerial=False)
@@ -201,7 +203,7 @@ class GroundRenderer:
         exit_ = np.where(bad, -np.inf, exit_)
         return entry.astype(np.float32), exit_.astype(np.float32)
 
-    def _under_crowns(self, under, k_hit, t, obj, h, dist, px, py, z):
+    def _under_crowns(self, under, k_hit, t, obj, car, h, dist, px, py, z):
         """First hit of the rays in ``under``, treating tree samples below the crown as free."""
         K = h.shape[1]
         ci, ri = np.nonzero(under)
@@ -211,24 +213,39 @@ class GroundRenderer:
         is_tree = o > self.nb
         trunk = ((px[ci] - self.tree_xy[o, 0]) ** 2 + (py[ci] - self.tree_xy[o, 1]) ** 2) \
             < 0.35 ** 2
-        free = is_tree & (ray_z < self.crown_base[o]) & ~trunk
+        # free: under the crown, off the trunk, above any car parked there
+        free = is_tree & (ray_z < self.crown_base[o]) & ~trunk & (ray_z > self.car_h[car[ci]])
         blocked = (h[ci] - z >= tt * dist[ci]) & ~free
         first = np.where(blocked.any(axis=1), blocked.argmax(axis=1), K)
         k_hit = k_hit.copy()
         k_hit[ci, ri] = first
         return k_hit
 
-    def _columns(self, pose: CameraPose, az: np.ndarray, t: np.ndarray):
-        """Colours (C, R, 3) in [0, 1] and labels (C, R) for columns ``az`` and row slopes t.
+    def _cast(self, pose: CameraPose, ca: np.ndarray, sa: np.ndarray, t: np.ndarray):
+        """First hit of every pixel ray: (k_hit, h, obj, car, kind, dist), each (C, R)."""
+        if self.use_numba:
+            C, R = t.shape
+            out = (np.empty((C, R), np.int64), np.empty((C, R), np.float32),
+                   np.empty((C, R), np.int64), np.empty((C, R), np.int64),
+                   np.empty((C, R), np.int64), np.empty((C, R), np.float32))
+            w = self.world
+            cast_columns(np.float32(pose.x_m), np.float32(pose.y_m), np.float32(pose.z_m),
+                         ca.astype(np.float32), sa.astype(np.float32),
+                         np.ascontiguousarray(t, np.float32), self.d, self.d_prev,
+                         np.float32(w.x0_m), np.float32(w.y1_m), np.float32(w.res_m),
+                         w.size_px, self.height_flat, self.car_flat, self.obj_flat,
+                         self.kind_flat, self.halo_flat, self.car_h, self.nb, self.b_center,
+                         self.b_u, self.b_half, self.b_height, self.crown_base, self.tree_xy,
+                         *out)
+            return out
+        return self._cast_numpy(pose, ca[:, None], sa[:, None], t)
 
-        ``t[c, r]`` is the tangent of the elevation angle of row r's ray in column c.
-        """
+    def _cast_numpy(self, pose: CameraPose, ca: np.ndarray, sa: np.ndarray, t: np.ndarray):
+        """Compute :meth:`_cast` in plain numpy: the reference, and the fallback without numba."""
         w = self.world
         z = np.float32(pose.z_m)
         C, R = t.shape
         K = len(self.d)
-        ca = np.cos(az).astype(np.float32)[:, None]
-        sa = np.sin(az).astype(np.float32)[:, None]
         px = np.float32(pose.x_m) + ca * self.d[None, :]          # (C, K)
         py = np.float32(pose.y_m) + sa * self.d[None, :]
         lin, inside = w.flat_index(px, py)
@@ -281,13 +298,12 @@ class GroundRenderer:
         kk = np.minimum(k_hit, K - 1)
         flat_idx = (kk + (np.arange(C) * K)[:, None]).ravel()
         obj_hit = obj.ravel()[flat_idx].reshape(C, R)
-        tree_hit = (k_hit < K) & (obj_hit > self.nb) & (car.ravel()[flat_idx].reshape(C, R) == 0)
+        tree_hit = (k_hit < K) & (obj_hit > self.nb)
         if np.any(tree_hit):
             under = tree_hit & (z + t * dist.ravel()[flat_idx].reshape(C, R)
                                 < self.crown_base[obj_hit])
             if np.any(under):
-                k_hit = self._under_crowns(under, k_hit, t, obj, h, dist, px, py, z)
-        sky = k_hit >= K
+                k_hit = self._under_crowns(under, k_hit, t, obj, car, h, dist, px, py, z)
         kk = np.minimum(k_hit, K - 1)
         flat_idx = (kk + (np.arange(C) * K)[:, None]).ravel()
         h_hit = h.ravel()[flat_idx].reshape(C, R)
@@ -296,6 +312,22 @@ class GroundRenderer:
         kind_hit = kind.ravel()[flat_idx].reshape(C, R)
         d_hit = dist.ravel()[flat_idx].reshape(C, R)
 
+        return k_hit, h_hit, obj_hit, car_hit, kind_hit, d_hit
+
+    def _columns(self, pose: CameraPose, az: np.ndarray, t: np.ndarray):
+        """Colours (C, R, 3) in [0, 1] and labels (C, R) for columns ``az`` and row slopes t.
+
+        ``t[c, r]`` is the tangent of the elevation angle of row r's ray in column c.
+        """
+        w = self.world
+        z = np.float32(pose.z_m)
+        C, R = t.shape
+        K = len(self.d)
+        ca = np.cos(az).astype(np.float32)[:, None]
+        sa = np.sin(az).astype(np.float32)[:, None]
+        k_hit, h_hit, obj_hit, car_hit, kind_hit, d_hit = self._cast(pose, ca[:, 0], sa[:, 0], t)
+        sky = k_hit >= K
+        kk = np.minimum(k_hit, K - 1)
         rgb = np.zeros((C, R, 3), np.float32)
         lab = np.zeros((C, R), np.int64)
         light_amb = np.float32(self.capture.ambient)
