@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 RENDER_CITY = {'seed': 101, 'size_m': 600.0}
-N_FRAMES = 150
+N_FRAMES = 300
 
 
 def _render_worker(kind: str, n: int, queue) -> None:

@@ -167,7 +167,7 @@ def test_render_is_deterministic(scene):
 
 
 def test_compiled_and_numpy_casting_agree():
-    from ciper_ros.synth._cast import HAVE_NUMBA
+    from ciper_ros.synth._kernels import HAVE_NUMBA
     if not HAVE_NUMBA:
         pytest.skip('numba is not installed')
     from ciper_ros.synth.city import generate_city

@@ -19,8 +19,20 @@ import cv2
 import numpy as np
 
 from ciper_ros.geo.camera import PinholeCamera
-from ciper_ros.synth._cast import cast_columns, HAVE_NUMBA
-from ciper_ros.synth.appearance import Capture, ground_rgb01, shadow_mask, Textures
+from ciper_ros.synth._kernels import (
+    cast_columns,
+    HAVE_NUMBA,
+    pack_layers,
+    respond,
+    shade_pixels,
+)
+from ciper_ros.synth.appearance import (
+    Capture,
+    GROUND_RGB,
+    ground_rgb01,
+    shadow_mask,
+    Textures,
+)
 from ciper_ros.synth.world import Kind, World
 
 SKY_LABEL = 0
@@ -67,7 +79,7 @@ class GroundRenderer:
     """Renders what a vehicle camera sees in ``world`` during drive ``epoch`` (>= 1)."""
 
     def __init__(self, world: World, *, epoch: int = 1, capture: Capture | None = None,
-                 max_range_m: float = 150.0, n_samples: int = 112, fog_m: float = 250.0,
+                 max_range_m: float = 150.0, n_samples: int = 96, fog_m: float = 250.0,
                  seed: int | None = None, use_numba: bool = HAVE_NUMBA) -> None:
         self.world = world
         self.use_numba = use_numba
@@ -108,6 +120,8 @@ class GroundRenderer:
         ids = np.where(world.obj <= nb, world.obj, 0).astype(np.uint16)
         r = max(1, int(round(2.5 / world.res_m)))
         self.halo_flat = cv2.dilate(ids, np.ones((2 * r + 1, 2 * r + 1), np.uint8)).ravel()
+        self.packed = pack_layers(world.height_m, world.kind, world.obj, self.halo_flat,
+                                  self.car_layer) if use_numba else None
         self.b_bay = np.concatenate([[3.0], b.bay_m]).astype(np.float32)
         self.height_flat = world.height_m.astype(np.float32).ravel()
         self.car_flat = self.car_layer.ravel()
@@ -115,7 +129,8 @@ class GroundRenderer:
         self.kind_flat = world.kind.ravel()
         h = np.maximum(world.height_m.astype(np.float32), self.car_h[self.car_layer])
         self.shadow_factor = 2
-        self.shadow = shadow_mask(h, world.res_m, self.capture.sun, factor=2)
+        self.shadow = shadow_mask(h, world.res_m, self.capture.sun, factor=2).astype(np.float32)
+        self.palette = (GROUND_RGB / 255.0).astype(np.float32)
         sun = self.capture.sun.direction
         self.sun_h = sun[:2] / max(np.linalg.norm(sun[:2]), 1e-6)
         self.sun_el = self.capture.sun.elevation_rad
@@ -135,14 +150,14 @@ class GroundRenderer:
         elev = math.pi / 2 - math.pi * (np.arange(height) + 0.5) / height
         t = np.tan(np.clip(elev, -1.55, 1.55)).astype(np.float32)
         rgb, lab = self._columns(pose, az, np.broadcast_to(t, (width, height)))
-        img = self.capture.respond(rgb.transpose(1, 0, 2))
+        img = self._respond(rgb.transpose(1, 0, 2))
         return (img, lab.T.copy()) if labels else img
 
     def pinhole(self, pose: CameraPose, camera: PinholeCamera, *, labels: bool = False):
         """Pinhole image with the given intrinsics, (camera.height, camera.width, 3) uint8."""
         if abs(pose.pitch_rad) < 1e-9 and abs(pose.roll_rad) < 1e-9:
             rgb, lab = self._level(pose, camera)
-            img = self.capture.respond(rgb)
+            img = self._respond(rgb)
             return (img, lab) if labels else img
         # render a level camera covering every ray of the tilted one, then warp exactly
         level = CameraPose(pose.x_m, pose.y_m, pose.yaw_rad, pose.z_m)
@@ -164,7 +179,7 @@ class GroundRenderer:
         size = (camera.width, camera.height)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         out = cv2.warpPerspective(rgb, H, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        img = self.capture.respond(out)
+        img = self._respond(out)
         if not labels:
             return img
         lab_out = cv2.warpPerspective(lab.astype(np.float32), H, size,
@@ -173,6 +188,15 @@ class GroundRenderer:
         return img, lab_out.astype(np.int64)
 
     # ------------------------------------------------------------------ internals
+    def _respond(self, rgb: np.ndarray) -> np.ndarray:
+        if not self.use_numba:
+            return self.capture.respond(rgb)
+        out = np.empty(rgb.shape, np.uint8)
+        respond(rgb, self.capture.color_matrix.astype(np.float32),
+                np.asarray(self.capture.haze_rgb, np.float32), np.float32(self.capture.gamma),
+                out)
+        return out
+
     def _level(self, pose: CameraPose, camera: PinholeCamera):
         u = np.arange(camera.width, dtype=np.float64)
         x = (u - camera.cx) / camera.fx
@@ -213,13 +237,18 @@ class GroundRenderer:
         is_tree = o > self.nb
         trunk = ((px[ci] - self.tree_xy[o, 0]) ** 2 + (py[ci] - self.tree_xy[o, 1]) ** 2) \
             < 0.35 ** 2
-        # free: under the crown, off the trunk, above any car parked there
-        free = is_tree & (ray_z < self.crown_base[o]) & ~trunk & (ray_z > self.car_h[car[ci]])
+        under = is_tree & (ray_z < self.crown_base[o]) & ~trunk
+        floor = self.car_h[car[ci]]
+        free = under & (ray_z > floor)    # between the ground (or a car) and the crown
         blocked = (h[ci] - z >= tt * dist[ci]) & ~free
         first = np.where(blocked.any(axis=1), blocked.argmax(axis=1), K)
         k_hit = k_hit.copy()
         k_hit[ci, ri] = first
-        return k_hit
+        # the first block is the ground (or car) beneath a crown: not the tree
+        below = np.zeros(k_hit.shape, bool)
+        hit_under = np.take_along_axis(under, np.minimum(first, K - 1)[:, None], 1)[:, 0]
+        below[ci, ri] = (first < K) & hit_under
+        return k_hit, below
 
     def _cast(self, pose: CameraPose, ca: np.ndarray, sa: np.ndarray, t: np.ndarray):
         """First hit of every pixel ray: (k_hit, h, obj, car, kind, dist), each (C, R)."""
@@ -233,8 +262,7 @@ class GroundRenderer:
                          ca.astype(np.float32), sa.astype(np.float32),
                          np.ascontiguousarray(t, np.float32), self.d, self.d_prev,
                          np.float32(w.x0_m), np.float32(w.y1_m), np.float32(w.res_m),
-                         w.size_px, self.height_flat, self.car_flat, self.obj_flat,
-                         self.kind_flat, self.halo_flat, self.car_h, self.nb, self.b_center,
+                         w.size_px, self.packed, self.car_h, self.nb, self.b_center,
                          self.b_u, self.b_half, self.b_height, self.crown_base, self.tree_xy,
                          *out)
             return out
@@ -302,13 +330,18 @@ class GroundRenderer:
         if np.any(tree_hit):
             under = tree_hit & (z + t * dist.ravel()[flat_idx].reshape(C, R)
                                 < self.crown_base[obj_hit])
+            below = None
             if np.any(under):
-                k_hit = self._under_crowns(under, k_hit, t, obj, car, h, dist, px, py, z)
+                k_hit, below = self._under_crowns(under, k_hit, t, obj, car, h, dist, px, py,
+                                                  z)
         kk = np.minimum(k_hit, K - 1)
         flat_idx = (kk + (np.arange(C) * K)[:, None]).ravel()
         h_hit = h.ravel()[flat_idx].reshape(C, R)
         obj_hit = obj.ravel()[flat_idx].reshape(C, R)
         car_hit = car.ravel()[flat_idx].reshape(C, R)
+        if np.any(tree_hit) and below is not None:
+            h_hit = np.where(below, self.car_h[car_hit], h_hit)
+            obj_hit = np.where(below, 0, obj_hit)
         kind_hit = kind.ravel()[flat_idx].reshape(C, R)
         d_hit = dist.ravel()[flat_idx].reshape(C, R)
 
@@ -319,13 +352,58 @@ class GroundRenderer:
 
         ``t[c, r]`` is the tangent of the elevation angle of row r's ray in column c.
         """
+        ca = np.cos(az).astype(np.float32)[:, None]
+        sa = np.sin(az).astype(np.float32)[:, None]
+        hits = self._cast(pose, ca[:, 0], sa[:, 0], t)
+        if self.use_numba:
+            return self._shade_numba(pose, ca[:, 0], sa[:, 0], t, hits)
+        return self._shade_numpy(pose, ca, sa, t, hits)
+
+    def _shade_numba(self, pose: CameraPose, ca: np.ndarray, sa: np.ndarray, t: np.ndarray,
+                     hits):
+        C, R = t.shape
+        rgb = np.empty((C, R, 3), np.float32)
+        lab = np.empty((C, R), np.int64)
+        w = self.world
+        sun = self.sun_h
+        shade_pixels(np.float32(pose.x_m), np.float32(pose.y_m), np.float32(pose.z_m),
+                     ca.astype(np.float32), sa.astype(np.float32),
+                     np.ascontiguousarray(t, np.float32), self.d, self.d_prev, *hits,
+                     np.float32(w.x0_m), np.float32(w.y1_m), np.float32(w.res_m), w.size_px,
+                     self.kind_flat, self.palette, self.tex.fine, self.tex.coarse,
+                     np.float32(self.tex.fine_m), np.float32(self.tex.coarse_m), self.shadow,
+                     np.float32(w.res_m * self.shadow_factor), self.car_rgb, self.car_h,
+                     self.obj_rgb, self.nb, self.b_center, self.b_u, self.b_half, self.b_floor,
+                     self.b_bay, self.crown_base, np.float32(self.capture.ambient),
+                     np.float32(sun[0]), np.float32(sun[1]), np.float32(math.cos(self.sun_el)),
+                     self.sky_top, self.sky_horizon, np.float32(self.fog_m), rgb, lab)
+        return rgb, lab
+
+    def _shade_bilinear_shadow(self, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+        """Cast-shadow fraction at ground points, bilinear on the coarser shadow grid."""
+        w = self.world
+        sres = w.res_m * self.shadow_factor
+        u = (gx - np.float32(w.x0_m)) / np.float32(sres) - 0.5
+        v = (np.float32(w.y1_m) - gy) / np.float32(sres) - 0.5
+        u0 = np.floor(u).astype(np.int64)
+        v0 = np.floor(v).astype(np.int64)
+        fu, fv = u - u0, v - v0
+        n0, n1 = self.shadow.shape
+        s = np.zeros_like(gx)
+        for dv in (0, 1):
+            for du in (0, 1):
+                wgt = (fu if du else 1 - fu) * (fv if dv else 1 - fv)
+                s += wgt * self.shadow[np.clip(v0 + dv, 0, n0 - 1), np.clip(u0 + du, 0, n1 - 1)]
+        return s
+
+    def _shade_numpy(self, pose: CameraPose, ca: np.ndarray, sa: np.ndarray, t: np.ndarray,
+                     hits):
+        """Colour every pixel from its first hit in plain numpy (the reference)."""
         w = self.world
         z = np.float32(pose.z_m)
         C, R = t.shape
         K = len(self.d)
-        ca = np.cos(az).astype(np.float32)[:, None]
-        sa = np.sin(az).astype(np.float32)[:, None]
-        k_hit, h_hit, obj_hit, car_hit, kind_hit, d_hit = self._cast(pose, ca[:, 0], sa[:, 0], t)
+        k_hit, h_hit, obj_hit, car_hit, kind_hit, d_hit = hits
         sky = k_hit >= K
         kk = np.minimum(k_hit, K - 1)
         rgb = np.zeros((C, R, 3), np.float32)
@@ -344,10 +422,8 @@ class GroundRenderer:
             gkind = np.where((gkind == Kind.BUILDING) | (gkind == Kind.TREE), Kind.SIDEWALK,
                              gkind)
             col_g = ground_rgb01(gkind, gx, gy, self.tex)
-            f = self.shadow_factor
-            sh = self.shadow[np.minimum(grow // f, self.shadow.shape[0] - 1),
-                             np.minimum(gcol // f, self.shadow.shape[1] - 1)] > 0
-            light = np.where(sh, light_amb, 1.0).astype(np.float32)
+            light = (1.0 - (1.0 - light_amb) * self._shade_bilinear_shadow(gx, gy))
+            light = light.astype(np.float32)
             rgb[gi] = col_g * light[:, None]
             lab[gi] = GROUND_LABEL
             d_hit = d_hit.copy()
