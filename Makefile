@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.ciper-deps
 PKG_STAMP := $(VENV)/.ciper-package
-PKG_SOURCES := $(shell find ciper_ros launch config models resource -type f \
+PKG_SOURCES := $(shell find ciper_ros launch config models resource -type f -not -path '*/__pycache__/*' \
 	-not -name '*.pyc' 2>/dev/null)
 OUT ?= out
 
