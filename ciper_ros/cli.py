@@ -165,7 +165,7 @@ def cmd_synth_drive(args: argparse.Namespace) -> int:
     cfg = DriveConfig(duration_s=args.duration_s, seed=args.seed, panorama=args.panorama,
                       raw_images=not args.no_raw, storage=args.storage,
                       image_width=args.width, image_height=args.height, hfov_deg=args.hfov_deg,
-                      gnss=GnssConfig(sigma_m=args.gnss_sigma_m,
+                      gnss=GnssConfig(rate_hz=args.gnss_rate_hz, sigma_m=args.gnss_sigma_m,
                                       bias_sigma_m=args.gnss_bias_sigma_m,
                                       dropout_rate_hz=args.gnss_dropout_rate_hz))
     out = write_drive_bag(world, args.out, cfg, overwrite=args.overwrite)
@@ -308,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--panorama', action='store_true', help='also record a 360 panorama')
     p.add_argument('--no-raw', action='store_true', help='compressed images only')
     p.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
+    p.add_argument('--gnss-rate-hz', type=float, default=5.0, help='GNSS fix rate (Hz)')
     p.add_argument('--gnss-sigma-m', type=float, default=3.0, help='GNSS white noise (m)')
     p.add_argument('--gnss-bias-sigma-m', type=float, default=2.0, help='GNSS bias std (m)')
     p.add_argument('--gnss-dropout-rate-hz', type=float, default=0.01,

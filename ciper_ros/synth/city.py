@@ -5,7 +5,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ciper_ros.synth.roads import build_graph, draw_roads, generate_roads, SIDEWALK_M
+from ciper_ros.synth.roads import (
+    arc_length,
+    build_graph,
+    draw_roads,
+    generate_roads,
+    point_on_polyline,
+    SIDEWALK_M,
+)
 from ciper_ros.synth.world import (
     Buildings,
     Cars,
@@ -312,8 +319,7 @@ def _scatter_trees(b, rng, mask, x, y, *, density: float, where: int) -> None:
 def _street_trees(b: _Builder, rng, seeds, graph: RoadGraph) -> None:
     for e, pts in enumerate(graph.edge_points_m):
         w = graph.edge_width_m[e]
-        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-        s = np.concatenate([[0.0], np.cumsum(seg)])
+        s = arc_length(pts)
         mid = pts[len(pts) // 2]
         p_tree = {District.DOWNTOWN: 0.5, District.RESIDENTIAL: 0.8,
                   District.INDUSTRIAL: 0.2}[District(_district_of(seeds, mid))]
@@ -322,10 +328,7 @@ def _street_trees(b: _Builder, rng, seeds, graph: RoadGraph) -> None:
             if rng.random() > p_tree:
                 continue
             for t in np.arange(10.0, s[-1] - 10.0, spacing):
-                p = np.array([np.interp(t, s, pts[:, 0]), np.interp(t, s, pts[:, 1])])
-                k = min(np.searchsorted(s, t), len(pts) - 1)
-                d = pts[k] - pts[max(k - 1, 0)]
-                d = d / (np.linalg.norm(d) + 1e-9)
+                p, d = point_on_polyline(pts, s, t)
                 nrm = np.array([-d[1], d[0]])
                 xy = p + side * nrm * (w / 2 + SIDEWALK_M * 0.55)
                 _add_tree(b, rng, xy, rng.uniform(1.8, 3.2), rng.uniform(6.0, 11.0),
@@ -374,14 +377,10 @@ def _add_car(b: _Builder, rng, center: np.ndarray, yaw: float, *, check_kind: in
 def _park_cars(b: _Builder, rng, graph: RoadGraph) -> None:
     for e, pts in enumerate(graph.edge_points_m):
         w = graph.edge_width_m[e]
-        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-        s = np.concatenate([[0.0], np.cumsum(seg)])
+        s = arc_length(pts)
         for side in (-1.0, 1.0):
             for t in np.arange(12.0, s[-1] - 12.0, 6.5):
-                p = np.array([np.interp(t, s, pts[:, 0]), np.interp(t, s, pts[:, 1])])
-                k = min(np.searchsorted(s, t), len(pts) - 1)
-                d = pts[k] - pts[max(k - 1, 0)]
-                d = d / (np.linalg.norm(d) + 1e-9)
+                p, d = point_on_polyline(pts, s, t)
                 nrm = np.array([-d[1], d[0]])
                 c = p + side * nrm * (w / 2 - 1.0)  # in the 2 m parking strip
                 yaw = float(np.arctan2(d[1], d[0]))

@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from ciper_ros.geo.camera import PinholeCamera
+from ciper_ros.synth.roads import arc_length, point_on_polyline
 
 # city seeds per split: disjoint by construction
 SPLIT_SEED_BASE = {'test': 0, 'val': 500, 'train': 1000}
@@ -171,14 +172,10 @@ def sample_road_pose(world, rng: np.random.Generator, *,
     for _ in range(1000):
         e = int(rng.integers(len(g.edges)))
         pts = g.edge_points_m[e]
-        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-        s = np.concatenate([[0.0], np.cumsum(seg)])
-        t = rng.uniform(0, s[-1])
-        p = np.array([np.interp(t, s, pts[:, 0]), np.interp(t, s, pts[:, 1])])
+        s = arc_length(pts)
+        p, d = point_on_polyline(pts, s, rng.uniform(0, s[-1]))
         if np.any(np.abs(p) > half):
             continue
-        k = min(max(int(np.searchsorted(s, t)), 1), len(pts) - 1)
-        d = (pts[k] - pts[k - 1]) / max(seg[k - 1], 1e-9)
         if rng.random() < 0.5:
             d = -d
         w = g.edge_width_m[e]

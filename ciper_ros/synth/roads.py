@@ -21,6 +21,20 @@ class Road:
     lanes: int
 
 
+def arc_length(points: np.ndarray) -> np.ndarray:
+    """Cumulative length (n,) along a polyline (n, 2), starting at 0."""
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+
+
+def point_on_polyline(points: np.ndarray, s: np.ndarray,
+                      t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Point at arc length ``t`` and the unit direction of its segment (``s`` = arc_length)."""
+    p = np.array([np.interp(t, s, points[:, 0]), np.interp(t, s, points[:, 1])])
+    k = min(max(int(np.searchsorted(s, t)), 1), len(points) - 1)
+    d = points[k] - points[k - 1]
+    return p, d / (np.linalg.norm(d) + 1e-9)
+
+
 def _resample(points: np.ndarray, step_m: float) -> np.ndarray:
     seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
     s = np.concatenate([[0.0], np.cumsum(seg)])
