@@ -1,0 +1,166 @@
+"""Model registry: builders own every number. Checkpoints carry their config.
+
+``MODELS = {'ciper_s': ..., 'ciper_t': ...}``; ``build_model(name, **overrides)``;
+``save_checkpoint`` / ``load_model`` (``torch.load(weights_only=True)``, atomic writes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+import os
+from pathlib import Path
+import tempfile
+
+import torch
+
+from ciper_ros.model.anchors import PolarAnchors
+from ciper_ros.model.ciper import CIPER, DescriptorHead
+from ciper_ros.model.pose_decoder import PoseDecoder
+from ciper_ros.model.two_way import TwoWayTransformer
+from ciper_ros.model.vit import ViTEncoder
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = 'ciper_t'
+    ground: str = 'panorama'                 # 'panorama' or 'pinhole'
+    ground_size: tuple[int, int] = (64, 256)  # H, W
+    aerial_size: tuple[int, int] = (128, 128)
+    hfov_deg: float = 90.0                   # pinhole ground only
+    patch: int = 16
+    dim: int = 128
+    depth: int = 4
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    desc_dim: int = 128
+    share_encoders: bool = False
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    decoder_mlp: int = 512
+    decoder_downsample: int = 2
+    query_mode: str = 'anchored'             # 'single', 'free', 'anchored'
+    num_queries: int = 32
+    anchor_grid: int = 9
+    anchor_extent: float = 0.5
+    anchor_azimuths: int = 32
+    anchor_corr_dim: int = 32
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f'unknown model config keys: {sorted(unknown)}')
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    # CPU / embedded default, trained on the synthetic city
+    'ciper_t': ModelConfig(),
+    # the paper's size (DeiT-Small encoders, SAM-style decoder), for GPU training
+    'ciper_s': ModelConfig(name='ciper_s', ground_size=(256, 1024), aerial_size=(512, 512),
+                           dim=384, depth=12, num_heads=6, desc_dim=1000, decoder_depth=2,
+                           decoder_heads=8, decoder_mlp=2048, decoder_downsample=2,
+                           num_queries=64, anchor_grid=17, anchor_azimuths=64,
+                           anchor_corr_dim=64),
+}
+
+
+def build_from_config(cfg: ModelConfig) -> CIPER:
+    ground = ViTEncoder(img_size=cfg.ground_size, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth,
+                        num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio)
+    if cfg.share_encoders:
+        if cfg.ground_size != cfg.aerial_size:
+            # one set of weights, two token grids: position embeddings must cover both
+            raise ValueError('share_encoders needs equal ground and aerial input sizes')
+        aerial = ground
+    else:
+        aerial = ViTEncoder(img_size=cfg.aerial_size, patch=cfg.patch, dim=cfg.dim,
+                            depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio)
+    anchors = PolarAnchors(dim=cfg.dim, corr_dim=cfg.anchor_corr_dim, grid_size=cfg.anchor_grid,
+                           grid_extent=cfg.anchor_extent, n_azimuth=cfg.anchor_azimuths,
+                           top_k=cfg.num_queries, ground=cfg.ground,
+                           hfov_deg=cfg.hfov_deg) if cfg.query_mode == 'anchored' else None
+    decoder = PoseDecoder(
+        transformer=TwoWayTransformer(depth=cfg.decoder_depth, dim=cfg.dim,
+                                      num_heads=cfg.decoder_heads, mlp_dim=cfg.decoder_mlp,
+                                      downsample_rate=cfg.decoder_downsample),
+        num_queries=cfg.num_queries, query_mode=cfg.query_mode, anchors=anchors)
+    return CIPER(ground_encoder=ground, aerial_encoder=aerial,
+                 ground_desc=DescriptorHead(cfg.dim, cfg.desc_dim),
+                 aerial_desc=DescriptorHead(cfg.dim, cfg.desc_dim), pose_decoder=decoder,
+                 config=cfg.to_dict())
+
+
+def build_ciper_t(**overrides) -> CIPER:
+    return build_from_config(ModelConfig(**{**PRESETS['ciper_t'].to_dict(), **overrides}))
+
+
+def build_ciper_s(**overrides) -> CIPER:
+    return build_from_config(ModelConfig(**{**PRESETS['ciper_s'].to_dict(), **overrides}))
+
+
+MODELS = {'ciper_t': build_ciper_t, 'ciper_s': build_ciper_s}
+
+
+def build_model(name: str, **overrides) -> CIPER:
+    if name not in MODELS:
+        raise ValueError(f'unknown model {name!r}; available: {sorted(MODELS)}')
+    return MODELS[name](**overrides)
+
+
+@dataclass
+class Checkpoint:
+    model: dict
+    config: dict
+    step: int = 0
+    metrics: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)   # optimizer, scheduler, rng states ...
+
+
+def save_checkpoint(path: str | os.PathLike, model: CIPER, *, step: int = 0,
+                    metrics: dict | None = None, extra: dict | None = None) -> Path:
+    """Write {'model', 'config', 'step', 'metrics', 'format_version', ...} atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {'model': model.state_dict(), 'config': dict(model.config), 'step': int(step),
+            'metrics': dict(metrics or {}), 'format_version': FORMAT_VERSION, **(extra or {})}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    try:
+        blob = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'checkpoint {path} does not exist') from None
+    except Exception as e:  # torch raises many types for corrupt files
+        raise ValueError(f'{path} is not a readable ciper checkpoint: {e}') from None
+    if not isinstance(blob, dict) or 'model' not in blob or 'config' not in blob:
+        raise ValueError(f'{path} is not a ciper checkpoint (no model/config)')
+    if blob.get('format_version') != FORMAT_VERSION:
+        raise ValueError(f'{path} has checkpoint format {blob.get("format_version")}; this '
+                         f'version reads {FORMAT_VERSION}')
+    return blob
+
+
+def load_model(path: str | os.PathLike) -> CIPER:
+    """Rebuild a model from a checkpoint's own config and load its weights."""
+    blob = load_checkpoint(path)
+    model = build_from_config(ModelConfig.from_dict(blob['config']))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob['model'].items()}
+    model.load_state_dict(state)
+    return model.eval()
