@@ -233,6 +233,17 @@ def cmd_synth_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from ciper_ros.train.trainer import load_config, Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    trainer = Trainer(cfg)
+    record = trainer.run()
+    print(json.dumps({k: v for k, v in record.items() if not isinstance(v, dict)}, indent=1))
+    print(f'checkpoint: {trainer.last_path}; log: {trainer.out / "metrics.jsonl"}')
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ciper_ros.demo import run_demo
 
@@ -338,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--n', type=int, default=4, help='number of rows')
     p.add_argument('--seed', type=int, default=0)
     p.set_defaults(func=cmd_synth_preview)
+
+    p = sub.add_parser('train', help='train a CIPER model (resumes from out_dir/last.pt)')
+    p.add_argument('--config', help='training YAML (e.g. config/train/synthetic_ciper_t.yaml)')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
+                   help='override config values, e.g. lr=3e-4 model_overrides.depth=6')
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser('demo', help='run the end-to-end demo on the embedded default data')
     p.add_argument('--out', default='out/demo', help='output folder')

@@ -1,0 +1,1 @@
+"""Datasets: synthetic city pairs (and, later, VIGOR, KITTI, Ford), as torch tensors."""

@@ -1,0 +1,265 @@
+"""Training loop with exact resume.
+
+AdamW, warm-up + cosine, clipping, accumulation, AMP on CUDA, JSONL logs, periodic
+validation, atomic checkpoints.
+
+Exact resume: the batch of step s is a pure function of (seed, s) (pairs are drawn by
+index), and the checkpoint holds model, optimizer and RNG state, so a run killed after a
+checkpoint and resumed takes the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+import json
+import math
+import os
+from pathlib import Path
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ciper_ros.data.synthetic import collate, PairTensors
+from ciper_ros.model.build import build_model, load_checkpoint, save_checkpoint
+from ciper_ros.model.criterion import DEFAULT_WEIGHTS, SetCriterion
+from ciper_ros.train.metrics import pose_metrics, retrieval_metrics
+from ciper_ros.train.schedule import get_lr
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = 'runs/ciper_t'
+    model: str = 'ciper_t'
+    model_overrides: dict = field(default_factory=dict)
+    cities: list = field(default_factory=list)       # folders made by `ciper synth city`
+    val_cities: list = field(default_factory=list)
+    pairs: dict = field(default_factory=dict)        # PairConfig fields
+    batch_size: int = 12
+    accum_steps: int = 1
+    max_steps: int = 1000
+    warmup_steps: int = 50
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    amp: bool = True                                 # CUDA only
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 10
+    val_every: int = 200
+    val_samples: int = 64
+    ckpt_every: int = 100
+    retrieval_loss: str = 'triplet'
+    conf_loss: str = 'bce'
+    loss_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f'unknown training config keys: {sorted(unknown)}')
+        return cls(**d)
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:
+    """YAML file plus ``key=value`` overrides (dotted keys reach into dicts)."""
+    import yaml
+
+    d: dict = {}
+    if path is not None:
+        try:
+            d = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f'cannot read training config {path}: {e}') from None
+    for item in overrides:
+        if '=' not in item:
+            raise ValueError(f'override {item!r} is not key=value')
+        key, value = item.split('=', 1)
+        target = d
+        *parents, last = key.split('.')
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[last] = yaml.safe_load(value)
+    return TrainConfig.from_dict(d)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        from ciper_ros.synth.pairs import CitySource, PairConfig, SyntheticPairs
+
+        if not cfg.cities:
+            raise ValueError('training needs at least one city folder (cities: [...])')
+        self.cfg = cfg
+        self.out = Path(cfg.out_dir)
+        self.device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, **cfg.model_overrides).to(self.device)
+        mcfg = self.model.config
+        self.pair_cfg = PairConfig(**{'ground': mcfg['ground'],
+                                      'pano_height': mcfg['ground_size'][0],
+                                      'pano_width': mcfg['ground_size'][1],
+                                      'pinhole_height': mcfg['ground_size'][0],
+                                      'pinhole_width': mcfg['ground_size'][1],
+                                      'pinhole_hfov_deg': mcfg['hfov_deg'],
+                                      'aerial_side_px': mcfg['aerial_size'][0], **cfg.pairs})
+        self.criterion = SetCriterion(anchors=self.model.pose_decoder.anchors,
+                                      weight_dict=cfg.loss_weights,
+                                      retrieval=cfg.retrieval_loss, conf_loss=cfg.conf_loss)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        self.use_amp = cfg.amp and self.device.type == 'cuda'
+        self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
+        per_step = cfg.batch_size * cfg.accum_steps
+        sources = [CitySource(Path(c) / 'city.npz', Path(c) / 'aerial.mbtiles')
+                   for c in cfg.cities]
+        self.train_set = PairTensors(SyntheticPairs(sources, self.pair_cfg,
+                                                    length=cfg.max_steps * per_step,
+                                                    seed=cfg.seed))
+        val = [CitySource(Path(c) / 'city.npz', Path(c) / 'aerial.mbtiles')
+               for c in cfg.val_cities]
+        self.val_set = PairTensors(SyntheticPairs(val, self.pair_cfg, length=cfg.val_samples,
+                                                  seed=cfg.seed + 10_000)) if val else None
+        self.step = 0
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def last_path(self) -> Path:
+        return self.out / 'last.pt'
+
+    def save(self, metrics: dict | None = None) -> None:
+        save_checkpoint(self.last_path, self.model, step=self.step, metrics=metrics,
+                        extra={'optimizer': self.optimizer.state_dict(),
+                               'scaler': self.scaler.state_dict(),
+                               'torch_rng': torch.get_rng_state(),
+                               'train_config': asdict(self.cfg)})
+
+    def try_resume(self) -> bool:
+        if not self.last_path.exists():
+            return False
+        blob = load_checkpoint(self.last_path)
+        self.model.load_state_dict(blob['model'])
+        self.optimizer.load_state_dict(blob['optimizer'])
+        self.scaler.load_state_dict(blob['scaler'])
+        torch.set_rng_state(blob['torch_rng'])
+        self.step = int(blob['step'])
+        return True
+
+    # ------------------------------------------------------------------ loop
+    def _batches(self):
+        cfg = self.cfg
+        per_step = cfg.batch_size * cfg.accum_steps
+        start = self.step * per_step
+        indices = range(start, cfg.max_steps * per_step)
+        sampler = [list(indices[i:i + cfg.batch_size])
+                   for i in range(0, len(indices), cfg.batch_size)]
+        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
+                          num_workers=cfg.num_workers,
+                          persistent_workers=cfg.num_workers > 0)
+
+    def _forward(self, batch: dict):
+        prior = batch['yaw_prior'].to(self.device)
+        use_prior = bool(torch.isfinite(prior).all()) and self.pair_cfg.heading == 'prior'
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            out = self.model(batch['ground'].to(self.device), batch['aerial'].to(self.device),
+                             yaw_prior=prior if use_prior else None,
+                             yaw_prior_range=math.radians(self.pair_cfg.heading_prior_deg))
+        targets = {'xy': batch['xy'].to(self.device), 'yaw': batch['yaw'].to(self.device)}
+        losses = self.criterion({k: v.float() for k, v in out.items()}, targets)
+        return out, losses
+
+    def run(self, *, stop_after: int | None = None, progress: bool = True) -> dict:
+        """Train until ``max_steps`` (or ``stop_after`` more steps); returns the last log."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        resumed = self.try_resume()
+        log_path = self.out / 'metrics.jsonl'
+        self.model.train()
+        stop = cfg.max_steps if stop_after is None else min(cfg.max_steps,
+                                                            self.step + stop_after)
+        bar = tqdm(total=stop, initial=self.step, desc='train', unit='step',
+                   disable=None if progress else True)
+        record: dict = {'resumed': resumed}
+        micro, t0 = 0, time.perf_counter()
+        acc: dict = {}
+        for batch in self._batches():
+            if self.step >= stop:
+                break
+            lr = get_lr(self.step, base_lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                        max_steps=cfg.max_steps)
+            for group in self.optimizer.param_groups:
+                group['lr'] = lr
+            _, losses = self._forward(batch)
+            loss = self.criterion.total(losses) / cfg.accum_steps
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f'non-finite loss at step {self.step}: '
+                                         f'{ {k: float(v) for k, v in losses.items()} }')
+            self.scaler.scale(loss).backward()
+            for k, v in losses.items():
+                acc[k] = acc.get(k, 0.0) + v.detach().item() / cfg.accum_steps
+            micro += 1
+            if micro < cfg.accum_steps:
+                continue
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            bar.update(1)
+            total = sum(cfg.loss_weights.get(k, 0.0) * v for k, v in acc.items())
+            record = {'step': self.step, 'lr': lr, 'loss': total, **acc,
+                      'grad_norm': float(grad_norm)}
+            micro, acc = 0, {}
+            if self.step % cfg.log_every == 0 or self.step == stop:
+                dt = time.perf_counter() - t0
+                record['samples_per_s'] = cfg.log_every * cfg.batch_size * cfg.accum_steps / dt
+                t0 = time.perf_counter()
+                _append_jsonl(log_path, record)
+                bar.set_postfix(loss=f'{total:.3f}')
+            if self.val_set is not None and self.step % cfg.val_every == 0:
+                val = self.validate()
+                _append_jsonl(log_path, {'step': self.step, **{f'val/{k}': v
+                                                               for k, v in val.items()}})
+                record.update({f'val/{k}': v for k, v in val.items()})
+            if self.step % cfg.ckpt_every == 0 or self.step == stop:
+                self.save({k: v for k, v in record.items() if isinstance(v, (int, float))})
+        bar.close()
+        record['resumed'] = resumed
+        return record
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Evaluate retrieval within the validation set and pose on the ground-truth tile."""
+        self.model.eval()
+        loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, collate_fn=collate)
+        dg, da, pred, true, pyaw, tyaw = [], [], [], [], [], []
+        for batch in loader:
+            out, _ = self._forward(batch)
+            dg.append(torch.nn.functional.normalize(out['desc_ground'].float(), dim=-1).cpu())
+            da.append(torch.nn.functional.normalize(out['desc_aerial'].float(), dim=-1).cpu())
+            best = out['pred_logits'].argmax(dim=1)
+            idx = torch.arange(len(best))
+            half = batch['half_side_m'][:, None]
+            pred.append(out['pred_xy'][idx, best].cpu() * half)
+            true.append(batch['xy'] * half)
+            cs = out['pred_yaw'][idx, best].cpu()
+            pyaw.append(torch.atan2(cs[:, 1], cs[:, 0]))
+            tyaw.append(batch['yaw'])
+        self.model.train()
+        g, a = torch.cat(dg).numpy(), torch.cat(da).numpy()
+        metrics = retrieval_metrics(g @ a.T, np.arange(len(g)))
+        metrics.update(pose_metrics(torch.cat(pred).numpy(), torch.cat(true).numpy(),
+                                    pred_yaw_rad=torch.cat(pyaw).numpy(),
+                                    true_yaw_rad=torch.cat(tyaw).numpy()))
+        return metrics
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+        f.flush()
+        os.fsync(f.fileno())
