@@ -93,9 +93,24 @@ class Trainer:
             raise ValueError('training needs at least one city folder (cities: [...])')
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
-        self.device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        # torchrun sets WORLD_SIZE / RANK / LOCAL_RANK: DDP with NCCL on GPUs, gloo on CPU
+        self.world = int(os.environ.get('WORLD_SIZE', '1'))
+        self.rank = int(os.environ.get('RANK', '0'))
+        local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+        if torch.cuda.is_available():
+            self.device = torch.device('cuda', local_rank)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device('cpu')
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(
+                backend='nccl' if self.device.type == 'cuda' else 'gloo')
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, **cfg.model_overrides).to(self.device)
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[local_rank] if self.device.type == 'cuda' else None)
         mcfg = self.model.config
         self.pair_cfg = PairConfig(**{'ground': mcfg['ground'],
                                       'pano_height': mcfg['ground_size'][0],
@@ -111,7 +126,7 @@ class Trainer:
                                            weight_decay=cfg.weight_decay)
         self.use_amp = cfg.amp and self.device.type == 'cuda'
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
-        per_step = cfg.batch_size * cfg.accum_steps
+        per_step = cfg.batch_size * cfg.accum_steps * self.world
         sources = [CitySource(Path(c) / 'city.npz', Path(c) / 'aerial.mbtiles')
                    for c in cfg.cities]
         self.train_set = PairTensors(SyntheticPairs(sources, self.pair_cfg,
@@ -149,11 +164,13 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _batches(self):
         cfg = self.cfg
-        per_step = cfg.batch_size * cfg.accum_steps
-        start = self.step * per_step
-        indices = range(start, cfg.max_steps * per_step)
-        sampler = [list(indices[i:i + cfg.batch_size])
-                   for i in range(0, len(indices), cfg.batch_size)]
+        # global batch of a micro-step: batch_size x world items; this rank takes its slice
+        micro = cfg.batch_size * self.world
+        start = self.step * micro * cfg.accum_steps
+        indices = range(start, cfg.max_steps * micro * cfg.accum_steps)
+        sampler = [list(indices[i + self.rank * cfg.batch_size:
+                                i + (self.rank + 1) * cfg.batch_size])
+                   for i in range(0, len(indices), micro)]
         return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
                           num_workers=cfg.num_workers,
                           persistent_workers=cfg.num_workers > 0)
@@ -162,7 +179,7 @@ class Trainer:
         prior = batch['yaw_prior'].to(self.device)
         use_prior = bool(torch.isfinite(prior).all()) and self.pair_cfg.heading == 'prior'
         with torch.autocast(self.device.type, enabled=self.use_amp):
-            out = self.model(batch['ground'].to(self.device), batch['aerial'].to(self.device),
+            out = self.net(batch['ground'].to(self.device), batch['aerial'].to(self.device),
                              yaw_prior=prior if use_prior else None,
                              yaw_prior_range=math.radians(self.pair_cfg.heading_prior_deg))
         targets = {'xy': batch['xy'].to(self.device), 'yaw': batch['yaw'].to(self.device)}
@@ -181,7 +198,7 @@ class Trainer:
         stop = cfg.max_steps if stop_after is None else min(cfg.max_steps,
                                                             self.step + stop_after)
         bar = tqdm(total=stop, initial=self.step, desc='train', unit='step',
-                   disable=None if progress else True)
+                   disable=None if progress and self.rank == 0 else True)
         record: dict = {'resumed': resumed}
         micro, t0 = 0, time.perf_counter()
         acc: dict = {}
@@ -214,25 +231,36 @@ class Trainer:
             record = {'step': self.step, 'lr': lr, 'loss': total, **acc,
                       'grad_norm': float(grad_norm)}
             micro, acc = 0, {}
-            if self.step % cfg.log_every == 0 or self.step == stop:
+            lead = self.rank == 0
+            if lead and (self.step % cfg.log_every == 0 or self.step == stop):
                 dt = time.perf_counter() - t0
-                record['samples_per_s'] = cfg.log_every * cfg.batch_size * cfg.accum_steps / dt
+                record['samples_per_s'] = (cfg.log_every * cfg.batch_size * cfg.accum_steps
+                                           * self.world / dt)
                 t0 = time.perf_counter()
                 _append_jsonl(log_path, record)
                 bar.set_postfix(loss=f'{total:.3f}')
-            if self.val_set is not None and self.step % cfg.val_every == 0:
+            if lead and self.val_set is not None and self.step % cfg.val_every == 0:
                 val = self.validate()
                 _append_jsonl(log_path, {'step': self.step, **{f'val/{k}': v
                                                                for k, v in val.items()}})
                 record.update({f'val/{k}': v for k, v in val.items()})
-            if self.step % cfg.ckpt_every == 0 or self.step == stop:
+            if lead and (self.step % cfg.ckpt_every == 0 or self.step == stop):
                 self.save({k: v for k, v in record.items() if isinstance(v, (int, float))})
         bar.close()
+        if self.world > 1:
+            torch.distributed.barrier()
         record['resumed'] = resumed
         return record
 
     @torch.no_grad()
     def validate(self) -> dict:
+        net, self.net = self.net, self.model  # plain module: no DDP sync on one rank
+        try:
+            return self._validate()
+        finally:
+            self.net = net
+
+    def _validate(self) -> dict:
         """Evaluate retrieval within the validation set and pose on the ground-truth tile."""
         self.model.eval()
         loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, collate_fn=collate)
