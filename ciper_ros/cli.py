@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 import sys
 
@@ -244,6 +245,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ciper_ros.data.synthetic import PairTensors
+    from ciper_ros.model.build import load_model
+    from ciper_ros.synth.pairs import CitySource, PairConfig, SyntheticPairs
+    from ciper_ros.train.evaluate import evaluate
+    from ciper_ros.train.metrics import markdown_table
+
+    model = load_model(args.model)
+    mc = model.config
+    cfg = PairConfig(style=args.style, heading=args.heading, ground=mc['ground'],
+                     pano_height=mc['ground_size'][0], pano_width=mc['ground_size'][1],
+                     pinhole_height=mc['ground_size'][0], pinhole_width=mc['ground_size'][1],
+                     pinhole_hfov_deg=mc['hfov_deg'], aerial_side_px=mc['aerial_size'][0],
+                     aerial_side_m=args.aerial_side_m)
+    sources = [CitySource(*_city_paths(c)) for c in args.city]
+    data = PairTensors(SyntheticPairs(sources, cfg, length=args.n, seed=args.seed))
+    prior = math.radians(cfg.heading_prior_deg) if cfg.heading == 'prior' else None
+    result = evaluate(model, data, top_k=args.top_k, yaw_prior_range_rad=prior)
+    result['model'] = str(args.model)
+    result['pairs'] = {'style': cfg.style, 'heading': cfg.heading, 'seed': args.seed}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
+    for name in ('retrieval', 'gt_tile', 'chained', 'baseline_tile_centre'):
+        print(markdown_table(result[name], title=name))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ciper_ros.demo import run_demo
 
@@ -355,6 +384,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
                    help='override config values, e.g. lr=3e-4 model_overrides.depth=6')
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser('eval', help='evaluate a checkpoint on synthetic cities (GT tile and '
+                       'chained retrieval + pose)')
+    p.add_argument('--model', required=True, help='checkpoint (.pt)')
+    p.add_argument('--city', action='append', required=True, help='city folder (repeatable)')
+    p.add_argument('--n', type=int, default=200, help='number of pairs')
+    p.add_argument('--seed', type=int, default=12345, help='pair sampling seed')
+    p.add_argument('--style', choices=['vigor', 'kitti'], default='vigor')
+    p.add_argument('--heading', choices=['unknown', 'prior'], default='unknown')
+    p.add_argument('--aerial-side-m', type=float, default=64.0)
+    p.add_argument('--top-k', type=int, default=5, help='retrieved crops decoded (chained)')
+    p.add_argument('--out', help='write the metrics as JSON')
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser('demo', help='run the end-to-end demo on the embedded default data')
     p.add_argument('--out', default='out/demo', help='output folder')

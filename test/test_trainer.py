@@ -114,7 +114,7 @@ def test_ciper_train_cli(city, tmp_path):
 
 
 def test_two_process_ddp_with_gloo(city, tmp_path):
-    """torchrun with 2 CPU processes (gloo): both ranks train, rank 0 logs and saves."""
+    """Run torchrun with 2 CPU processes (gloo): both ranks train, rank 0 logs and saves."""
     import os
     from pathlib import Path
     import socket

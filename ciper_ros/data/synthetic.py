@@ -33,6 +33,9 @@ class PairTensors(Dataset):
             'yaw': torch.tensor(float(p['yaw_rad']), dtype=torch.float32),
             'yaw_prior': torch.tensor(float(p['yaw_prior_rad']), dtype=torch.float32),
             'half_side_m': torch.tensor(half, dtype=torch.float32),
+            'camera_latlon_deg': torch.from_numpy(np.asarray(p['camera_latlon_deg'],
+                                                             np.float64)),
+            'city_seed': torch.tensor(int(p['city_seed']), dtype=torch.int64),
         }
 
 

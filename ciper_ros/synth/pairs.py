@@ -118,7 +118,8 @@ def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict
     return {'ground': np.ascontiguousarray(ground), 'aerial': np.ascontiguousarray(aerial),
             'offset_xy_m': offset_xy_m.astype(np.float32), 'yaw_rad': np.float32(yaw),
             'yaw_prior_rad': np.float32(prior), 'm_per_px': np.float32(m),
-            'city_seed': render.city_seed}
+            'city_seed': render.city_seed,
+            'camera_latlon_deg': np.asarray(render.camera_latlon_deg, np.float64)}
 
 
 class CitySource:
