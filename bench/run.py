@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ['bench_maps', 'bench_synth']
+BENCHMARKS = ['bench_maps', 'bench_synth', 'bench_model']
 
 
 def machine() -> dict:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-import tempfile
 
 import numpy as np
 
+from ciper_ros.atomic import atomic_write_bytes
 from ciper_ros.geo import mercator
 from ciper_ros.geo.bounds import LatLonBounds
 from ciper_ros.maps.codec import (
@@ -26,18 +26,6 @@ from ciper_ros.maps.errors import MapStoreError, NotAMapError
 from ciper_ros.maps.store import MapMetadata, TileStore
 
 METADATA_FILE = 'metadata.json'
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class XYZFolderStore(TileStore):
@@ -143,7 +131,7 @@ class XYZWriter:
             raise ValueError(f'tile ({x}, {y}) does not exist at zoom {zoom}')
         data = tile if isinstance(tile, bytes) else encode_rgb(tile, self.fmt,
                                                                jpeg_quality=self.jpeg_quality)
-        _atomic_write_bytes(self._path(zoom, x, y), data)
+        atomic_write_bytes(self._path(zoom, x, y), data)
         self._zooms.add(zoom)
 
     def close(self) -> Path:
@@ -154,6 +142,6 @@ class XYZWriter:
         meta = {'name': self.name, 'format': self.fmt, 'zooms': zooms}
         if self.bounds is not None:
             meta['bounds'] = self.bounds.to_string()
-        _atomic_write_bytes(self.root / METADATA_FILE,
+        atomic_write_bytes(self.root / METADATA_FILE,
                             (json.dumps(meta, indent=2) + '\n').encode())
         return self.root

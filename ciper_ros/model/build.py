@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 import os
 from pathlib import Path
-import tempfile
 
 import torch
 
+from ciper_ros.atomic import atomic_path
 from ciper_ros.model.anchors import PolarAnchors
 from ciper_ros.model.ciper import CIPER, DescriptorHead
 from ciper_ros.model.pose_decoder import PoseDecoder
@@ -128,17 +128,10 @@ def save_checkpoint(path: str | os.PathLike, model: CIPER, *, step: int = 0,
                     metrics: dict | None = None, extra: dict | None = None) -> Path:
     """Write {'model', 'config', 'step', 'metrics', 'format_version', ...} atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = {'model': model.state_dict(), 'config': dict(model.config), 'step': int(step),
             'metrics': dict(metrics or {}), 'format_version': FORMAT_VERSION, **(extra or {})}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(blob, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -18,10 +18,10 @@ import json
 import math
 import os
 from pathlib import Path
-import tempfile
 
 import numpy as np
 
+from ciper_ros.atomic import atomic_path, atomic_write_text
 from ciper_ros.geo.camera import PinholeCamera
 from ciper_ros.synth.roads import arc_length, point_on_polyline
 
@@ -255,22 +255,13 @@ def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: Pai
                   'camera_latlon_deg': np.array([r.camera_latlon_deg for r in renders]),
                   'city_seed': np.array([r.city_seed for r in renders], np.int64)}
         name = f'shard_{k:05d}.npz'
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f'.{name}.', suffix='.npz')
-        os.close(fd)
-        np.savez(tmp, **arrays)
-        os.replace(tmp, out / name)
+        with atomic_path(out / name, suffix='.npz') as tmp:
+            np.savez(tmp, **arrays)
         manifest['shards'].append({'index': k, 'file': name, 'count': hi - lo})
         manifest['shards'].sort(key=lambda s: s['index'])
-        _atomic_json(manifest_path, manifest)
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     bar.close()
     return out
-
-
-def _atomic_json(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 class ShardPairs:

@@ -20,11 +20,11 @@ from enum import IntEnum
 import json
 import os
 from pathlib import Path
-import tempfile
 
 import cv2
 import numpy as np
 
+from ciper_ros.atomic import atomic_path
 from ciper_ros.geo.enu import LocalTangentPlane
 
 FORMAT_VERSION = 1
@@ -210,14 +210,8 @@ class World:
                 arrays[f'{prefix}_{key}'] = value
         meta = {'format_version': FORMAT_VERSION, 'config': asdict(self.config)}
         arrays['meta_json'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.npz')
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix='.npz') as tmp:
             np.savez(tmp, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod
