@@ -125,10 +125,18 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | os.PathLike, model: CIPER, *, step: int = 0,
-                    metrics: dict | None = None, extra: dict | None = None) -> Path:
-    """Write {'model', 'config', 'step', 'metrics', 'format_version', ...} atomically."""
+                    metrics: dict | None = None, extra: dict | None = None,
+                    half: bool = False) -> Path:
+    """Write {'model', 'config', 'step', 'metrics', 'format_version', ...} atomically.
+
+    ``half`` stores floating-point weights as float16 (shipping size; ``load_model``
+    restores float32).
+    """
     path = Path(path)
-    blob = {'model': model.state_dict(), 'config': dict(model.config), 'step': int(step),
+    state = model.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    blob = {'model': state, 'config': dict(model.config), 'step': int(step),
             'metrics': dict(metrics or {}), 'format_version': FORMAT_VERSION, **(extra or {})}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
