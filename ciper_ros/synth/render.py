@@ -123,7 +123,8 @@ class GroundRenderer:
         self.packed = pack_layers(world.height_m, world.kind, world.obj, self.halo_flat,
                                   self.car_layer) if use_numba else None
         self.b_bay = np.concatenate([[3.0], b.bay_m]).astype(np.float32)
-        self.height_flat = world.height_m.astype(np.float32).ravel()
+        # the numpy reference gathers float32 heights; the compiled caster reads `packed`
+        self.height_flat = None if use_numba else world.height_m.astype(np.float32).ravel()
         self.car_flat = self.car_layer.ravel()
         self.obj_flat = world.obj.ravel()
         self.kind_flat = world.kind.ravel()
