@@ -164,14 +164,12 @@ class AerialSampler:
         self.epoch = epoch
         self.blur_px = blur_px
         self.tex = Textures(world.config.seed)
-        cars = world.cars
         self.car_layer = world.car_layer(epoch)
-        self.car_h = np.concatenate([[0.0], cars.size_m[:, 2]]).astype(np.float32)
-        self.car_rgb = np.concatenate([[[0, 0, 0]], cars.rgb]).astype(np.float32) / 255.0
-        h = world.height_m.astype(np.float32)
-        h = np.maximum(h, self.car_h[self.car_layer])
+        self.car_h = world.car_height_m
+        self.car_rgb = world.car_rgb01
         self.shadow_factor = 2
-        self.shadow = shadow_mask(h, world.res_m, capture.sun, factor=self.shadow_factor)
+        self.shadow = shadow_mask(world.surface_height_m(epoch), world.res_m, capture.sun,
+                                  factor=self.shadow_factor)
         nb = world.n_buildings
         self.roof_rgb = np.concatenate([[[0, 0, 0]], world.buildings.roof_rgb,
                                         world.trees.rgb]).astype(np.float32) / 255.0

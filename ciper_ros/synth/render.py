@@ -90,10 +90,9 @@ class GroundRenderer:
         self.fog_m = fog_m
         self.d = np.geomspace(0.4, max_range_m, n_samples).astype(np.float32)   # (K,)
         self.d_prev = np.concatenate([[0.0], self.d[:-1]]).astype(np.float32)
-        cars = world.cars
         self.car_layer = world.car_layer(epoch)
-        self.car_h = np.concatenate([[0.0], cars.size_m[:, 2]]).astype(np.float32)
-        self.car_rgb = np.concatenate([[[0, 0, 0]], cars.rgb]).astype(np.float32) / 255.0
+        self.car_h = world.car_height_m
+        self.car_rgb = world.car_rgb01
         b = world.buildings
         nb = world.n_buildings
         self.nb = nb
@@ -128,9 +127,9 @@ class GroundRenderer:
         self.car_flat = self.car_layer.ravel()
         self.obj_flat = world.obj.ravel()
         self.kind_flat = world.kind.ravel()
-        h = np.maximum(world.height_m.astype(np.float32), self.car_h[self.car_layer])
         self.shadow_factor = 2
-        self.shadow = shadow_mask(h, world.res_m, self.capture.sun, factor=2).astype(np.float32)
+        self.shadow = shadow_mask(world.surface_height_m(epoch), world.res_m, self.capture.sun,
+                                  factor=self.shadow_factor).astype(np.float32)
         self.palette = (GROUND_RGB / 255.0).astype(np.float32)
         sun = self.capture.sun.direction
         self.sun_h = sun[:2] / max(np.linalg.norm(sun[:2]), 1e-6)

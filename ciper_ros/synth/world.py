@@ -190,6 +190,21 @@ class World:
             self._car_layers[epoch] = layer
         return self._car_layers[epoch]
 
+    @property
+    def car_height_m(self) -> np.ndarray:
+        """(C + 1,) float32 car heights indexed by car-layer value (0 = no car: 0 m)."""
+        return np.concatenate([[0.0], self.cars.size_m[:, 2]]).astype(np.float32)
+
+    @property
+    def car_rgb01(self) -> np.ndarray:
+        """(C + 1, 3) float32 car colours in [0, 1] indexed by car-layer value."""
+        return np.concatenate([[[0, 0, 0]], self.cars.rgb]).astype(np.float32) / 255.0
+
+    def surface_height_m(self, epoch: int) -> np.ndarray:
+        """(N, N) float32 top surface of ``epoch``: static heights with its parked cars."""
+        return np.maximum(self.height_m.astype(np.float32),
+                          self.car_height_m[self.car_layer(epoch)])
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
         """Write the world as one .npz (arrays + JSON config), atomically."""
