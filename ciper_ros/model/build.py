@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 import os
 from pathlib import Path
 
 import torch
 
 from ciper_ros.atomic import atomic_path
+from ciper_ros.configs import check_keys
 from ciper_ros.model.anchors import PolarAnchors
 from ciper_ros.model.ciper import CIPER, DescriptorHead
 from ciper_ros.model.pose_decoder import PoseDecoder
@@ -49,10 +50,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f'unknown model config keys: {sorted(unknown)}')
+        check_keys(cls, d, 'model')
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
 

@@ -196,7 +196,7 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     writer.close()
-    info = {'city': asdict(world.config), 'drive': _jsonable(asdict(cfg)),
+    info = {'city': asdict(world.config), 'drive': asdict(cfg),
             'camera': camera.to_dict(), 'topics': TOPICS, 'frames': {
                 'map': 'ENU at the city datum', 'base_link': 'vehicle, on the ground',
                 'camera_optical_frame': 'x right, y down, z forward'},
@@ -210,10 +210,3 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
     staging.rmdir()
     return out
 
-
-def _jsonable(d):
-    if isinstance(d, dict):
-        return {k: _jsonable(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_jsonable(v) for v in d]
-    return d

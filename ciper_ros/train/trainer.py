@@ -10,7 +10,7 @@ checkpoint and resumed takes the same steps as an uninterrupted one.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 import json
 import math
 import os
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ciper_ros.configs import check_keys
 from ciper_ros.data.synthetic import collate, PairTensors
 from ciper_ros.model.build import build_model, load_checkpoint, save_checkpoint
 from ciper_ros.model.criterion import DEFAULT_WEIGHTS, SetCriterion
@@ -56,10 +57,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f'unknown training config keys: {sorted(unknown)}')
+        check_keys(cls, d, 'training')
         return cls(**d)
 
 
