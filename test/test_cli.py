@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import cv2
-from mapfixtures import DATUM, write_marker_map
 import numpy as np
 import pytest
+
+from mapfixtures import DATUM, write_marker_map
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,12 +2,13 @@
 
 from concurrent.futures import ThreadPoolExecutor
 
-from mapfixtures import write_marker_map
 import numpy as np
 import pytest
 
 from ciper_ros.maps import MBTilesStore, XYZFolderStore
 from ciper_ros.maps.pattern import find_marker_centroids
+
+from mapfixtures import write_marker_map
 
 
 @pytest.fixture(scope='module')

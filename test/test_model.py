@@ -16,10 +16,9 @@ from ciper_ros.model.criterion import info_nce, SetCriterion, soft_margin_triple
 from ciper_ros.model.matcher import HungarianMatcher
 from ciper_ros.model.postprocess import hypotheses
 
-TINY = {'ground_size': (32, 128), 'aerial_size': (64, 64), 'dim': 32, 'depth': 1,
-        'num_heads': 2, 'desc_dim': 16, 'decoder_depth': 1, 'decoder_heads': 2,
-        'decoder_mlp': 64, 'num_queries': 8, 'anchor_grid': 5, 'anchor_azimuths': 16,
-        'anchor_corr_dim': 8}
+from tinymodel import TINY_MODEL
+
+TINY = TINY_MODEL
 
 
 def tiny(mode: str = 'anchored', **kw):

@@ -11,10 +11,7 @@ from ciper_ros.synth.world import CityConfig
 from ciper_ros.train.schedule import get_lr
 from ciper_ros.train.trainer import load_config, TrainConfig, Trainer
 
-TINY_MODEL = {'ground_size': [32, 128], 'aerial_size': [64, 64], 'dim': 32, 'depth': 1,
-              'num_heads': 2, 'desc_dim': 16, 'decoder_depth': 1, 'decoder_heads': 2,
-              'decoder_mlp': 64, 'num_queries': 8, 'anchor_grid': 5, 'anchor_azimuths': 16,
-              'anchor_corr_dim': 8}
+from tinymodel import TINY_MODEL
 
 
 @pytest.fixture(scope='module')

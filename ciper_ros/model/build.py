@@ -97,11 +97,13 @@ def build_from_config(cfg: ModelConfig) -> CIPER:
 
 
 def build_ciper_t(**overrides) -> CIPER:
-    return build_from_config(ModelConfig(**{**PRESETS['ciper_t'].to_dict(), **overrides}))
+    return build_from_config(ModelConfig.from_dict({**PRESETS['ciper_t'].to_dict(),
+                                                    **overrides}))
 
 
 def build_ciper_s(**overrides) -> CIPER:
-    return build_from_config(ModelConfig(**{**PRESETS['ciper_s'].to_dict(), **overrides}))
+    return build_from_config(ModelConfig.from_dict({**PRESETS['ciper_s'].to_dict(),
+                                                    **overrides}))
 
 
 MODELS = {'ciper_t': build_ciper_t, 'ciper_s': build_ciper_s}
