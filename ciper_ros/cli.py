@@ -122,46 +122,29 @@ def cmd_map_pattern(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- synth
-def _city_paths(city_dir: str) -> tuple[Path, Path]:
-    d = Path(city_dir)
-    world, amap = d / 'city.npz', d / 'aerial.mbtiles'
-    if not world.is_file() or not amap.is_file():
-        raise CliError(f'{d} is not a synthetic city folder (needs city.npz and '
-                       f'aerial.mbtiles; make one with `ciper synth city`)')
-    return world, amap
-
-
 def cmd_synth_city(args: argparse.Namespace) -> int:
-    import time
-
-    from ciper_ros.synth.aerial import write_aerial_map
-    from ciper_ros.synth.city import generate_city
+    from ciper_ros.synth.folder import MAP_FILE, write_city_folder
     from ciper_ros.synth.world import CityConfig
 
     out = Path(args.out)
     cfg = CityConfig(seed=args.seed, size_m=args.size_m, res_m=args.res_m,
                      lat0_deg=args.datum[0], lon0_deg=args.datum[1])
-    t0 = time.perf_counter()
-    world = generate_city(cfg)
-    t_gen = time.perf_counter() - t0
-    world.save(out / 'city.npz')
+    world, t = write_city_folder(out, cfg, zooms=tuple(args.zooms))
     print(f'city seed {cfg.seed}: {cfg.size_m:g} m square at {args.datum}, '
           f'{world.n_buildings} buildings, {len(world.trees.height_m)} trees, '
           f'{len(world.cars.yaw_rad)} parked cars, {len(world.roads.edges)} road edges '
-          f'(generated in {t_gen:.1f} s)')
-    t0 = time.perf_counter()
-    write_aerial_map(world, out / 'aerial.mbtiles', zooms=args.zooms, overwrite=True)
-    print(f'aerial map: {out / "aerial.mbtiles"} zooms {args.zooms} '
-          f'({time.perf_counter() - t0:.1f} s)')
+          f"(generated in {t['generate_s']:.1f} s)")
+    print(f"aerial map: {out / MAP_FILE} zooms {args.zooms} ({t['aerial_s']:.1f} s)")
     return 0
 
 
 def cmd_synth_drive(args: argparse.Namespace) -> int:
     from ciper_ros.synth.drive import GnssConfig
     from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
+    from ciper_ros.synth.folder import city_paths
     from ciper_ros.synth.world import World
 
-    world_path, _ = _city_paths(args.city)
+    world_path, _ = city_paths(args.city)
     world = World.load(world_path)
     cfg = DriveConfig(duration_s=args.duration_s, seed=args.seed, panorama=args.panorama,
                       raw_images=not args.no_raw, storage=args.storage,
@@ -186,7 +169,7 @@ def _pair_config(args: argparse.Namespace):
 def cmd_synth_pairs(args: argparse.Namespace) -> int:
     from ciper_ros.synth.pairs import CitySource, write_shards
 
-    sources = [CitySource(*_city_paths(c)) for c in args.city]
+    sources = [CitySource.from_folder(c) for c in args.city]
     out = write_shards(args.out, sources, _pair_config(args), n_renders=args.n,
                        shard_size=args.shard_size, seed=args.seed)
     print(f'wrote {args.n} renders to {out}')
@@ -201,12 +184,13 @@ def cmd_synth_preview(args: argparse.Namespace) -> int:
 
     from ciper_ros.geo.camera import PinholeCamera
     from ciper_ros.maps import open_store
+    from ciper_ros.synth.folder import city_paths
     from ciper_ros.synth.pairs import sample_road_pose
     from ciper_ros.synth.preview import draw_pose
     from ciper_ros.synth.render import CameraPose, GroundRenderer
     from ciper_ros.synth.world import World
 
-    world_path, map_path = _city_paths(args.city)
+    world_path, map_path = city_paths(args.city)
     world = World.load(world_path)
     renderer = GroundRenderer(world, epoch=1)
     cam = PinholeCamera.from_hfov(320, 180, 90.0)
@@ -259,7 +243,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                      pinhole_height=mc['ground_size'][0], pinhole_width=mc['ground_size'][1],
                      pinhole_hfov_deg=mc['hfov_deg'], aerial_side_px=mc['aerial_size'][0],
                      aerial_side_m=args.aerial_side_m)
-    sources = [CitySource(*_city_paths(c)) for c in args.city]
+    sources = [CitySource.from_folder(c) for c in args.city]
     data = PairTensors(SyntheticPairs(sources, cfg, length=args.n, seed=args.seed))
     prior = math.radians(cfg.heading_prior_deg) if cfg.heading == 'prior' else None
     result = evaluate(model, data, top_k=args.top_k, yaw_prior_range_rad=prior)

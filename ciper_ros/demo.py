@@ -158,9 +158,8 @@ def run_city_demo(out: Path, *, seed: int = 0, size_m: float = 400.0,
     from rosbags.rosbag2 import Reader
 
     from ciper_ros.bag import messages as msgs
-    from ciper_ros.synth.aerial import write_aerial_map
-    from ciper_ros.synth.city import generate_city
     from ciper_ros.synth.drivebag import DriveConfig, TOPICS, write_drive_bag
+    from ciper_ros.synth.folder import MAP_FILE, write_city_folder
     from ciper_ros.synth.pairs import PairConfig, sample_road_pose
     from ciper_ros.synth.preview import draw_pose
     from ciper_ros.synth.render import CameraPose, GroundRenderer
@@ -168,13 +167,8 @@ def run_city_demo(out: Path, *, seed: int = 0, size_m: float = 400.0,
 
     print(f'[4/5] synthetic city (seed {seed}, {size_m:g} m): world, aerial map, '
           f'{duration_s:g} s drive')
-    t0 = time.perf_counter()
-    world = generate_city(CityConfig(seed=seed, size_m=size_m))
-    t_city = time.perf_counter() - t0
-    world.save(out / 'city' / 'city.npz')
-    t0 = time.perf_counter()
-    write_aerial_map(world, out / 'city' / 'aerial.mbtiles', overwrite=True)
-    t_aerial = time.perf_counter() - t0
+    world, t = write_city_folder(out / 'city', CityConfig(seed=seed, size_m=size_m))
+    t_city, t_aerial = t['generate_s'], t['aerial_s']
     t0 = time.perf_counter()
     bag = write_drive_bag(world, out / 'drive', DriveConfig(duration_s=duration_s, seed=seed),
                           overwrite=True)
@@ -207,7 +201,7 @@ def run_city_demo(out: Path, *, seed: int = 0, size_m: float = 400.0,
     rows = []
     from ciper_ros.geo.camera import PinholeCamera
     cam = PinholeCamera.from_hfov(240, 160, 90.0)
-    with open_store(out / 'city' / 'aerial.mbtiles') as store:
+    with open_store(out / 'city' / MAP_FILE) as store:
         for _ in range(3):
             xy, yaw = sample_road_pose(world, rng, margin_m=cfg.aerial_side_m)
             pose = CameraPose(xy[0], xy[1], yaw)

@@ -8,8 +8,7 @@ import torch
 
 from ciper_ros.data.synthetic import PairTensors
 from ciper_ros.model.build import build_model
-from ciper_ros.synth.aerial import write_aerial_map
-from ciper_ros.synth.city import generate_city
+from ciper_ros.synth.folder import write_city_folder
 from ciper_ros.synth.pairs import CitySource, PairConfig, SyntheticPairs
 from ciper_ros.synth.world import CityConfig
 from ciper_ros.train.evaluate import evaluate
@@ -22,12 +21,9 @@ TINY = {**TINY_MODEL, 'query_mode': 'free'}
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp('city')
-    world = generate_city(CityConfig(seed=501, size_m=250.0))
-    world.save(d / 'city.npz')
-    write_aerial_map(world, d / 'aerial.mbtiles', zooms=(19,), progress=False)
+    write_city_folder(d, CityConfig(seed=501, size_m=250.0), zooms=(19,), progress=False)
     cfg = PairConfig(pano_height=32, pano_width=128, aerial_side_px=64, aerial_side_m=40.0)
-    return PairTensors(SyntheticPairs([CitySource(d / 'city.npz', d / 'aerial.mbtiles')], cfg,
-                                      length=10, seed=3))
+    return PairTensors(SyntheticPairs([CitySource.from_folder(d)], cfg, length=10, seed=3))
 
 
 class Oracle(torch.nn.Module):

@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from ciper_ros.synth.aerial import write_aerial_map
-from ciper_ros.synth.city import generate_city
+from ciper_ros.synth.folder import write_city_folder
 from ciper_ros.synth.pairs import (
     city_seeds,
     CitySource,
@@ -89,10 +88,8 @@ def test_city_seed_splits_are_disjoint():
 @pytest.fixture(scope='module')
 def source(tmp_path_factory):
     d = tmp_path_factory.mktemp('city')
-    world = generate_city(CityConfig(seed=21, size_m=300.0))
-    world.save(d / 'city.npz')
-    write_aerial_map(world, d / 'aerial.mbtiles', zooms=(19,), progress=False)
-    return CitySource(d / 'city.npz', d / 'aerial.mbtiles')
+    write_city_folder(d, CityConfig(seed=21, size_m=300.0), zooms=(19,), progress=False)
+    return CitySource.from_folder(d)
 
 
 def test_on_the_fly_pairs_are_deterministic(source):

@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from ciper_ros.synth.aerial import write_aerial_map
-from ciper_ros.synth.city import generate_city
+from ciper_ros.synth.folder import write_city_folder
 from ciper_ros.synth.world import CityConfig
 from ciper_ros.train.schedule import get_lr
 from ciper_ros.train.trainer import load_config, TrainConfig, Trainer
@@ -17,9 +16,7 @@ from tinymodel import TINY_MODEL
 @pytest.fixture(scope='module')
 def city(tmp_path_factory):
     d = tmp_path_factory.mktemp('city')
-    world = generate_city(CityConfig(seed=1001, size_m=250.0))
-    world.save(d / 'city.npz')
-    write_aerial_map(world, d / 'aerial.mbtiles', zooms=(19,), progress=False)
+    write_city_folder(d, CityConfig(seed=1001, size_m=250.0), zooms=(19,), progress=False)
     return d
 
 

@@ -131,6 +131,13 @@ class CitySource:
         self._pid = None
         self._world = self._renderer = self._store = None
 
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike) -> CitySource:
+        """Source of a folder made by ``ciper synth city`` (see ``synth/folder.py``)."""
+        from ciper_ros.synth.folder import city_paths
+
+        return cls(*city_paths(folder))
+
     def _open(self) -> None:
         if self._pid != os.getpid():
             from ciper_ros.maps import open_store

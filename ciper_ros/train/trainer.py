@@ -125,13 +125,11 @@ class Trainer:
         self.use_amp = cfg.amp and self.device.type == 'cuda'
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
         per_step = cfg.batch_size * cfg.accum_steps * self.world
-        sources = [CitySource(Path(c) / 'city.npz', Path(c) / 'aerial.mbtiles')
-                   for c in cfg.cities]
+        sources = [CitySource.from_folder(c) for c in cfg.cities]
         self.train_set = PairTensors(SyntheticPairs(sources, self.pair_cfg,
                                                     length=cfg.max_steps * per_step,
                                                     seed=cfg.seed))
-        val = [CitySource(Path(c) / 'city.npz', Path(c) / 'aerial.mbtiles')
-               for c in cfg.val_cities]
+        val = [CitySource.from_folder(c) for c in cfg.val_cities]
         self.val_set = PairTensors(SyntheticPairs(val, self.pair_cfg, length=cfg.val_samples,
                                                   seed=cfg.seed + 10_000)) if val else None
         self.step = 0
