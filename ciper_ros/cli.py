@@ -238,6 +238,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     mc = model.config
+    if args.dataset:
+        return _eval_dataset(args, model)
+    if not args.city:
+        raise CliError('give --city FOLDER (synthetic) or --dataset KIND --root FOLDER')
     cfg = PairConfig(style=args.style, heading=args.heading, ground=mc['ground'],
                      pano_height=mc['ground_size'][0], pano_width=mc['ground_size'][1],
                      pinhole_height=mc['ground_size'][0], pinhole_width=mc['ground_size'][1],
@@ -252,6 +256,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
+    for name in ('retrieval', 'gt_tile', 'chained', 'baseline_tile_centre'):
+        print(markdown_table(result[name], title=name))
+    return 0
+
+
+def _eval_dataset(args: argparse.Namespace, model) -> int:
+    import yaml
+
+    from ciper_ros.data.build import build_dataset
+    from ciper_ros.train.evaluate import evaluate
+    from ciper_ros.train.metrics import markdown_table
+
+    if not args.root:
+        raise CliError('--dataset needs --root FOLDER')
+    spec = {'kind': args.dataset, 'root': args.root}
+    for item in args.options:
+        if '=' not in item:
+            raise CliError(f'--set {item!r} is not KEY=VALUE')
+        key, value = item.split('=', 1)
+        spec[key] = yaml.safe_load(value)
+    spec.setdefault('split', 'test' if args.dataset in ('vigor', 'ford') else 'test1')
+    data = build_dataset(spec, model.config)
+    prior = spec.get('rotation_range_deg', spec.get('heading_prior_deg', 10.0))
+    result = evaluate(model, data, top_k=args.top_k, yaw_prior_range_rad=math.radians(prior),
+                      progress=True)
+    result['model'] = str(args.model)
+    result['dataset'] = spec
+    if args.out:
+        from ciper_ros.atomic import atomic_write_text
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(result, indent=2) + '\n')
     for name in ('retrieval', 'gt_tile', 'chained', 'baseline_tile_centre'):
         print(markdown_table(result[name], title=name))
     return 0
@@ -369,11 +405,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help='override config values, e.g. lr=3e-4 model_overrides.depth=6')
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser('eval', help='evaluate a checkpoint on synthetic cities (GT tile and '
-                       'chained retrieval + pose)')
+    p = sub.add_parser('eval', help='evaluate a checkpoint (GT tile and chained retrieval + '
+                       'pose) on synthetic cities or a VIGOR / KITTI / Ford tree')
     p.add_argument('--model', required=True, help='checkpoint (.pt)')
-    p.add_argument('--city', action='append', required=True, help='city folder (repeatable)')
-    p.add_argument('--n', type=int, default=200, help='number of pairs')
+    p.add_argument('--city', action='append', default=[],
+                   help='synthetic city folder (repeatable)')
+    p.add_argument('--dataset', choices=['vigor', 'kitti', 'ford'],
+                   help='evaluate on a real dataset tree instead of synthetic cities')
+    p.add_argument('--root', help='dataset root folder (with --dataset)')
+    p.add_argument('--set', dest='options', action='append', default=[], metavar='KEY=VALUE',
+                   help='dataset option, e.g. split=test1, area=cross, rotation_range_deg=180 '
+                        '(repeatable)')
+    p.add_argument('--n', type=int, default=200,
+                   help='number of pairs (synthetic; a dataset is evaluated whole)')
     p.add_argument('--seed', type=int, default=12345, help='pair sampling seed')
     p.add_argument('--style', choices=['vigor', 'kitti'], default='vigor')
     p.add_argument('--heading', choices=['unknown', 'prior'], default='unknown')

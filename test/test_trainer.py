@@ -1,6 +1,7 @@
 """Trainer: losses fall on synthetic pairs; a killed run resumes exactly."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -138,3 +139,24 @@ def test_two_process_ddp_with_gloo(city, tmp_path):
     blob = torch.load(tmp_path / 'out' / 'last.pt', weights_only=True)
     assert blob['step'] == 3
     assert all(torch.isfinite(v).all() for v in blob['model'].values() if v.is_floating_point())
+
+
+def test_training_on_a_kitti_tree_with_fixed_test_shifts(tmp_path):
+    from datafixtures import build_kitti
+
+    root = tmp_path / 'kitti'
+    build_kitti(root)
+    spec = {'kind': 'kitti', 'root': str(root), 'side_px': 256}
+    cfg = TrainConfig.from_dict({
+        'out_dir': str(tmp_path / 'run'), 'model_overrides': dict(TINY_MODEL),
+        'dataset': {**spec, 'split': 'train'}, 'val_dataset': {**spec, 'split': 'test1'},
+        'batch_size': 2, 'max_steps': 4, 'warmup_steps': 1, 'log_every': 1, 'val_every': 2,
+        'ckpt_every': 2})
+    trainer = Trainer(cfg)
+    assert math.isclose(trainer.prior_range_rad, math.radians(10.0))
+    record = trainer.run(progress=False)
+    assert record['step'] == 4 and math.isfinite(record['loss'])
+    lines = [json.loads(x) for x in (tmp_path / 'run' / 'metrics.jsonl').read_text().split('\n')
+             if x]
+    val = [x for x in lines if 'val/position_error_m_median' in x]
+    assert len(val) == 2 and val[0]['val/count'] == 3

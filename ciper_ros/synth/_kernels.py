@@ -135,7 +135,8 @@ def cast_columns(x, y, z, ca, sa, t, d, d_prev, x0, y1, res, n, packed, car_h,
                         ((packed[erow * n + ecol] >> 18) & 0xFFFF) == b
                 if entering or (in_bld and crosses):
                     h = max(h, b_height[b])
-                    dist = min(max(entry, d_prev[k]), d[k])
+                    # a camera at or inside a facade enters at once: never a zero distance
+                    dist = min(max(entry, d_prev[k], np.float32(0.05)), d[k])
                     ob = b
                     kd = BUILDING
                 elif in_bld:

@@ -143,7 +143,8 @@ class GroundRenderer:
         """Equirectangular 360 x 180 degree panorama, (height, width, 3) uint8.
 
         The centre column faces ``yaw_rad``; columns turn clockwise to the right. Rolling the
-        image by k columns is the panorama at yaw - k * 2 pi / width. Roll/pitch are ignored.
+        image right by k columns (``np.roll(img, k, axis=1)``) is the panorama at
+        yaw + k * 2 pi / width. Roll/pitch are ignored.
         """
         u = np.arange(width, dtype=np.float64)
         az = pose.yaw_rad + math.pi - 2 * math.pi * (u + 0.5) / width
@@ -305,7 +306,7 @@ class GroundRenderer:
             claim = entering | inside_b
             cc, kc, oc = ci[claim], ki[claim], ob[claim]
             h[cc, kc] = np.maximum(h[cc, kc], self.b_height[oc])
-            dist[cc, kc] = np.clip(entry[claim], self.d_prev[kc], self.d[kc])
+            dist[cc, kc] = np.clip(entry[claim], np.maximum(self.d_prev[kc], 0.05), self.d[kc])
             obj[cc, kc] = oc
             kind[cc, kc] = Kind.BUILDING
             # raster fringe the exact rectangle does not cover: ground

@@ -22,7 +22,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from ciper_ros.configs import check_keys
-from ciper_ros.data.synthetic import collate, PairTensors
+from ciper_ros.data.build import build_dataset
+from ciper_ros.data.common import collate, IndexedDraws
+from ciper_ros.data.synthetic import PairTensors
 from ciper_ros.model.build import build_model, load_checkpoint, save_checkpoint
 from ciper_ros.model.criterion import DEFAULT_WEIGHTS, SetCriterion
 from ciper_ros.train.metrics import pose_metrics, retrieval_metrics
@@ -36,6 +38,9 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
     cities: list = field(default_factory=list)       # folders made by `ciper synth city`
     val_cities: list = field(default_factory=list)
+    dataset: dict = field(default_factory=dict)      # real data instead: {kind, root, ...}
+    val_dataset: dict = field(default_factory=dict)
+    tensorboard: bool = True                         # when the tensorboard package is there
     pairs: dict = field(default_factory=dict)        # PairConfig fields
     batch_size: int = 12
     accum_steps: int = 1
@@ -87,8 +92,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         from ciper_ros.synth.pairs import CitySource, PairConfig, SyntheticPairs
 
-        if not cfg.cities:
-            raise ValueError('training needs at least one city folder (cities: [...])')
+        if not cfg.cities and not cfg.dataset:
+            raise ValueError('training needs city folders (cities: [...]) or a dataset '
+                             '(dataset: {kind: vigor|kitti|ford, root: ...})')
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
         # torchrun sets WORLD_SIZE / RANK / LOCAL_RANK: DDP with NCCL on GPUs, gloo on CPU
@@ -125,14 +131,31 @@ class Trainer:
         self.use_amp = cfg.amp and self.device.type == 'cuda'
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
         per_step = cfg.batch_size * cfg.accum_steps * self.world
-        sources = [CitySource.from_folder(c) for c in cfg.cities]
-        self.train_set = PairTensors(SyntheticPairs(sources, self.pair_cfg,
-                                                    length=cfg.max_steps * per_step,
-                                                    seed=cfg.seed))
-        val = [CitySource.from_folder(c) for c in cfg.val_cities]
-        self.val_set = PairTensors(SyntheticPairs(val, self.pair_cfg, length=cfg.val_samples,
-                                                  seed=cfg.seed + 10_000)) if val else None
+        length = cfg.max_steps * per_step
+        # heading prior range: the synthetic pairs' or the dataset's rotation range
+        prior_deg = cfg.dataset.get('rotation_range_deg', cfg.dataset.get(
+            'heading_prior_deg', 10.0)) if cfg.dataset else self.pair_cfg.heading_prior_deg
+        self.prior_range_rad = math.radians(prior_deg)
+        if cfg.dataset:
+            self.train_set = IndexedDraws(build_dataset(cfg.dataset, mcfg), length=length,
+                                          seed=cfg.seed)
+        else:
+            sources = [CitySource.from_folder(c) for c in cfg.cities]
+            self.train_set = PairTensors(SyntheticPairs(sources, self.pair_cfg, length=length,
+                                                        seed=cfg.seed))
+        self.val_set = None
+        if cfg.val_dataset:
+            val_data = build_dataset(cfg.val_dataset, mcfg)
+            n = min(cfg.val_samples, len(val_data))
+            self.val_set = torch.utils.data.Subset(
+                val_data, np.linspace(0, len(val_data) - 1, n).round().astype(int).tolist())
+        elif cfg.val_cities:
+            val = [CitySource.from_folder(c) for c in cfg.val_cities]
+            self.val_set = PairTensors(SyntheticPairs(val, self.pair_cfg,
+                                                      length=cfg.val_samples,
+                                                      seed=cfg.seed + 10_000))
         self.step = 0
+        self._tb = None
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -173,11 +196,11 @@ class Trainer:
 
     def _forward(self, batch: dict):
         prior = batch['yaw_prior'].to(self.device)
-        use_prior = bool(torch.isfinite(prior).all()) and self.pair_cfg.heading == 'prior'
+        use_prior = bool(torch.isfinite(prior).all())
         with torch.autocast(self.device.type, enabled=self.use_amp):
             out = self.net(batch['ground'].to(self.device), batch['aerial'].to(self.device),
-                             yaw_prior=prior if use_prior else None,
-                             yaw_prior_range=math.radians(self.pair_cfg.heading_prior_deg))
+                           yaw_prior=prior if use_prior else None,
+                           yaw_prior_range=self.prior_range_rad)
         targets = {'xy': batch['xy'].to(self.device), 'yaw': batch['yaw'].to(self.device)}
         losses = self.criterion({k: v.float() for k, v in out.items()}, targets)
         return out, losses
@@ -234,19 +257,40 @@ class Trainer:
                                            * self.world / dt)
                 t0 = time.perf_counter()
                 _append_jsonl(log_path, record)
+                self._tensorboard(record)
                 bar.set_postfix(loss=f'{total:.3f}')
             if lead and self.val_set is not None and self.step % cfg.val_every == 0:
                 val = self.validate()
                 _append_jsonl(log_path, {'step': self.step, **{f'val/{k}': v
                                                                for k, v in val.items()}})
                 record.update({f'val/{k}': v for k, v in val.items()})
+                self._tensorboard({'step': self.step, **{f'val/{k}': v
+                                                         for k, v in val.items()}})
             if lead and (self.step % cfg.ckpt_every == 0 or self.step == stop):
                 self.save({k: v for k, v in record.items() if isinstance(v, (int, float))})
         bar.close()
+        if self._tb:
+            self._tb.close()
+            self._tb = None
         if self.world > 1:
             torch.distributed.barrier()
         record['resumed'] = resumed
         return record
+
+    def _tensorboard(self, record: dict) -> None:
+        """Scalars to TensorBoard when the ``tensorboard`` package is installed (optional)."""
+        if not self.cfg.tensorboard or self._tb is False:
+            return
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:        # not installed: JSONL only
+                self._tb = False
+                return
+            self._tb = SummaryWriter(str(self.out / 'tb'))
+        for k, v in record.items():
+            if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool):
+                self._tb.add_scalar(k, v, record['step'])
 
     @torch.no_grad()
     def validate(self) -> dict:
