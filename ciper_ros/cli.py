@@ -293,6 +293,26 @@ def _eval_dataset(args: argparse.Namespace, model) -> int:
     return 0
 
 
+def cmd_ablate_query_modes(args: argparse.Namespace) -> int:
+    from ciper_ros.train import ablate
+
+    out = Path(args.out)
+    runs = {m: out / m for m in ablate.MODES}
+    if not args.eval_only:
+        how = 'in parallel' if args.parallel else 'one after the other'
+        print(f'training {", ".join(runs)} ({how}); logs in {out}/<mode>/train.log',
+              flush=True)
+        ablate.train_modes(args.config, args.overrides, out, parallel=args.parallel)
+    for mode, run in runs.items():
+        if not (run / 'last.pt').is_file():
+            raise CliError(f'no checkpoint for {mode}: {run / "last.pt"} (train first)')
+    result = ablate.compare(runs, test_cities=args.test_city, n=args.n, seed=args.seed)
+    paths = ablate.write_report(result, out)
+    print(paths['md'].read_text())
+    print('wrote ' + ', '.join(str(p) for p in paths.values()))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ciper_ros.demo import run_demo
 
@@ -425,6 +445,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--top-k', type=int, default=5, help='retrieved crops decoded (chained)')
     p.add_argument('--out', help='write the metrics as JSON')
     p.set_defaults(func=cmd_eval)
+
+    p_abl = sub.add_parser('ablate', help='controlled comparisons of model variants')
+    abl_sub = p_abl.add_subparsers(dest='ablate_command', metavar='ABLATION')
+    abl_sub.required = True
+    p = abl_sub.add_parser('query-modes', help='train free and anchored queries alike, then '
+                           'evaluate both (learning curves, speed-up, held-out metrics)')
+    p.add_argument('--config', help='training YAML shared by both runs')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
+                   help='training overrides shared by both runs, e.g. max_steps=2000')
+    p.add_argument('--test-city', action='append', required=True,
+                   help='held-out city folder (repeatable)')
+    p.add_argument('--n', type=int, default=200, help='test pairs')
+    p.add_argument('--seed', type=int, default=12345, help='test pair sampling seed')
+    p.add_argument('--parallel', action='store_true',
+                   help='train both at once (a GPU machine); default one after the other')
+    p.add_argument('--eval-only', action='store_true', help='reuse the runs under --out')
+    p.add_argument('--out', default='runs/ablate_query_modes', help='output folder')
+    p.set_defaults(func=cmd_ablate_query_modes)
 
     p = sub.add_parser('demo', help='run the end-to-end demo on the embedded default data')
     p.add_argument('--out', default='out/demo', help='output folder')

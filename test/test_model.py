@@ -223,3 +223,61 @@ def test_polar_correlation_peaks_at_the_true_pose(ground, yaw_deg, xy):
     assert bp == wp
     assert min((bh - wh) % A, (wh - bh) % A) <= 1
     assert torch.allclose(out['anchors'][0, 0, :2], anchors.positions[wp])
+
+
+def _deit_state(dim: int, depth: int, heads: int, *, distilled: bool) -> dict:
+    """Make a state dict with timm DeiT key names (224 px, patch 16: a 14 x 14 grid)."""
+    from ciper_ros.model.vit import ViTEncoder
+
+    src = ViTEncoder(img_size=(224, 224), patch=16, dim=dim, depth=depth, num_heads=heads)
+    state = {k: v for k, v in src.state_dict().items() if k not in ('pose_token', 'pos_embed')}
+    n_prefix = 2 if distilled else 1
+    state['pos_embed'] = torch.randn(1, n_prefix + 196, dim)
+    if not distilled:
+        state.pop('dist_token')
+    state['head.weight'] = torch.randn(1000, dim)        # classifier heads: not ours
+    if distilled:
+        state['head_dist.weight'] = torch.randn(1000, dim)
+    return state
+
+
+@pytest.mark.parametrize('distilled', [True, False])
+def test_init_from_a_local_deit_file(tmp_path, distilled):
+    from ciper_ros.model.build import init_from_deit
+
+    model = build_model('ciper_t', **{**TINY_MODEL, 'query_mode': 'anchored'})
+    cfg = model.config
+    state = _deit_state(cfg['dim'], cfg['depth'], cfg['num_heads'], distilled=distilled)
+    path = tmp_path / 'deit.pth'
+    torch.save({'model': state}, path)
+    report = init_from_deit(model, path)
+    for enc in (model.ground_encoder, model.aerial_encoder):
+        own = enc.state_dict()
+        assert torch.equal(own['blocks.0.attn.qkv.weight'], state['blocks.0.attn.qkv.weight'])
+        assert torch.equal(own['pose_token'], state['cls_token'])
+        pe = own['pos_embed']
+        assert pe.shape[1] == 3 + enc.grid[0] * enc.grid[1]
+        assert torch.equal(pe[0, 0], state['pos_embed'][0, 0])       # cls position kept
+        if not distilled:
+            assert torch.equal(own['dist_token'], state['cls_token'])
+    assert 'head.weight' in report['ground']['skipped']
+    # the grid was resized: bilinear interpolation of a constant field stays constant
+    const = dict(state, pos_embed=torch.full_like(state['pos_embed'], 0.25))
+    torch.save(const, path)
+    init_from_deit(model, path)
+    assert torch.allclose(model.ground_encoder.pos_embed[0, 3:], torch.tensor(0.25))
+
+
+def test_deit_init_refuses_a_mismatched_file(tmp_path):
+    from ciper_ros.model.build import init_from_deit
+
+    model = build_model('ciper_t', **TINY_MODEL)
+    path = tmp_path / 'big.pth'
+    torch.save(_deit_state(48, 2, 2, distilled=True), path)
+    with pytest.raises(ValueError, match='does not fit the ground encoder'):
+        init_from_deit(model, path)
+    with pytest.raises(ValueError, match='nothing is downloaded'):
+        init_from_deit(model, tmp_path / 'missing.pth')
+    (tmp_path / 'junk.pth').write_bytes(b'not torch')
+    with pytest.raises(ValueError, match='not a readable PyTorch weights file'):
+        init_from_deit(model, tmp_path / 'junk.pth')

@@ -160,3 +160,44 @@ def test_training_on_a_kitti_tree_with_fixed_test_shifts(tmp_path):
              if x]
     val = [x for x in lines if 'val/position_error_m_median' in x]
     assert len(val) == 2 and val[0]['val/count'] == 3
+
+
+def test_query_mode_ablation_end_to_end(city, tmp_path):
+    import yaml
+
+    from ciper_ros.cli import main
+
+    cfg = tmp_path / 'ablate.yaml'
+    cfg.write_text(yaml.safe_dump({'model_overrides': TINY_MODEL, 'cities': [str(city)],
+                                   'val_cities': [str(city)], 'val_samples': 8,
+                                   'pairs': {'aerial_side_m': 40.0}, 'batch_size': 4,
+                                   'max_steps': 4, 'warmup_steps': 1, 'val_every': 2,
+                                   'log_every': 2, 'ckpt_every': 2}))
+    out = tmp_path / 'abl'
+    assert main(['ablate', 'query-modes', '--config', str(cfg), 'lr=0.001',
+                 '--test-city', str(city), '--n', '6', '--out', str(out)]) == 0
+    result = json.loads((out / 'query_modes.json').read_text())
+    assert set(result['modes']) == {'anchored', 'free'}
+    for mode, r in result['modes'].items():
+        assert r['steps'] == 4 and [c['step'] for c in r['curve']] == [2, 4]
+        assert r['eval']['count'] == 6
+        blob = torch.load(out / mode / 'last.pt', weights_only=True)
+        assert blob['config']['query_mode'] == mode
+    assert (out / 'query_modes.png').stat().st_size > 10_000
+    assert '| metric | anchored | free | tile centre |' in (out / 'query_modes.md').read_text()
+
+
+def test_speed_up_arithmetic():
+    from ciper_ros.train.ablate import speed_up
+
+    def curve(steps, errs):
+        return [{'step': s, 'elapsed_s': 2.0 * s, 'position_error_m_median': e}
+                for s, e in zip(steps, errs, strict=True)]
+
+    su = speed_up({'anchored': curve([100, 200, 300], [5.0, 2.0, 1.0]),
+                   'free': curve([100, 200, 300, 400], [9.0, 8.0, 6.0, 4.0])})
+    assert su['reached'] and su['fast_steps'] == 200 and su['steps_ratio'] == 2.0
+    assert su['seconds_ratio'] == 2.0 and not su['lower_bound']
+    su = speed_up({'anchored': curve([100], [9.0]), 'free': curve([100], [4.0])})
+    assert su == {'target': 4.0, 'metric': 'position_error_m_median', 'slow_steps': 100,
+                  'reached': False}

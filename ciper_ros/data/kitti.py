@@ -56,7 +56,7 @@ SATMAP_SCALE = 2
 
 def satmap_m_per_px(lat_deg: float, *, zoom: int = SATMAP_ZOOM,
                     scale: int = SATMAP_SCALE) -> float:
-    return float(ground_resolution_m_per_px(lat_deg, zoom)) / scale
+    return float(ground_resolution_m_per_px(lat_deg, zoom, scale=scale))
 
 
 def read_oxts(path: Path) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 import os
 from pathlib import Path
+import pickle
 
 import torch
 
@@ -113,6 +114,37 @@ def build_model(name: str, **overrides) -> CIPER:
     if name not in MODELS:
         raise ValueError(f'unknown model {name!r}; available: {sorted(MODELS)}')
     return MODELS[name](**overrides)
+
+
+def init_from_deit(model: CIPER, path: str | os.PathLike) -> dict:
+    """Initialise both encoders from a local ImageNet DeiT file (timm key names).
+
+    Nothing is downloaded: ``path`` is a file the user already has (e.g. timm's
+    ``deit_small_distilled_patch16_224`` weights). Raises ValueError when the file does not
+    fit this model's encoder (different width or depth), rather than loading a few tensors.
+    """
+    from ciper_ros.model.vit import load_deit_weights
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f'DeiT weights not found: {p} (nothing is downloaded)')
+    encoders = [model.ground_encoder]
+    if model.aerial_encoder is not model.ground_encoder:
+        encoders.append(model.aerial_encoder)
+    report = {}
+    for name, enc in zip(('ground', 'aerial')[:len(encoders)], encoders, strict=True):
+        try:
+            r = load_deit_weights(enc, str(p))
+        except (RuntimeError, pickle.UnpicklingError, EOFError) as e:
+            raise ValueError(f'{p} is not a readable PyTorch weights file: {e}') from None
+        n_own = len(enc.state_dict())
+        if len(r['loaded']) < 0.8 * n_own:
+            raise ValueError(f'{p} does not fit the {name} encoder: {len(r["loaded"])} of '
+                             f'{n_own} tensors match by name and shape (width '
+                             f'{model.config["dim"]}, depth {model.config["depth"]}, patch '
+                             f'{model.config["patch"]}); a DeiT-Small file fits ciper_s')
+        report[name] = r
+    return report
 
 
 @dataclass

@@ -123,9 +123,10 @@ def load_deit_weights(encoder: ViTEncoder, path: str) -> dict:
     state = state.get('model', state)
     own = encoder.state_dict()
     loaded, skipped = [], []
+    n_prefix = 2 if 'dist_token' in state else 1     # DeiT distilled, or plain ViT / DeiT
     for key, value in state.items():
         if key == 'pos_embed':
-            value = _resize_pos_embed(value, n_prefix_src=2, grid=encoder.grid)
+            value = _resize_pos_embed(value, n_prefix_src=n_prefix, grid=encoder.grid)
         if key in own and own[key].shape == value.shape:
             own[key] = value
             loaded.append(key)
@@ -133,14 +134,17 @@ def load_deit_weights(encoder: ViTEncoder, path: str) -> dict:
             skipped.append(key)
     if 'cls_token' in state and own['pose_token'].shape == state['cls_token'].shape:
         own['pose_token'] = state['cls_token'].clone()
+        if 'dist_token' not in state:
+            own['dist_token'] = state['cls_token'].clone()
     encoder.load_state_dict(own)
     return {'loaded': loaded, 'skipped': skipped}
 
 
 def _resize_pos_embed(pe: torch.Tensor, *, n_prefix_src: int,
                       grid: tuple[int, int]) -> torch.Tensor:
-    """(1, n_prefix_src + s*s, D) -> (1, 3 + h*w, D): prefix kept, pose token = cls's."""
-    prefix, patches = pe[:, :n_prefix_src], pe[:, n_prefix_src:]
+    """(1, n_prefix_src + s*s, D) -> (1, 3 + h*w, D): cls, dist (or cls's), pose = cls's."""
+    cls, patches = pe[:, :1], pe[:, n_prefix_src:]
+    prefix = pe[:, :2] if n_prefix_src == 2 else torch.cat([cls, cls], dim=1)
     side = int(round(patches.shape[1] ** 0.5))
     grid_pe = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)   # (1, D, s, s)
     grid_pe = nn.functional.interpolate(grid_pe, size=grid, mode='bilinear',

@@ -25,7 +25,12 @@ from ciper_ros.configs import check_keys
 from ciper_ros.data.build import build_dataset
 from ciper_ros.data.common import collate, IndexedDraws
 from ciper_ros.data.synthetic import PairTensors
-from ciper_ros.model.build import build_model, load_checkpoint, save_checkpoint
+from ciper_ros.model.build import (
+    build_model,
+    init_from_deit,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ciper_ros.model.criterion import DEFAULT_WEIGHTS, SetCriterion
 from ciper_ros.train.metrics import pose_metrics, retrieval_metrics
 from ciper_ros.train.schedule import get_lr
@@ -36,6 +41,7 @@ class TrainConfig:
     out_dir: str = 'runs/ciper_t'
     model: str = 'ciper_t'
     model_overrides: dict = field(default_factory=dict)
+    init: str = ''                                   # local ImageNet DeiT weights (optional)
     cities: list = field(default_factory=list)       # folders made by `ciper synth city`
     val_cities: list = field(default_factory=list)
     dataset: dict = field(default_factory=dict)      # real data instead: {kind, root, ...}
@@ -45,6 +51,7 @@ class TrainConfig:
     batch_size: int = 12
     accum_steps: int = 1
     max_steps: int = 1000
+    max_minutes: float = 0.0                         # wall-clock budget per run (0: none)
     warmup_steps: int = 50
     lr: float = 1e-4
     weight_decay: float = 1e-4
@@ -110,7 +117,10 @@ class Trainer:
             torch.distributed.init_process_group(
                 backend='nccl' if self.device.type == 'cuda' else 'gloo')
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, **cfg.model_overrides).to(self.device)
+        self.model = build_model(cfg.model, **cfg.model_overrides)
+        if cfg.init:        # a resumed run overwrites these with its checkpoint
+            init_from_deit(self.model, cfg.init)
+        self.model.to(self.device)
         self.net = self.model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -154,7 +164,9 @@ class Trainer:
             self.val_set = PairTensors(SyntheticPairs(val, self.pair_cfg,
                                                       length=cfg.val_samples,
                                                       seed=cfg.seed + 10_000))
+        self._val_items: list[dict] | None = None
         self.step = 0
+        self.elapsed_s = 0.0          # training wall time, carried across resumes
         self._tb = None
 
     # ------------------------------------------------------------------ checkpoints
@@ -167,6 +179,7 @@ class Trainer:
                         extra={'optimizer': self.optimizer.state_dict(),
                                'scaler': self.scaler.state_dict(),
                                'torch_rng': torch.get_rng_state(),
+                               'elapsed_s': self.elapsed_s,
                                'train_config': asdict(self.cfg)})
 
     def try_resume(self) -> bool:
@@ -178,6 +191,7 @@ class Trainer:
         self.scaler.load_state_dict(blob['scaler'])
         torch.set_rng_state(blob['torch_rng'])
         self.step = int(blob['step'])
+        self.elapsed_s = float(blob.get('elapsed_s', 0.0))
         return True
 
     # ------------------------------------------------------------------ loop
@@ -220,9 +234,20 @@ class Trainer:
                    disable=None if progress and self.rank == 0 else True)
         record: dict = {'resumed': resumed}
         micro, t0 = 0, time.perf_counter()
+        t_run, elapsed0 = time.perf_counter(), self.elapsed_s
         acc: dict = {}
+        first = True
         for batch in self._batches():
+            if first:      # training time starts with the first batch, not worker start-up
+                t_run = t0 = time.perf_counter()
+                first = False
             if self.step >= stop:
+                break
+            if micro == 0 and self._out_of_time():
+                record['stopped'] = f'time budget of {cfg.max_minutes:g} min'
+                if self.rank == 0:
+                    self.save({k: v for k, v in record.items()
+                               if isinstance(v, (int, float))})
                 break
             lr = get_lr(self.step, base_lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                         max_steps=cfg.max_steps)
@@ -245,10 +270,11 @@ class Trainer:
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
+            self.elapsed_s = elapsed0 + time.perf_counter() - t_run
             bar.update(1)
             total = sum(cfg.loss_weights.get(k, 0.0) * v for k, v in acc.items())
             record = {'step': self.step, 'lr': lr, 'loss': total, **acc,
-                      'grad_norm': float(grad_norm)}
+                      'grad_norm': float(grad_norm), 'elapsed_s': self.elapsed_s}
             micro, acc = 0, {}
             lead = self.rank == 0
             if lead and (self.step % cfg.log_every == 0 or self.step == stop):
@@ -260,9 +286,12 @@ class Trainer:
                 self._tensorboard(record)
                 bar.set_postfix(loss=f'{total:.3f}')
             if lead and self.val_set is not None and self.step % cfg.val_every == 0:
+                t_val = time.perf_counter()
                 val = self.validate()
-                _append_jsonl(log_path, {'step': self.step, **{f'val/{k}': v
-                                                               for k, v in val.items()}})
+                t_run += time.perf_counter() - t_val     # validation is not training time
+                t0 += time.perf_counter() - t_val
+                _append_jsonl(log_path, {'step': self.step, 'elapsed_s': self.elapsed_s,
+                                         **{f'val/{k}': v for k, v in val.items()}})
                 record.update({f'val/{k}': v for k, v in val.items()})
                 self._tensorboard({'step': self.step, **{f'val/{k}': v
                                                          for k, v in val.items()}})
@@ -276,6 +305,16 @@ class Trainer:
             torch.distributed.barrier()
         record['resumed'] = resumed
         return record
+
+    def _out_of_time(self) -> bool:
+        """Whether the wall-clock budget is spent; every rank takes rank 0's answer."""
+        if not self.cfg.max_minutes:
+            return False
+        flag = torch.tensor([float(self.elapsed_s >= 60.0 * self.cfg.max_minutes)])
+        if self.world > 1:
+            flag = flag.to(self.device)
+            torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def _tensorboard(self, record: dict) -> None:
         """Scalars to TensorBoard when the ``tensorboard`` package is installed (optional)."""
@@ -303,7 +342,10 @@ class Trainer:
     def _validate(self) -> dict:
         """Evaluate retrieval within the validation set and pose on the ground-truth tile."""
         self.model.eval()
-        loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, collate_fn=collate)
+        if self._val_items is None:      # render / read the validation pairs once
+            self._val_items = [self.val_set[i] for i in range(len(self.val_set))]
+        loader = DataLoader(self._val_items, batch_size=self.cfg.batch_size,
+                            collate_fn=collate)
         dg, da, pred, true, pyaw, tyaw = [], [], [], [], [], []
         for batch in loader:
             out, _ = self._forward(batch)
