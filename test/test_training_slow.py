@@ -1,7 +1,7 @@
 """A short real training run on synthetic cities: the loss falls, held-out metrics beat chance.
 
-Marked slow (``make test-all``): about 11 minutes on 2 CPU cores (measured: loss 8.1 -> 4.0, median
-10.7 m against the tile centre, heading 27 deg, recall@10 15 % of 120).
+Marked slow (``make test-all``): about 11 minutes on 2 CPU cores (measured: loss 8.1 -> 4.0,
+median 10.7 m, under the tile centre's, heading 27 deg, recall@10 15 % of 120).
 """
 
 import json
