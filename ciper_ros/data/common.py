@@ -16,6 +16,7 @@ cities) through :class:`Gallery`; without one, the gallery is the queries' own c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 import math
 import os
@@ -128,7 +129,7 @@ class Gallery:
     """
 
     size: int
-    load: callable
+    load: Callable[[int], torch.Tensor]
     centre_latlon_deg: np.ndarray
     group: np.ndarray
     half_side_m: np.ndarray
@@ -180,3 +181,54 @@ def rotate_xy(xy: np.ndarray, yaw_rad: float) -> np.ndarray:
     c, s = math.cos(yaw_rad), math.sin(yaw_rad)
     x, y = float(xy[0]), float(xy[1])
     return np.array([c * x - s * y, s * x + c * y])
+
+
+def satmap_labels(*, plane, camera_en_m: np.ndarray, yaw_rad: float,
+                  camera_from_centre_fl_m: tuple[float, float], theta: float,
+                  rotation_range_deg: float, m_per_px: float) -> dict:
+    """Labels of a query against a north-up satellite map centred on ``plane``'s origin.
+
+    :param camera_en_m: camera position (east, north) relative to the map centre
+    :param camera_from_centre_fl_m: camera minus crop centre in the vehicle frame (forward,
+        left), i.e. the (fixed or drawn) test displacement in metres
+    :param theta: heading noise in [-1, 1]; the prior is ``yaw - theta * rotation_range``
+    """
+    cam_from_centre = rotate_xy(camera_from_centre_fl_m, yaw_rad)
+    return {'yaw_rad': yaw_rad, 'camera_en_m': camera_en_m,
+            'camera_latlon_deg': tuple(plane.latlon_from_xy_m(camera_en_m[None])[0]),
+            'crop_centre_en_m': camera_en_m - cam_from_centre,
+            'offset_xy_m': cam_from_centre,
+            'yaw_prior_rad': math.remainder(yaw_rad - theta * math.radians(rotation_range_deg),
+                                            2 * math.pi),
+            'm_per_px': m_per_px}
+
+
+class SatmapQueries:
+    """Shared item assembly of KITTI and Ford: a camera frame against a satellite map.
+
+    Subclasses set ``self.cfg`` (with ``ground_size``, ``side_px``, ``aerial_px``,
+    ``rotation_range_deg``) and implement ``labels(i, rng)`` (see :func:`satmap_labels`) and
+    ``files(i)`` -> (image path, satellite map path, group).
+    """
+
+    def labels(self, i: int, rng: np.random.Generator) -> dict:
+        raise NotImplementedError
+
+    def files(self, i: int) -> tuple[Path, Path, int]:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict:
+        return self.sample(i, np.random.default_rng([17, i]))
+
+    def sample(self, i: int, rng: np.random.Generator) -> dict:
+        cfg = self.cfg
+        lab = self.labels(i, rng)
+        image, satmap, group = self.files(i)
+        ground = resize(read_image(image), *cfg.ground_size)
+        aerial = crop_at_offset(read_image(satmap), lab['crop_centre_en_m'], lab['m_per_px'],
+                                cfg.side_px, cfg.aerial_px)
+        prior = lab['yaw_prior_rad'] if cfg.rotation_range_deg < 180 else math.nan
+        return make_item(ground=ground, aerial=aerial, offset_xy_m=lab['offset_xy_m'],
+                         yaw_rad=lab['yaw_rad'], yaw_prior_rad=prior,
+                         half_side_m=cfg.side_px * lab['m_per_px'] / 2,
+                         camera_latlon_deg=lab['camera_latlon_deg'], group=group)

@@ -32,14 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ciper_ros.data.common import (
-    crop_at_offset,
-    DatasetError,
-    make_item,
-    read_image,
-    resize,
-    rotate_xy,
-)
+from ciper_ros.data.common import DatasetError, rotate_xy, satmap_labels, SatmapQueries
 from ciper_ros.data.kitti import satmap_m_per_px
 from ciper_ros.geo.enu import LocalTangentPlane
 from ciper_ros.geo.heading import yaw_rad_from_bearing_rad
@@ -97,7 +90,7 @@ class FordConfig:
             raise ValueError('rotation_range_deg must be in (0, 180]')
 
 
-class FordDataset:
+class FordDataset(SatmapQueries):
     def __init__(self, root: str | Path, cfg: FordConfig = FordConfig()) -> None:
         self.root = Path(root)
         self.cfg = cfg
@@ -150,30 +143,14 @@ class FordDataset:
         yaw = float(yaw_rad_from_bearing_rad(bearing_rad_from_quaternion(q0, q1, q2, q3)))
         plane = LocalTangentPlane(s_lat, s_lon)              # the satellite tile's centre
         body_en = plane.xy_m_from_latlon(np.array([[g_lat, g_lon]]))[0]
-        cam_en = body_en + rotate_xy(self.offset_fl, yaw)
         u, v, theta = shifts if shifts is not None else rng.uniform(-1.0, 1.0, 3)
-        cam_from_centre = rotate_xy((v * cfg.shift_range_lon_m, u * cfg.shift_range_lat_m), yaw)
-        return {'yaw_rad': yaw, 'camera_en_m': cam_en,
-                'camera_latlon_deg': tuple(plane.latlon_from_xy_m(cam_en[None])[0]),
-                'crop_centre_en_m': cam_en - cam_from_centre,
-                'offset_xy_m': cam_from_centre,
-                'yaw_prior_rad': math.remainder(yaw - theta * math.radians(
-                    cfg.rotation_range_deg), 2 * math.pi),
-                'm_per_px': satmap_m_per_px(s_lat)}
+        return satmap_labels(plane=plane, camera_en_m=body_en + rotate_xy(self.offset_fl, yaw),
+                             yaw_rad=yaw,
+                             camera_from_centre_fl_m=(v * cfg.shift_range_lon_m,
+                                                      u * cfg.shift_range_lat_m),
+                             theta=theta, rotation_range_deg=cfg.rotation_range_deg,
+                             m_per_px=satmap_m_per_px(s_lat))
 
-    def __getitem__(self, i: int) -> dict:
-        return self.sample(i, np.random.default_rng([17, i]))
-
-    def sample(self, i: int, rng: np.random.Generator) -> dict:
-        cfg = self.cfg
-        lab = self.labels(i, rng)
-        log_index, image, sat_path, _, _ = self.rows[i]
-        ground = resize(read_image(image), *cfg.ground_size)
-        sat = read_image(sat_path)
-        aerial = crop_at_offset(sat, lab['crop_centre_en_m'], lab['m_per_px'], cfg.side_px,
-                                cfg.aerial_px)
-        prior = lab['yaw_prior_rad'] if cfg.rotation_range_deg < 180 else math.nan
-        return make_item(ground=ground, aerial=aerial, offset_xy_m=lab['offset_xy_m'],
-                         yaw_rad=lab['yaw_rad'], yaw_prior_rad=prior,
-                         half_side_m=cfg.side_px * lab['m_per_px'] / 2,
-                         camera_latlon_deg=lab['camera_latlon_deg'], group=log_index)
+    def files(self, i: int) -> tuple[Path, Path, int]:
+        log_index, image, sat, _, _ = self.rows[i]
+        return image, sat, log_index

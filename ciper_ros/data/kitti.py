@@ -36,14 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ciper_ros.data.common import (
-    crop_at_offset,
-    DatasetError,
-    make_item,
-    read_image,
-    resize,
-    rotate_xy,
-)
+from ciper_ros.data.common import DatasetError, rotate_xy, satmap_labels, SatmapQueries
 from ciper_ros.geo.enu import LocalTangentPlane
 from ciper_ros.geo.mercator import ground_resolution_m_per_px
 
@@ -107,7 +100,7 @@ class KittiConfig:
             raise ValueError('rotation_range_deg must be in (0, 180]')
 
 
-class KittiDataset:
+class KittiDataset(SatmapQueries):
     def __init__(self, root: str | Path, cfg: KittiConfig = KittiConfig()) -> None:
         self.root = Path(root)
         self.cfg = cfg
@@ -174,31 +167,13 @@ class KittiDataset:
         lat, lon, yaw = float(oxts[0]), float(oxts[1]), float(oxts[5])
         cam_en = rotate_xy(CAMERA_GPS_OFFSET_M, yaw) if cfg.camera_offset else np.zeros(2)
         sx, sy, theta = self.shifts(i, rng)
-        cam_from_centre = rotate_xy((sx * cfg.shift_range_lon_m, sy * cfg.shift_range_lat_m),
-                                    yaw)
-        plane = LocalTangentPlane(lat, lon)
-        return {'gps_latlon_deg': (lat, lon), 'yaw_rad': yaw,
-                'camera_latlon_deg': tuple(plane.latlon_from_xy_m(cam_en[None])[0]),
-                'crop_centre_en_m': cam_en - cam_from_centre,   # relative to the satmap centre
-                'offset_xy_m': cam_from_centre,
-                'yaw_prior_rad': math.remainder(yaw - theta * math.radians(
-                    cfg.rotation_range_deg), 2 * math.pi),
-                'm_per_px': satmap_m_per_px(lat)}
+        lab = satmap_labels(plane=LocalTangentPlane(lat, lon), camera_en_m=cam_en, yaw_rad=yaw,
+                            camera_from_centre_fl_m=(sx * cfg.shift_range_lon_m,
+                                                     sy * cfg.shift_range_lat_m),
+                            theta=theta, rotation_range_deg=cfg.rotation_range_deg,
+                            m_per_px=satmap_m_per_px(lat))
+        return {**lab, 'gps_latlon_deg': (lat, lon)}
 
-    def __getitem__(self, i: int) -> dict:
-        return self.sample(i, np.random.default_rng([17, i]))
-
-    def sample(self, i: int, rng: np.random.Generator) -> dict:
-        cfg = self.cfg
-        lab = self.labels(i, rng)
+    def files(self, i: int) -> tuple[Path, Path, int]:
         p = self.paths(i)
-        ground = resize(read_image(p['image']), *cfg.ground_size)
-        sat = read_image(p['satmap'])
-        aerial = crop_at_offset(sat, lab['crop_centre_en_m'], lab['m_per_px'], cfg.side_px,
-                                cfg.aerial_px)
-        prior = lab['yaw_prior_rad'] if cfg.rotation_range_deg < 180 else math.nan
-        return make_item(ground=ground, aerial=aerial, offset_xy_m=lab['offset_xy_m'],
-                         yaw_rad=lab['yaw_rad'], yaw_prior_rad=prior,
-                         half_side_m=cfg.side_px * lab['m_per_px'] / 2,
-                         camera_latlon_deg=lab['camera_latlon_deg'],
-                         group=self.drive_index[self.frames[i].rsplit('/', 1)[0]])
+        return p['image'], p['satmap'], self.drive_index[self.frames[i].rsplit('/', 1)[0]]
