@@ -201,3 +201,13 @@ def test_speed_up_arithmetic():
     su = speed_up({'anchored': curve([100], [9.0]), 'free': curve([100], [4.0])})
     assert su == {'target': 4.0, 'metric': 'position_error_m_median', 'slow_steps': 100,
                   'reached': False}
+
+
+def test_tensorboard_scalars_when_installed(city, tmp_path):
+    pytest.importorskip('tensorboard')      # optional package: not in this venv
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(config(city, tmp_path / 'run', max_steps=2)).run(progress=False)
+    acc = EventAccumulator(str(tmp_path / 'run' / 'tb'))
+    acc.Reload()
+    assert 'loss' in acc.Tags()['scalars']
