@@ -313,6 +313,62 @@ def cmd_ablate_query_modes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split('/'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected I/N (e.g. 0/4), got {text!r}') from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f'shard {text}: need 0 <= I < N')
+    return i, n
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from ciper_ros.geo.bounds import LatLonBounds
+    from ciper_ros.runtime.index import build_index, read_info
+
+    area = LatLonBounds.from_string(args.area) if args.area else None
+    out = build_index(map_path=args.map, model_path=args.model, out_dir=args.out, area=area,
+                      stride_m=args.stride_m, crop_side_m=args.crop_side_m, shard=args.shard,
+                      faiss_kind=args.faiss, batch=args.batch, chunk_tiles=args.chunk_tiles,
+                      device=args.device)
+    info = read_info(out)
+    print(f"index {out}: {info['tiles_in_this_dir']} of {info['n_tiles']} tiles "
+          f"({info['crop_side_m']:g} m crops every {info['stride_m']:g} m), FAISS "
+          f"{info['faiss'] or 'none (a shard: merge the shards)'}")
+    return 0
+
+
+def cmd_index_info(args: argparse.Namespace) -> int:
+    from ciper_ros.runtime.index import read_info
+
+    info = read_info(args.index)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    w, s, e, n = info['area']
+    print(f'index:    {args.index}')
+    print(f"tiles:    {info['tiles_in_this_dir']} of {info['n_tiles']} (shard "
+          f"{info['shard'][0]}/{info['shard'][1]})")
+    print(f"crops:    {info['crop_side_m']:g} m, {info['crop_px']} px, every "
+          f"{info['stride_m']:g} m")
+    print(f'area:     {s:.6f},{w:.6f} .. {n:.6f},{e:.6f}')
+    print(f"model:    {info['model_name']} sha256 {info['model_sha256'][:16]}...")
+    print(f"map:      {info['map_path']}")
+    print(f"search:   FAISS {info['faiss']}, {info['desc_dim']}-D float16 descriptors")
+    return 0
+
+
+def cmd_index_merge(args: argparse.Namespace) -> int:
+    from ciper_ros.runtime.index import merge_shards, read_info
+
+    out = merge_shards(args.shards, args.out, faiss_kind=args.faiss)
+    info = read_info(out)
+    print(f"index {out}: {info['n_tiles']} tiles from {len(args.shards)} shards, FAISS "
+          f"{info['faiss']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ciper_ros.demo import run_demo
 
@@ -445,6 +501,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--top-k', type=int, default=5, help='retrieved crops decoded (chained)')
     p.add_argument('--out', help='write the metrics as JSON')
     p.set_defaults(func=cmd_eval)
+
+    p_idx = sub.add_parser('index', help='city-scale tile index: build, inspect, merge shards')
+    idx_sub = p_idx.add_subparsers(dest='index_command', metavar='INDEX_COMMAND')
+    idx_sub.required = True
+    p = idx_sub.add_parser('build', help='descriptors of a grid of map crops + FAISS + SQLite '
+                           '(resumable: run again after a kill)')
+    p.add_argument('--map', required=True, help='MBTiles file or XYZ tile folder')
+    p.add_argument('--model', required=True, help='checkpoint (.pt); its hash is recorded')
+    p.add_argument('--area', help='WEST,SOUTH,EAST,NORTH in degrees (default: the whole map)')
+    p.add_argument('--stride-m', type=float, help='grid step (default: half the crop side)')
+    p.add_argument('--crop-side-m', type=float,
+                   help='crop side (default: what the model was trained on)')
+    p.add_argument('--shard', type=_shard, default=(0, 1), metavar='I/N',
+                   help='build shard I of N (one per worker), then `ciper index merge`')
+    p.add_argument('--faiss', choices=['auto', 'flat', 'hnsw', 'ivf'], default='auto',
+                   help='search structure: auto = exact below 100k tiles, HNSW above')
+    p.add_argument('--batch', type=int, default=32, help='crops per forward pass')
+    p.add_argument('--chunk-tiles', type=int, default=256,
+                   help='tiles per resumable chunk (also the unit of sharding)')
+    p.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
+    p.add_argument('--out', required=True, help='index directory to create')
+    p.set_defaults(func=cmd_index_build)
+    p = idx_sub.add_parser('info', help='what an index holds')
+    p.add_argument('index', help='index directory')
+    p.add_argument('--json', action='store_true', help='print index.json')
+    p.set_defaults(func=cmd_index_info)
+    p = idx_sub.add_parser('merge', help='join the shards of one build into one index')
+    p.add_argument('shards', nargs='+', help='shard directories')
+    p.add_argument('--faiss', choices=['auto', 'flat', 'hnsw', 'ivf'], default='auto')
+    p.add_argument('--out', required=True, help='index directory to create')
+    p.set_defaults(func=cmd_index_merge)
 
     p_abl = sub.add_parser('ablate', help='controlled comparisons of model variants')
     abl_sub = p_abl.add_subparsers(dest='ablate_command', metavar='ABLATION')

@@ -1,0 +1,170 @@
+"""Tile index: grid, descriptors, FAISS, SQLite; resume after a kill; shards; bad input."""
+
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ciper_ros.cli import main
+from ciper_ros.model.build import build_model, save_checkpoint
+from ciper_ros.runtime.index import (
+    build_index,
+    file_sha256,
+    make_faiss,
+    merge_shards,
+    read_info,
+    TileIndex,
+    TileIndexError,
+)
+from ciper_ros.synth.folder import city_paths, write_city_folder
+from ciper_ros.synth.world import CityConfig
+
+from tinymodel import TINY_MODEL
+
+SIDE_M = 40.0
+CHUNK = 16
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp('index')
+    write_city_folder(root / 'city', CityConfig(seed=7, size_m=250.0), zooms=(19,),
+                      progress=False)
+    model = root / 'tiny.pt'
+    import torch
+    torch.manual_seed(0)
+    save_checkpoint(model, build_model('ciper_t', **TINY_MODEL), step=1)
+    other = root / 'other.pt'
+    torch.manual_seed(1)
+    save_checkpoint(other, build_model('ciper_t', **TINY_MODEL), step=1)
+    map_path = city_paths(root / 'city')[1]
+    full = build_index(map_path=map_path, model_path=model, out_dir=root / 'full',
+                       crop_side_m=SIDE_M, chunk_tiles=CHUNK, progress=False)
+    return {'root': root, 'map': map_path, 'model': model, 'other': other, 'full': full}
+
+
+def test_index_contents_and_self_retrieval(setup):
+    idx = TileIndex(setup['full'], model_path=setup['model'])
+    info = read_info(setup['full'])
+    n = len(idx)
+    assert n == info['n_tiles'] > 2 * CHUNK
+    assert info['model_sha256'] == file_sha256(setup['model']) and info['faiss'] == 'flat'
+    assert idx.descriptors.dtype == np.float16
+    norms = np.linalg.norm(idx.descriptors.astype(np.float32), axis=1)
+    assert np.allclose(norms, 1.0, atol=2e-3)
+    # grid: neighbours one stride apart in the index's ENU frame
+    d = np.linalg.norm(idx.xy_m[1] - idx.xy_m[0])
+    assert d == pytest.approx(SIDE_M / 2, abs=1e-3)
+    for i in range(0, n, max(1, n // 7)):
+        ids, scores = idx.search(idx.descriptors[i], 3)
+        assert ids[0] == i and scores[0] == pytest.approx(1.0, abs=3e-3)
+        near = idx.tiles_near(idx.xy_m[i], SIDE_M / 2 + 1e-3)
+        assert i in near and len(near) <= 5
+        ids_c, _ = idx.search(idx.descriptors[i], 2, candidates=near)
+        assert ids_c[0] == i
+
+
+def test_resume_after_a_kill_matches_a_clean_build(setup, tmp_path):
+    out = tmp_path / 'resumed'
+    cmd = [sys.executable, '-m', 'ciper_ros.cli', 'index', 'build', '--map', str(setup['map']),
+           '--model', str(setup['model']), '--crop-side-m', str(SIDE_M), '--chunk-tiles', '4',
+           '--batch', '2', '--out', str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks = Path(str(out) + '.partial') / 'chunks'
+    t0 = time.time()
+    while time.time() - t0 < 120 and p.poll() is None:
+        if chunks.is_dir() and len(list(chunks.glob('*.npy'))) >= 2:
+            os.kill(p.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, 'the build finished before it could be killed'
+    assert not out.exists() and len(list(chunks.glob('*.npy'))) >= 2
+    with pytest.raises(TileIndexError, match='unfinished build'):
+        read_info(out)
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    clean = build_index(map_path=setup['map'], model_path=setup['model'],
+                        out_dir=tmp_path / 'clean', crop_side_m=SIDE_M, chunk_tiles=4,
+                        batch=2, progress=False)
+    a, b = TileIndex(out), TileIndex(clean)
+    assert np.array_equal(a.descriptors, b.descriptors)
+    assert np.array_equal(a.latlon_deg, b.latlon_deg)
+    assert not Path(str(out) + '.partial').exists()
+
+
+def test_two_shards_merge_to_the_single_build(setup, tmp_path):
+    shards = [build_index(map_path=setup['map'], model_path=setup['model'],
+                          out_dir=tmp_path / f's{i}', crop_side_m=SIDE_M, chunk_tiles=CHUNK,
+                          shard=(i, 2), progress=False) for i in (1, 0)]
+    assert read_info(shards[0])['faiss'] is None
+    with pytest.raises(TileIndexError, match='merge the shards'):
+        TileIndex(shards[0])
+    with pytest.raises(TileIndexError, match='exactly once'):
+        merge_shards([shards[0], shards[0]], tmp_path / 'bad')
+    assert main(['index', 'merge', str(shards[0]), str(shards[1]), '--out',
+                 str(tmp_path / 'merged')]) == 0
+    merged, full = TileIndex(tmp_path / 'merged'), TileIndex(setup['full'])
+    assert np.array_equal(merged.descriptors, full.descriptors)
+    assert np.array_equal(merged.xy_m, full.xy_m)
+    q = full.descriptors[5]
+    assert np.array_equal(merged.search(q, 5)[0], full.search(q, 5)[0])
+
+
+def test_bad_indexes_and_models_are_refused(setup, tmp_path, capsys):
+    with pytest.raises(TileIndexError, match='rebuild the index for this model'):
+        TileIndex(setup['full'], model_path=setup['other'])
+    broken = tmp_path / 'broken'
+    import shutil
+    shutil.copytree(setup['full'], broken)
+    (broken / 'faiss.index').write_bytes(b'garbage')
+    with pytest.raises(TileIndexError, match='faiss.index is corrupt'):
+        TileIndex(broken)
+    shutil.copy(setup['full'] / 'faiss.index', broken / 'faiss.index')
+    (broken / 'tiles.sqlite').write_bytes(b'not sqlite at all' * 100)
+    with pytest.raises(TileIndexError, match='tiles.sqlite is corrupt'):
+        TileIndex(broken)
+    (broken / 'index.json').write_text('{')
+    with pytest.raises(TileIndexError, match='index.json is corrupt'):
+        TileIndex(broken)
+    with pytest.raises(TileIndexError, match='no index.json'):
+        TileIndex(tmp_path)
+    with pytest.raises(TileIndexError, match='already a finished index'):
+        build_index(map_path=setup['map'], model_path=setup['model'], out_dir=setup['full'],
+                    progress=False)
+    # a partial build with other parameters is not silently mixed in
+    part = tmp_path / 'p.partial'
+    (part / 'chunks').mkdir(parents=True)
+    (part / 'params.json').write_text('{"spec": {}}')
+    with pytest.raises(TileIndexError, match='partial build with other parameters'):
+        build_index(map_path=setup['map'], model_path=setup['model'], out_dir=tmp_path / 'p',
+                    crop_side_m=SIDE_M, progress=False)
+    # an area outside the map: a clear error through the CLI
+    assert main(['index', 'build', '--map', str(setup['map']), '--model', str(setup['model']),
+                 '--area', '10.0,40.0,10.1,40.1', '--out', str(tmp_path / 'x')]) == 2
+    err = capsys.readouterr().err
+    assert 'no 64 m tile fits' in err and 'Traceback' not in err
+    assert main(['index', 'info', str(setup['full'])]) == 0
+    assert 'FAISS flat' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('kind', ['hnsw', 'ivf'])
+def test_approximate_search_keeps_recall(kind):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 64))
+    x = centres[rng.integers(50, size=20_000)] + 0.6 * rng.normal(size=(20_000, 64))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[rng.choice(len(x), 200, replace=False)] + 0.05 * rng.normal(size=(200, 64))
+    exact, _ = make_faiss(x, 'flat')
+    approx, got = make_faiss(x, kind)
+    assert got == kind
+    _, ie = exact.search(q.astype(np.float32), 10)
+    _, ia = approx.search(q.astype(np.float32), 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ia, ie, strict=True)])
+    assert recall >= 0.95, recall
+    assert make_faiss(x[:500], 'auto', flat_max=1000)[1] == 'flat'
+    assert make_faiss(x[:2000], 'auto', flat_max=1000)[1] == 'hnsw'
