@@ -369,6 +369,19 @@ def cmd_index_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ciper_ros.runtime.export import export_onnx
+
+    report = export_onnx(args.model, args.out, decoder_batch=args.decoder_batch)
+    for name, g in report['graphs'].items():
+        worst = max(g['relative_error'].values())
+        print(f'{args.out}/{name}: inputs {g["inputs"]}; onnxruntime vs torch max relative '
+              f'error {worst:.1e}')
+    print(f'wrote {args.out}/export.json (opset {report["opset"]}, model '
+          f'{report["model_sha256"][:12]})')
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ciper_ros.demo import run_demo
 
@@ -532,6 +545,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--faiss', choices=['auto', 'flat', 'hnsw', 'ivf'], default='auto')
     p.add_argument('--out', required=True, help='index directory to create')
     p.set_defaults(func=cmd_index_merge)
+
+    p = sub.add_parser('export', help='ONNX graphs (ground encoder, aerial encoder, pose '
+                       'decoder), each checked against torch in onnxruntime')
+    p.add_argument('--model', required=True, help='checkpoint (.pt)')
+    p.add_argument('--out', required=True, help='output directory')
+    p.add_argument('--decoder-batch', type=int, default=5,
+                   help='candidates decoded per frame (static batch of the decoder graph)')
+    p.set_defaults(func=cmd_export)
 
     p_abl = sub.add_parser('ablate', help='controlled comparisons of model variants')
     abl_sub = p_abl.add_subparsers(dest='ablate_command', metavar='ABLATION')

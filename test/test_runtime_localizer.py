@@ -101,3 +101,20 @@ def test_bad_inputs_are_rejected_with_a_reason(scene):
                        config=LocalizerConfig(gate_sigmas=1e-3))
     res = strict.localize(img, Prior(prior_ll[0], prior_ll[1], sigma_m=5.0))
     assert not res.ok and 'gate' in res.reason and np.isfinite(res.lat_deg)
+
+
+def test_onnxruntime_backend_localizes_like_torch(scene, tmp_path):
+    from ciper_ros.runtime.backends import make_backend
+    from ciper_ros.runtime.export import export_onnx
+
+    export_onnx(SHIPPED, tmp_path / 'onnx')
+    loc = scene['loc']
+    ort_loc = Localizer(model=make_backend('onnxruntime', model_path=SHIPPED,
+                                           export_dir=tmp_path / 'onnx'),
+                        index=loc.index, store=loc.store)
+    for img, prior_ll, *_ in frames(scene, 4, seed=11):
+        p = Prior(prior_ll[0], prior_ll[1], sigma_m=5.0)
+        a, b = loc.localize(img, p), ort_loc.localize(img, p)
+        assert a.tile_id == b.tile_id
+        assert np.linalg.norm(a.xy_m - b.xy_m) < 1e-3
+        assert abs(a.yaw_rad - b.yaw_rad) < 1e-4

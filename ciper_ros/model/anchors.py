@@ -39,6 +39,9 @@ class PolarAnchors(nn.Module):
         self.register_buffer('positions', torch.stack([xs.flatten(), ys.flatten()], -1),
                              persistent=False)                          # (P, 2)
         self.register_buffer('radii', torch.tensor(radii), persistent=False)
+        h = torch.arange(n_azimuth)
+        self.register_buffer('roll_index', torch.remainder(h[None, :] - h[:, None], n_azimuth),
+                             persistent=False)                    # [h, a] = (a - h) mod A
         az = torch.arange(n_azimuth, dtype=torch.float32) * (2 * math.pi / n_azimuth)
         self.register_buffer('azimuths', az, persistent=False)          # (A,)
 
@@ -102,10 +105,11 @@ class PolarAnchors(nn.Module):
         """
         g, mask = self._ground_columns(ground['tokens'], ground['grid'])   # (B, A, C), (A,)
         a = self._polar_aerial(aerial['tokens'], aerial['grid'])           # (B, P, A, C)
-        # circular cross-correlation over headings: S[h] = sum_a a[(a + h)] . g[a]
-        fa = torch.fft.rfft(a, dim=2)                                        # (B, P, F, C)
-        fg = torch.fft.rfft(g, dim=1)[:, None]                               # (B, 1, F, C)
-        corr = torch.fft.irfft((fa * fg.conj()).sum(-1), n=self.n_azimuth, dim=2)  # (B, P, A)
+        # circular cross-correlation over headings: S[h] = sum_a a[a] . g[(a - h) mod A], as
+        # one matmul against the A rolled copies of g (no FFT: exports to ONNX / TensorRT)
+        B, P, A, C = a.shape
+        g_rolled = g[:, self.roll_index]                                     # (B, A, A, C)
+        corr = a.reshape(B, P, A * C) @ g_rolled.reshape(B, A, A * C).transpose(1, 2)
         corr = corr / mask.sum().clamp(min=1.0)
         logits = corr * self.log_temperature.exp()
         if yaw_prior is not None:
@@ -113,7 +117,6 @@ class PolarAnchors(nn.Module):
                                    2 * math.pi) - math.pi                   # (B, A)
             allowed = diff.abs() <= yaw_prior_range + math.pi / self.n_azimuth
             logits = logits.masked_fill(~allowed[:, None, :], -1e4)
-        B, P, A = logits.shape
         k = min(self.top_k, P * A)
         scores, index = logits.reshape(B, P * A).topk(k, dim=1)              # (B, K)
         pos = self.positions[index // A]                                     # (B, K, 2)

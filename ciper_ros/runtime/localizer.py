@@ -120,8 +120,16 @@ class EncodingCache:
 class Localizer:
     def __init__(self, *, model, index: TileIndex, store,
                  config: LocalizerConfig = LocalizerConfig(), device: str = 'cpu') -> None:
-        """:param store: the map the index was built from (crops of candidate tiles)."""
-        self.model = model.to(device).eval()
+        """Build a localizer.
+
+        :param model: a CIPER module (run with the torch backend) or any backend of
+            :mod:`ciper_ros.runtime.backends`
+        :param store: the map the index was built from (crops of candidate tiles)
+        """
+        from ciper_ros.runtime.backends import TorchBackend
+
+        self.model = TorchBackend(model, device=device) if isinstance(model, torch.nn.Module) \
+            else model
         self.index = index
         self.store = store
         self.cfg = config

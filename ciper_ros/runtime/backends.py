@@ -1,0 +1,280 @@
+"""Inference backends behind one small interface (what the Localizer calls).
+
+A backend has ``config`` (the model config dict) and three methods, all on torch tensors:
+
+* ``encode_ground(image (1, 3, Hg, Wg))`` -> {'pose', 'tokens', 'desc', 'grid'}
+* ``encode_aerial(image (1, 3, S, S))`` -> the same keys
+* ``decode(g, a, yaw_prior=None, yaw_prior_range=pi)`` -> {'pred_logits', 'pred_xy',
+  'pred_yaw'} for a batch of K (ground, aerial) pairs
+
+Backends: ``torch`` (CPU, or CUDA with float16 autocast), ``onnxruntime`` (CPU, from
+``ciper export``), ``tensorrt`` (engines built from the same ONNX on the target GPU;
+written against TensorRT 10's Python API and **not verified on hardware here**).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ciper_ros.runtime.export import (
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_OUTPUTS,
+    NO_PRIOR_RANGE,
+)
+
+BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
+GRAPHS = ('ground_encoder', 'aerial_encoder', 'pose_decoder')
+
+
+def _grids(config: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+    p = config['patch']
+    return ((config['ground_size'][0] // p, config['ground_size'][1] // p),
+            (config['aerial_size'][0] // p, config['aerial_size'][1] // p))
+
+
+class TorchBackend:
+    def __init__(self, model, *, device: str = 'cpu', fp16: bool | None = None) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config = model.config
+        self.fp16 = self.device.type == 'cuda' if fp16 is None else fp16
+
+    def _amp(self):
+        return torch.autocast(self.device.type, dtype=torch.float16,
+                              enabled=self.fp16 and self.device.type == 'cuda')
+
+    @torch.no_grad()
+    def encode_ground(self, image: torch.Tensor) -> dict:
+        with self._amp():
+            return self.model.encode_ground(image.to(self.device))
+
+    @torch.no_grad()
+    def encode_aerial(self, image: torch.Tensor) -> dict:
+        with self._amp():
+            return self.model.encode_aerial(image.to(self.device))
+
+    @torch.no_grad()
+    def decode(self, g: dict, a: dict, *, yaw_prior=None, yaw_prior_range=math.pi) -> dict:
+        with self._amp():
+            out = self.model.decode(g, a, yaw_prior=yaw_prior, yaw_prior_range=yaw_prior_range)
+        return {k: v.float() for k, v in out.items() if torch.is_tensor(v)}
+
+
+class _GraphBackend:
+    """Shared by the ONNX-based backends: static batch padding, names, grids."""
+
+    def __init__(self, export_dir: str | os.PathLike, *, model_sha256: str | None) -> None:
+        self.dir = Path(export_dir)
+        f = self.dir / 'export.json'
+        if not f.is_file():
+            raise ValueError(f'{self.dir} is not an export directory (no export.json); run '
+                             '`ciper export` first')
+        self.report = json.loads(f.read_text())
+        if model_sha256 is not None and model_sha256 != self.report['model_sha256']:
+            raise ValueError(f'{self.dir} was exported from model '
+                             f'{self.report["model_sha256"][:12]}, not {model_sha256[:12]}: '
+                             're-export it')
+        self.batch = int(self.report['decoder_batch'])
+
+    def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def _encode(self, graph: str, image: torch.Tensor, grid) -> dict:
+        outs = self._run(graph, {'image': image.detach().cpu().float().numpy()})
+        enc = {k: torch.from_numpy(np.asarray(v)) for k, v in zip(ENCODER_OUTPUTS, outs,
+                                                                  strict=True)}
+        enc['grid'] = grid
+        return enc
+
+    def encode_ground(self, image: torch.Tensor) -> dict:
+        return self._encode('ground_encoder', image, self.grids[0])
+
+    def encode_aerial(self, image: torch.Tensor) -> dict:
+        return self._encode('aerial_encoder', image, self.grids[1])
+
+    def decode(self, g: dict, a: dict, *, yaw_prior=None, yaw_prior_range=math.pi) -> dict:
+        k = g['pose'].shape[0]
+        if k > self.batch:
+            raise ValueError(f'{k} candidates but the decoder was exported for {self.batch}; '
+                             're-export with --decoder-batch')
+        pad = self.batch - k
+
+        def fit(t: torch.Tensor) -> np.ndarray:
+            t = t.detach().cpu().float()
+            if pad:
+                t = torch.cat([t, t[-1:].expand(pad, *t.shape[1:])])
+            return np.ascontiguousarray(t.numpy())
+
+        prior = yaw_prior if yaw_prior is not None else torch.zeros(k)
+        rng = float(yaw_prior_range) if yaw_prior is not None else NO_PRIOR_RANGE
+        feeds = {'g_pose': fit(g['pose']), 'g_tokens': fit(g['tokens']),
+                 'a_tokens': fit(a['tokens']), 'yaw_prior': fit(prior),
+                 'yaw_prior_range': np.array([rng], np.float32)}
+        outs = self._run('pose_decoder', feeds)
+        return {n: torch.from_numpy(np.asarray(o)[:k]) for n, o in zip(DECODER_OUTPUTS, outs,
+                                                                       strict=True)}
+
+
+class OnnxRuntimeBackend(_GraphBackend):
+    def __init__(self, export_dir: str | os.PathLike, *, config: dict,
+                 model_sha256: str | None = None, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        super().__init__(export_dir, model_sha256=model_sha256)
+        self.config = config
+        self.grids = _grids(config)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.sessions = {}
+        for name in GRAPHS:
+            path = self.dir / f'{name}.onnx'
+            try:
+                self.sessions[name] = ort.InferenceSession(
+                    str(path), sess_options=opts, providers=['CPUExecutionProvider'])
+            except Exception as e:     # onnxruntime raises its own exception types
+                raise ValueError(f'cannot load {path}: {str(e).splitlines()[0]}') from None
+        want = {'ground_encoder': {'image'}, 'aerial_encoder': {'image'},
+                'pose_decoder': set(DECODER_INPUTS)}
+        for name, sess in self.sessions.items():
+            got = {i.name for i in sess.get_inputs()}
+            if not got <= want[name]:
+                raise ValueError(f'{name}.onnx has unexpected inputs {sorted(got - want[name])}')
+
+    def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
+        sess = self.sessions[graph]
+        names = {i.name for i in sess.get_inputs()}
+        return sess.run(None, {k: v for k, v in feeds.items() if k in names})
+
+
+class TensorRTBackend(_GraphBackend):
+    """TensorRT engines from the exported ONNX, cached per (ONNX, TensorRT, GPU, precision).
+
+    Unverified here (no NVIDIA GPU or TensorRT on this machine or in CI): written against
+    TensorRT 10's documented Python API. Device buffers are torch CUDA tensors (no pycuda).
+    """
+
+    def __init__(self, export_dir: str | os.PathLike, *, config: dict,
+                 model_sha256: str | None = None, cache_dir: str | os.PathLike | None = None,
+                 fp16: bool = True, workspace_mb: int = 1024, build_only: bool = False) -> None:
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise ValueError('the tensorrt backend needs the TensorRT Python package '
+                             '(pip install tensorrt on a machine with an NVIDIA GPU); use '
+                             'torch or onnxruntime here') from None
+        if not torch.cuda.is_available():
+            raise ValueError('the tensorrt backend needs a CUDA GPU visible to torch')
+        super().__init__(export_dir, model_sha256=model_sha256)
+        self.trt = trt
+        self.config = config
+        self.grids = _grids(config)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.cache_dir = Path(cache_dir or self.dir / 'trt_cache')
+        self.fp16, self.workspace = fp16, workspace_mb * 2 ** 20
+        self.engines, self.contexts = {}, {}
+        for name in GRAPHS:
+            blob = self._engine_bytes(name)
+            if build_only:
+                continue
+            engine = trt.Runtime(self.logger).deserialize_cuda_engine(blob)
+            if engine is None:            # stale or corrupt cache: rebuild once
+                blob = self._engine_bytes(name, rebuild=True)
+                engine = trt.Runtime(self.logger).deserialize_cuda_engine(blob)
+            if engine is None:
+                raise ValueError(f'TensorRT cannot deserialise the engine of {name}')
+            self._validate(name, engine)
+            self.engines[name] = engine
+            self.contexts[name] = engine.create_execution_context()
+
+    def cache_key(self, name: str) -> str:
+        onnx_hash = hashlib.sha256((self.dir / f'{name}.onnx').read_bytes()).hexdigest()[:16]
+        cc = '%d%d' % torch.cuda.get_device_capability()
+        return f'{name}-{onnx_hash}-trt{self.trt.__version__}-sm{cc}-' \
+               f'{"fp16" if self.fp16 else "fp32"}'
+
+    def _engine_bytes(self, name: str, *, rebuild: bool = False) -> bytes:
+        from ciper_ros.atomic import atomic_write_bytes
+
+        path = self.cache_dir / f'{self.cache_key(name)}.engine'
+        if path.is_file() and not rebuild:
+            return path.read_bytes()
+        trt = self.trt
+        builder = trt.Builder(self.logger)
+        network = builder.create_network(0)          # explicit batch (TensorRT 10 default)
+        parser = trt.OnnxParser(network, self.logger)
+        if not parser.parse((self.dir / f'{name}.onnx').read_bytes()):
+            errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise ValueError(f'TensorRT cannot parse {name}.onnx: {errors}')
+        cfg = builder.create_builder_config()
+        cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace)
+        if self.fp16:
+            cfg.set_flag(trt.BuilderFlag.FP16)
+        serialized = builder.build_serialized_network(network, cfg)
+        if serialized is None:
+            raise ValueError(f'TensorRT failed to build an engine for {name}.onnx')
+        blob = bytes(serialized)
+        atomic_write_bytes(path, blob)
+        return blob
+
+    def _validate(self, name: str, engine) -> None:
+        trt = self.trt
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        want_in = {'image'} if name != 'pose_decoder' else set(DECODER_INPUTS)
+        want_out = set(ENCODER_OUTPUTS if name != 'pose_decoder' else DECODER_OUTPUTS)
+        if not set(inputs) <= want_in or set(names) - set(inputs) != want_out:
+            raise ValueError(f'{name} engine tensors {names} do not match the export format')
+        shapes = self.report['graphs'][f'{name}.onnx']['inputs']
+        for n in inputs:
+            if list(engine.get_tensor_shape(n)) != shapes[n]:
+                raise ValueError(f'{name} engine input {n} has shape '
+                                 f'{list(engine.get_tensor_shape(n))}, expected {shapes[n]}')
+
+    def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
+        engine, ctx = self.engines[graph], self.contexts[graph]
+        trt = self.trt
+        keep = []
+        outputs = []
+        for i in range(engine.num_io_tensors):
+            n = engine.get_tensor_name(i)
+            if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT:
+                t = torch.from_numpy(feeds[n]).cuda().contiguous()
+            else:
+                t = torch.empty(tuple(engine.get_tensor_shape(n)), dtype=torch.float32,
+                                device='cuda')
+                outputs.append((n, t))
+            keep.append(t)
+            ctx.set_tensor_address(n, t.data_ptr())
+        stream = torch.cuda.current_stream()
+        if not ctx.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f'TensorRT execution of {graph} failed')
+        stream.synchronize()
+        order = ENCODER_OUTPUTS if graph != 'pose_decoder' else DECODER_OUTPUTS
+        by_name = {n: t.cpu().numpy() for n, t in outputs}
+        return [by_name[n] for n in order]
+
+
+def make_backend(kind: str, *, model_path: str | os.PathLike,
+                 export_dir: str | os.PathLike | None = None, device: str = 'cpu', **kw):
+    """Build a backend by name; ONNX-based ones check the export came from ``model_path``."""
+    from ciper_ros.model.build import load_checkpoint, load_model
+    from ciper_ros.runtime.index import file_sha256
+
+    if kind not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {kind!r}')
+    if kind == 'torch':
+        return TorchBackend(load_model(model_path), device=device, **kw)
+    if export_dir is None:
+        raise ValueError(f'the {kind} backend needs an export directory (ciper export)')
+    config = load_checkpoint(model_path)['config']
+    cls = OnnxRuntimeBackend if kind == 'onnxruntime' else TensorRTBackend
+    return cls(export_dir, config=config, model_sha256=file_sha256(model_path), **kw)
