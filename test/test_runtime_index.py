@@ -168,3 +168,8 @@ def test_approximate_search_keeps_recall(kind):
     assert recall >= 0.95, recall
     assert make_faiss(x[:500], 'auto', flat_max=1000)[1] == 'flat'
     assert make_faiss(x[:2000], 'auto', flat_max=1000)[1] == 'hnsw'
+
+
+def test_building_leaves_autograd_on(setup):
+    import torch
+    assert torch.is_grad_enabled()     # regression: a build once switched it off globally

@@ -241,11 +241,11 @@ def build_index(*, map_path: str | os.PathLike, model_path: str | os.PathLike,
     ranges = chunk_ranges(len(latlon), shard, chunk_tiles=chunk_tiles)
     bar = tqdm(total=sum(b - a for a, b in ranges), desc='index tiles', unit='tile',
                disable=not progress)
-    torch.set_grad_enabled(False)
     for a, b in ranges:
         f = work / 'chunks' / f'{a:09d}.npy'
         if not f.exists():
-            desc = _encode_chunk(model, store, spec, latlon[a:b], batch, device)
+            with torch.no_grad():
+                desc = _encode_chunk(model, store, spec, latlon[a:b], batch, device)
             with atomic_path(f, suffix='.npy') as tmp:
                 np.save(tmp, desc)
         bar.update(b - a)
