@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ['bench_maps', 'bench_synth', 'bench_model']
+BENCHMARKS = ['bench_maps', 'bench_synth', 'bench_model', 'bench_runtime']
 
 
 def machine() -> dict:

@@ -134,6 +134,9 @@ class OnnxRuntimeBackend(_GraphBackend):
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        # no busy-waiting between runs: the Localizer does numpy work between graphs, and
+        # spinning onnxruntime threads slowed it 40x (measured: 12.8 ms vs 0.3 ms)
+        opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
         self.sessions = {}
         for name in GRAPHS:
             path = self.dir / f'{name}.onnx'
