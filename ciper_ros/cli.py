@@ -369,6 +369,45 @@ def cmd_index_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_localize(args: argparse.Namespace) -> int:
+    from ciper_ros.maps.open import open_store
+    from ciper_ros.runtime.backends import make_backend
+    from ciper_ros.runtime.index import file_sha256, TileIndex
+    from ciper_ros.runtime.localizer import Localizer, LocalizerConfig, Prior
+    from ciper_ros.runtime.sequence import (
+        bag_frames,
+        folder_frames,
+        localize_frames,
+        summary,
+        write_rows,
+    )
+
+    index = TileIndex(args.index, model_sha256=file_sha256(args.model))
+    store = open_store(args.map or index.spec.map_path)
+    backend = make_backend(args.backend, model_path=args.model, export_dir=args.export)
+    loc = Localizer(model=backend, index=index, store=store,
+                    config=LocalizerConfig(top_k=args.top_k))
+    src = Path(args.images)
+    is_bag = src.is_file() or (src / 'metadata.yaml').is_file()
+    if not src.exists():
+        raise CliError(f'{src} does not exist')
+    prior = None
+    if args.prior:
+        parts = [float(v) for v in args.prior.split(',')]
+        if len(parts) not in (2, 3):
+            raise CliError('--prior is LAT,LON or LAT,LON,SIGMA_M')
+        prior = Prior(parts[0], parts[1], sigma_m=parts[2] if len(parts) == 3 else 10.0)
+    if not is_bag and prior is None and not args.no_prior:
+        raise CliError('an image folder needs --prior LAT,LON[,SIGMA_M] or --no-prior')
+    frames = bag_frames(src, args.image_topic) if is_bag else folder_frames(src)
+    rows = localize_frames(loc, frames, prior=prior, use_prior=not args.no_prior)
+    write_rows(rows, args.out)
+    s = summary(rows)
+    print(json.dumps(s, indent=1))
+    print(f'wrote {args.out} ({len(rows)} frames)')
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from ciper_ros.runtime.export import export_onnx
 
@@ -545,6 +584,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--faiss', choices=['auto', 'flat', 'hnsw', 'ivf'], default='auto')
     p.add_argument('--out', required=True, help='index directory to create')
     p.set_defaults(func=cmd_index_merge)
+
+    p = sub.add_parser('localize', help='localize the frames of an image folder or a rosbag2 '
+                       'against a tile index; CSV or JSON out')
+    p.add_argument('--index', required=True, help='tile index directory (ciper index build)')
+    p.add_argument('--model', required=True, help='the checkpoint the index was built with')
+    p.add_argument('--images', required=True, help='image folder or rosbag2 (folder or file)')
+    p.add_argument('--prior', help='LAT,LON[,SIGMA_M] for every frame (folders; bags use '
+                   'their GNSS fixes)')
+    p.add_argument('--no-prior', action='store_true',
+                   help='search the whole index (kidnapped vehicle)')
+    p.add_argument('--backend', choices=['torch', 'onnxruntime', 'tensorrt'], default='torch')
+    p.add_argument('--export', help='ONNX export directory (onnxruntime / tensorrt)')
+    p.add_argument('--map', help='map store (default: the one the index was built from)')
+    p.add_argument('--image-topic', help='bag image topic (default: the first of '
+                   '/camera_pano/image_raw/compressed, /camera/image_raw/compressed, '
+                   '/camera/image_raw)')
+    p.add_argument('--top-k', type=int, default=5, help='candidate tiles decoded per frame')
+    p.add_argument('--out', required=True, help='results: .csv or .json')
+    p.set_defaults(func=cmd_localize)
 
     p = sub.add_parser('export', help='ONNX graphs (ground encoder, aerial encoder, pose '
                        'decoder), each checked against torch in onnxruntime')

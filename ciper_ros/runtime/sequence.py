@@ -1,0 +1,207 @@
+"""Localize a sequence of frames: an image folder or a rosbag2 recording (``ciper localize``).
+
+Frames come from a folder (images sorted by name, one prior for all, or none) or a bag
+(compressed or raw images; the prior of each frame is the latest GNSS fix at or before it,
+with its reported covariance). When the bag has ground truth (``/ground_truth/pose``), each
+row also gets the error of the localized camera position against it (the truth is
+base_link: the camera offset comes from ``ciper_drive.json`` when the bag has one).
+Results are written atomically as CSV or JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ciper_ros.atomic import atomic_write_text
+from ciper_ros.runtime.localizer import Localizer, Prior
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
+IMAGE_TOPICS = ('/camera_pano/image_raw/compressed', '/camera/image_raw/compressed',
+                '/camera/image_raw')
+GNSS_TOPIC = '/gnss/fix'
+TRUTH_TOPIC = '/ground_truth/pose'
+
+
+def decode_image_msg(msg, msgtype: str) -> np.ndarray:
+    """RGB uint8 (H, W, 3) from a sensor_msgs Image or CompressedImage; ValueError if bad."""
+    import cv2
+
+    if msgtype.endswith('CompressedImage'):
+        img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f'compressed image ({msg.format}) does not decode')
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    h, w, enc = int(msg.height), int(msg.width), str(msg.encoding)
+    channels = {'rgb8': 3, 'bgr8': 3, 'mono8': 1}.get(enc)
+    if channels is None:
+        raise ValueError(f'unsupported image encoding {enc!r} (rgb8, bgr8, mono8)')
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    step = int(msg.step)
+    if step < w * channels or len(data) < step * h:
+        raise ValueError(f'image data ({len(data)} bytes, step {step}) does not hold '
+                         f'{w}x{h} {enc}')
+    img = data[:step * h].reshape(h, step)[:, :w * channels].reshape(h, w, channels)
+    if enc == 'bgr8':
+        img = img[..., ::-1]
+    if channels == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img)
+
+
+def folder_frames(folder: Path):
+    from ciper_ros.data.common import read_image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {folder}')
+    for f in files:
+        try:
+            yield {'name': f.name, 't_ns': None, 'image': read_image(f)}
+        except ValueError as e:
+            yield {'name': f.name, 't_ns': None, 'image': None, 'error': str(e)}
+
+
+def bag_frames(bag: Path, image_topic: str | None = None):
+    """Frames of a rosbag2 with their GNSS priors and ground truth (when recorded)."""
+    from rosbags.rosbag2 import Reader
+
+    from ciper_ros.bag import messages as msgs
+
+    fixes, truth, images = [], [], []
+    try:
+        reader = Reader(bag)
+        reader.open()
+    except Exception as e:           # rosbags raises its own types for unreadable bags
+        raise ValueError(f'cannot read bag {bag}: {e}') from None
+    try:
+        topics = {c.topic for c in reader.connections}
+        topic = image_topic or next((t for t in IMAGE_TOPICS if t in topics), None)
+        if topic is None or topic not in topics:
+            raise ValueError(f'no image topic in {bag} (looked for {image_topic or IMAGE_TOPICS});'
+                             f' topics: {sorted(topics)}')
+        for conn, t_ns, raw in reader.messages():
+            if conn.topic == GNSS_TOPIC:
+                f = msgs.deserialize(raw, conn.msgtype)
+                cov = np.asarray(f.position_covariance, np.float64)
+                sigma = math.sqrt(max(cov[0], cov[4])) if f.position_covariance_type > 0 \
+                    else 5.0
+                fixes.append((t_ns, f.status.status >= 0, f.latitude, f.longitude, sigma))
+            elif conn.topic == TRUTH_TOPIC:
+                p = msgs.deserialize(raw, conn.msgtype).pose
+                yaw = 2.0 * math.atan2(p.orientation.z, p.orientation.w)
+                truth.append((t_ns, p.position.x, p.position.y, yaw))
+            elif conn.topic == topic:
+                images.append((t_ns, raw, conn.msgtype))
+    finally:
+        reader.close()
+    info_file = bag / 'ciper_drive.json' if bag.is_dir() else None
+    info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else None
+    fix_t = np.array([f[0] for f in fixes]) if fixes else np.zeros(0)
+    truth_t = np.array([t[0] for t in truth]) if truth else np.zeros(0)
+    for t_ns, raw, msgtype in images:
+        frame = {'name': str(t_ns), 't_ns': t_ns, 'image': None}
+        try:
+            frame['image'] = decode_image_msg(msgs.deserialize(raw, msgtype), msgtype)
+        except Exception as e:      # a malformed message: recorded, never fatal
+            frame['error'] = f'bad image message: {e}'
+        k = int(np.searchsorted(fix_t, t_ns, side='right')) - 1
+        if k >= 0 and fixes[k][1]:
+            frame['prior'] = Prior(fixes[k][2], fixes[k][3], sigma_m=fixes[k][4])
+        if len(truth_t):
+            j = int(np.abs(truth_t - t_ns).argmin())
+            frame['truth_xy_yaw'] = truth[j][1:]
+        yield frame | {'drive_info': info}
+
+
+def _truth_camera_latlon(frame: dict, info: dict | None, topic_is_pano: bool):
+    """Ground-truth camera position (lat, lon) from base_link truth and the drive's datum."""
+    if info is None or 'truth_xy_yaw' not in frame:
+        return None
+    from ciper_ros.geo.enu import LocalTangentPlane
+
+    x, y, yaw = frame['truth_xy_yaw']
+    fwd, left = info['drive']['camera_xyz_m'][:2]
+    cx = x + fwd * math.cos(yaw) - left * math.sin(yaw)
+    cy = y + fwd * math.sin(yaw) + left * math.cos(yaw)
+    plane = LocalTangentPlane(info['city']['lat0_deg'], info['city']['lon0_deg'])
+    return plane.latlon_from_xy_m(np.array([[cx, cy]]))[0], yaw
+
+
+COLUMNS = ('name', 't_ns', 'ok', 'reason', 'lat_deg', 'lon_deg', 'x_m', 'y_m', 'yaw_rad',
+           'sigma_x_m', 'sigma_y_m', 'sigma_yaw_rad', 'score', 'tile_id', 'total_ms',
+           'prior_error_m', 'error_m', 'yaw_error_deg')
+
+
+def localize_frames(localizer: Localizer, frames, *, prior: Prior | None = None,
+                    use_prior: bool = True, progress: bool = True) -> list[dict]:
+    from tqdm import tqdm
+
+    rows = []
+    plane = localizer.index.plane
+    for fr in tqdm(frames, desc='localize', unit='frame', disable=not progress):
+        row = dict.fromkeys(COLUMNS, '')
+        row.update(name=fr['name'], t_ns=fr['t_ns'] if fr['t_ns'] is not None else '')
+        p = (fr.get('prior') or prior) if use_prior else None
+        if fr.get('image') is None:
+            row.update(ok=False, reason=fr.get('error', 'no image'))
+            rows.append(row)
+            continue
+        if use_prior and p is None:
+            row.update(ok=False, reason='no GNSS fix before this frame')
+            rows.append(row)
+            continue
+        try:
+            res = localizer.localize(fr['image'], p)
+        except ValueError as e:
+            row.update(ok=False, reason=str(e))
+            rows.append(row)
+            continue
+        cov = np.asarray(res.covariance)
+        row.update(ok=res.ok, reason=res.reason, lat_deg=res.lat_deg, lon_deg=res.lon_deg,
+                   x_m=float(res.xy_m[0]), y_m=float(res.xy_m[1]), yaw_rad=res.yaw_rad,
+                   sigma_x_m=math.sqrt(max(cov[0, 0], 0)), sigma_y_m=math.sqrt(max(cov[1, 1], 0)),
+                   sigma_yaw_rad=math.sqrt(max(cov[2, 2], 0)), score=res.score,
+                   tile_id=res.tile_id, total_ms=res.timings_ms.get('total', ''))
+        truth = _truth_camera_latlon(fr, fr.get('drive_info'), True)
+        if truth is not None and math.isfinite(res.lat_deg):
+            (tlat, tlon), tyaw = truth
+            txy = plane.xy_m_from_latlon(np.array([[tlat, tlon]]))[0]
+            row['error_m'] = float(np.linalg.norm(res.xy_m - txy))
+            row['yaw_error_deg'] = abs(math.degrees(math.remainder(res.yaw_rad - tyaw,
+                                                                   2 * math.pi)))
+            if p is not None:
+                pxy = plane.xy_m_from_latlon(np.array([[p.lat_deg, p.lon_deg]]))[0]
+                row['prior_error_m'] = float(np.linalg.norm(pxy - txy))
+        rows.append(row)
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    ok = [r for r in rows if r['ok'] is True]
+    out = {'frames': len(rows), 'localized': len(ok),
+           'rejected': sum(1 for r in rows if r['ok'] is False)}
+    for key in ('error_m', 'prior_error_m', 'yaw_error_deg', 'total_ms'):
+        vals = [float(r[key]) for r in ok if r[key] != '']
+        if vals:
+            out[f'{key}_median'] = float(np.median(vals))
+    return out
+
+
+def write_rows(rows: list[dict], path: str | os.PathLike) -> None:
+    p = Path(path)
+    if p.suffix.lower() == '.json':
+        atomic_write_text(p, json.dumps({'summary': summary(rows), 'frames': rows},
+                                        indent=1) + '\n')
+        return
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(p, buf.getvalue())

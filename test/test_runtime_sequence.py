@@ -1,0 +1,93 @@
+"""ciper localize over a recorded drive (rosbag2) and over an image folder."""
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ciper_ros.cli import main
+from ciper_ros.runtime.index import build_index
+from ciper_ros.runtime.sequence import decode_image_msg
+from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
+from ciper_ros.synth.folder import city_paths, write_city_folder
+from ciper_ros.synth.world import CityConfig, World
+
+SHIPPED = Path(__file__).resolve().parents[1] / 'models' / 'ciper_t_synthetic.pt'
+
+
+@pytest.fixture(scope='module')
+def drive(tmp_path_factory):
+    root = tmp_path_factory.mktemp('seq')
+    write_city_folder(root / 'city', CityConfig(seed=4, size_m=400.0), zooms=(19,),
+                      progress=False)
+    world_path, map_path = city_paths(root / 'city')
+    build_index(map_path=map_path, model_path=SHIPPED, out_dir=root / 'index', progress=False)
+    bag = write_drive_bag(World.load(world_path), root / 'drive',
+                          DriveConfig(duration_s=8.0, seed=2, panorama=True, camera_hz=5.0,
+                                      raw_images=False))
+    return root, bag
+
+
+def test_localize_a_drive_bag(drive, capsys):
+    root, bag = drive
+    out = root / 'drive.csv'
+    assert main(['localize', '--index', str(root / 'index'), '--model', str(SHIPPED),
+                 '--images', str(bag), '--out', str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 41 and all(r['ok'] == 'True' for r in rows)
+    err = np.median([float(r['error_m']) for r in rows])
+    prior = np.median([float(r['prior_error_m']) for r in rows])
+    print(f'drive: median error {err:.2f} m, GNSS prior {prior:.2f} m')
+    assert err < prior                     # measured: 2.5 m against 5.3 m on another city
+    assert all(float(r['sigma_x_m']) > 0 for r in rows)
+    js = root / 'drive.json'
+    assert main(['localize', '--index', str(root / 'index'), '--model', str(SHIPPED),
+                 '--images', str(bag), '--out', str(js), '--top-k', '3']) == 0
+    doc = json.loads(js.read_text())
+    assert doc['summary']['frames'] == 41 and len(doc['frames']) == 41
+
+
+def test_localize_an_image_folder(drive, tmp_path, capsys):
+    root, _ = drive
+    folder = tmp_path / 'imgs'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(folder / f'{i:03d}.png'), rng.integers(0, 255, (64, 256, 3),
+                                                              dtype=np.uint8))
+    (folder / '003.png').write_bytes(b'not a png')
+    idx = json.loads((root / 'index' / 'index.json').read_text())
+    lat, lon = idx['datum_latlon_deg']
+    args = ['localize', '--index', str(root / 'index'), '--model', str(SHIPPED),
+            '--images', str(folder)]
+    assert main(args + ['--out', str(tmp_path / 'x.csv')]) == 2
+    assert 'needs --prior' in capsys.readouterr().err
+    assert main(args + ['--prior', f'{lat},{lon},8', '--out', str(tmp_path / 'r.csv')]) == 0
+    rows = list(csv.DictReader((tmp_path / 'r.csv').open()))
+    assert [r['name'] for r in rows] == ['000.png', '001.png', '002.png', '003.png']
+    assert rows[3]['ok'] == 'False' and 'cannot decode' in rows[3]['reason']
+    assert main(args + ['--no-prior', '--out', str(tmp_path / 'k.json')]) == 0
+    assert main(['localize', '--index', str(root / 'index'), '--model', str(SHIPPED),
+                 '--images', str(tmp_path / 'nope'), '--no-prior',
+                 '--out', str(tmp_path / 'z.csv')]) == 2
+
+
+def test_image_messages_decode_or_fail_clearly():
+    from types import SimpleNamespace as M
+
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    msg = M(height=2, width=3, encoding='bgr8', step=9, data=rgb.tobytes())
+    assert np.array_equal(decode_image_msg(msg, 'sensor_msgs/msg/Image'), rgb[..., ::-1])
+    mono = M(height=2, width=3, encoding='mono8', step=4, data=bytes(8))
+    assert decode_image_msg(mono, 'sensor_msgs/msg/Image').shape == (2, 3, 3)
+    with pytest.raises(ValueError, match='does not hold'):
+        decode_image_msg(M(height=2, width=3, encoding='rgb8', step=9, data=bytes(5)),
+                         'sensor_msgs/msg/Image')
+    with pytest.raises(ValueError, match='unsupported image encoding'):
+        decode_image_msg(M(height=1, width=1, encoding='yuv422', step=2, data=bytes(2)),
+                         'sensor_msgs/msg/Image')
+    with pytest.raises(ValueError, match='does not decode'):
+        decode_image_msg(M(format='jpeg', data=b'xx'), 'sensor_msgs/msg/CompressedImage')
