@@ -90,6 +90,10 @@ def test_bad_inputs_are_rejected_with_a_reason(scene):
     for bad in (img[..., :1], img.astype(np.float32), img[0]):
         with pytest.raises(ValueError, match='image must be'):
             loc.localize(bad, None)
+    for wrong in (np.zeros((480, 640, 3), np.uint8), np.zeros((4, 16, 3), np.uint8)):
+        with pytest.raises(ValueError, match='wrong camera'):
+            loc.localize(wrong, None)
+    assert loc.localize(np.zeros((128, 256, 3), np.uint8), None).candidates   # 2:1 pano
     res = loc.localize(img, Prior(math.nan, prior_ll[1]))
     assert not res.ok and 'not finite' in res.reason
     res = loc.localize(img, Prior(prior_ll[0], prior_ll[1], sigma_m=0.0))

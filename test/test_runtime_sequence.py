@@ -41,7 +41,7 @@ def test_localize_a_drive_bag(drive, capsys):
     err = np.median([float(r['error_m']) for r in rows])
     prior = np.median([float(r['prior_error_m']) for r in rows])
     print(f'drive: median error {err:.2f} m, GNSS prior {prior:.2f} m')
-    assert err < prior                     # measured: 2.5 m against 5.3 m on another city
+    assert err < 0.75 * prior              # measured: 2.59 m against the prior's 6.50 m
     assert all(float(r['sigma_x_m']) > 0 for r in rows)
     js = root / 'drive.json'
     assert main(['localize', '--index', str(root / 'index'), '--model', str(SHIPPED),

@@ -152,6 +152,11 @@ class Localizer:
         if image.dtype != np.uint8:
             raise ValueError(f'image must be uint8, got {image.dtype}')
         h, w = self.ground_hw
+        aspect, want = image.shape[1] / max(image.shape[0], 1), w / h
+        if image.shape[0] < 8 or image.shape[1] < 8 or not 0.45 < aspect / want < 2.2:
+            kind = self.model.config['ground']
+            raise ValueError(f'image is {image.shape[1]}x{image.shape[0]}; the model takes '
+                             f'{w}x{h} {kind} images (aspect {want:.2f}): wrong camera?')
         if image.shape[:2] != (h, w):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA
                                if image.shape[0] > h else cv2.INTER_LINEAR)
