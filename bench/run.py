@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ['bench_maps', 'bench_synth', 'bench_model', 'bench_runtime']
+BENCHMARKS = ['bench_maps', 'bench_synth', 'bench_model', 'bench_runtime', 'bench_retrieval']
 
 
 def machine() -> dict:

@@ -385,8 +385,12 @@ def cmd_localize(args: argparse.Namespace) -> int:
     index = TileIndex(args.index, model_sha256=file_sha256(args.model))
     store = open_store(args.map or index.spec.map_path)
     backend = make_backend(args.backend, model_path=args.model, export_dir=args.export)
+    scales = {}
+    if getattr(args, 'calibration', None):
+        calib = json.loads(Path(args.calibration).read_text())
+        scales = {k: float(calib[k]) for k in ('cov_scale', 'yaw_cov_scale')}
     loc = Localizer(model=backend, index=index, store=store,
-                    config=LocalizerConfig(top_k=args.top_k))
+                    config=LocalizerConfig(top_k=args.top_k, **scales))
     src = Path(args.images)
     is_bag = src.is_file() or (src / 'metadata.yaml').is_file()
     if not src.exists():
@@ -400,6 +404,19 @@ def cmd_localize(args: argparse.Namespace) -> int:
     if not is_bag and prior is None and not args.no_prior:
         raise CliError('an image folder needs --prior LAT,LON[,SIGMA_M] or --no-prior')
     frames = bag_frames(src, args.image_topic) if is_bag else folder_frames(src)
+    if args.command == 'calibrate':
+        from ciper_ros.atomic import atomic_write_text
+        from ciper_ros.runtime.localizer import calibrate_covariance
+        from ciper_ros.runtime.sequence import calibration_frames
+
+        if not is_bag:
+            raise CliError('calibration needs a bag with ground truth (ciper synth drive)')
+        result = calibrate_covariance(loc, calibration_frames(frames))
+        result.update(model_sha256=index.info['model_sha256'], top_k=args.top_k)
+        atomic_write_text(args.out, json.dumps(result, indent=1) + '\n')
+        print(json.dumps(result, indent=1))
+        print(f'wrote {args.out}: use it with ciper localize --calibration {args.out}')
+        return 0
     rows = localize_frames(loc, frames, prior=prior, use_prior=not args.no_prior)
     write_rows(rows, args.out)
     s = summary(rows)
@@ -601,8 +618,22 @@ def build_parser() -> argparse.ArgumentParser:
                    '/camera_pano/image_raw/compressed, /camera/image_raw/compressed, '
                    '/camera/image_raw)')
     p.add_argument('--top-k', type=int, default=5, help='candidate tiles decoded per frame')
+    p.add_argument('--calibration', help='covariance scales from ciper calibrate (JSON)')
     p.add_argument('--out', required=True, help='results: .csv or .json')
     p.set_defaults(func=cmd_localize)
+
+    p = sub.add_parser('calibrate', help='covariance scale factors from a recorded drive with '
+                       'ground truth (validation data)')
+    p.add_argument('--index', required=True, help='tile index directory')
+    p.add_argument('--model', required=True, help='the checkpoint the index was built with')
+    p.add_argument('--images', required=True, help='rosbag2 with ground truth')
+    p.add_argument('--backend', choices=['torch', 'onnxruntime', 'tensorrt'], default='torch')
+    p.add_argument('--export', help='ONNX export directory (onnxruntime / tensorrt)')
+    p.add_argument('--map', help='map store (default: the one the index was built from)')
+    p.add_argument('--image-topic', help='bag image topic')
+    p.add_argument('--top-k', type=int, default=5, help='candidate tiles decoded per frame')
+    p.add_argument('--out', required=True, help='calibration JSON to write')
+    p.set_defaults(func=cmd_localize, prior=None, no_prior=False)
 
     p = sub.add_parser('export', help='ONNX graphs (ground encoder, aerial encoder, pose '
                        'decoder), each checked against torch in onnxruntime')

@@ -91,3 +91,28 @@ def test_image_messages_decode_or_fail_clearly():
                          'sensor_msgs/msg/Image')
     with pytest.raises(ValueError, match='does not decode'):
         decode_image_msg(M(format='jpeg', data=b'xx'), 'sensor_msgs/msg/CompressedImage')
+
+
+def test_covariance_calibration_on_a_drive(drive, tmp_path):
+    root, bag = drive
+    calib = tmp_path / 'calib.json'
+    assert main(['calibrate', '--index', str(root / 'index'), '--model', str(SHIPPED),
+                 '--images', str(bag), '--out', str(calib)]) == 0
+    c = json.loads(calib.read_text())
+    assert c['frames'] == 41 and c['cov_scale'] > 0 and c['yaw_cov_scale'] > 0
+    want = c['expected_coverage']['position']['1sigma']
+    before = abs(c['position_coverage_before']['1sigma'] - want)
+    after = abs(c['position_coverage_after']['1sigma'] - want)
+    assert after <= before + 1e-9          # the median fit moves coverage towards 39 %
+    out = tmp_path / 'cal.csv'
+    assert main(['localize', '--index', str(root / 'index'), '--model', str(SHIPPED),
+                 '--images', str(bag), '--calibration', str(calib), '--out', str(out)]) == 0
+    assert main(['localize', '--index', str(root / 'index'), '--model', str(SHIPPED),
+                 '--images', str(bag), '--out', str(tmp_path / 'plain.csv')]) == 0
+    plain = list(csv.DictReader((tmp_path / 'plain.csv').open()))
+    scaled = list(csv.DictReader(out.open()))
+    ratio = np.median([float(a['sigma_x_m']) / float(b['sigma_x_m'])
+                       for a, b in zip(scaled, plain, strict=True)])
+    assert ratio == pytest.approx(c['cov_scale'] ** 0.5, rel=0.2)   # floors may clip a few
+    with pytest.raises(SystemExit):
+        main(['calibrate', '--index', str(root / 'index')])

@@ -58,7 +58,8 @@ class LocalizerConfig:
     heading_sigmas: float = 3.0          # heading prior narrows hypotheses to +-k sigma
     cache_mb: float = 64.0               # aerial encodings of recently used tiles
     spread_top: int = 8                  # hypotheses entering the covariance
-    cov_scale: float = 1.0               # calibration factor (validation data)
+    cov_scale: float = 1.0               # calibration factors (validation data):
+    yaw_cov_scale: float = 1.0           # see calibrate_covariance
     sigma_floor_m: float = 0.5
     sigma_ceiling_m: float = 50.0
     yaw_sigma_floor_rad: float = math.radians(1.0)
@@ -267,10 +268,11 @@ class Localizer:
         d = pts.reshape(-1, 2)[top] - best_xy
         dyaw = np.remainder(yaw.ravel()[top] - best_yaw + np.pi, 2 * np.pi) - np.pi
         v = np.column_stack([d, dyaw])
-        cov = (v * w[:, None]).T @ v * cfg.cov_scale
-        s_xy = np.sqrt(np.clip(np.diag(cov)[:2], cfg.sigma_floor_m ** 2,
-                               cfg.sigma_ceiling_m ** 2))
-        s_yaw = math.sqrt(min(max(cov[2, 2], cfg.yaw_sigma_floor_rad ** 2),
+        cov = (v * w[:, None]).T @ v
+        # calibration scales first, then floors and ceilings on the standard deviations
+        var = np.diag(cov) * np.array([cfg.cov_scale, cfg.cov_scale, cfg.yaw_cov_scale])
+        s_xy = np.sqrt(np.clip(var[:2], cfg.sigma_floor_m ** 2, cfg.sigma_ceiling_m ** 2))
+        s_yaw = math.sqrt(min(max(var[2], cfg.yaw_sigma_floor_rad ** 2),
                               cfg.yaw_sigma_ceiling_rad ** 2))
         sig = np.array([s_xy[0], s_xy[1], s_yaw])
         raw = np.sqrt(np.maximum(np.diag(cov), 1e-18))
@@ -288,3 +290,54 @@ class Localizer:
                 res.reason = (f'{dist:.1f} m from the prior, beyond the {limit:.1f} m gate '
                               f'({cfg.gate_sigmas:g} sigma)')
         return res
+
+
+CHI2_MEDIAN_2DOF = 1.3862943611198906      # median of chi-square with 2 degrees of freedom
+CHI2_MEDIAN_1DOF = 0.4549364231195724
+
+
+def calibrate_covariance(localizer: Localizer, frames) -> dict:
+    """Covariance scale factors from frames with ground truth (validation data).
+
+    ``frames``: dicts with ``image``, ``prior`` (a Prior or None), ``truth_latlon_deg`` and
+    ``truth_yaw_rad``. The position factor makes the median normalised squared error
+    e^T S^-1 e equal to the chi-square(2) median; the heading factor likewise with one
+    degree of freedom. Returns the factors and the 1- and 2-sigma coverage before and after.
+    """
+    from dataclasses import replace
+
+    # measure with unit scales (floors and ceilings still apply), sharing model and cache
+    loc = Localizer.__new__(Localizer)
+    loc.__dict__.update(localizer.__dict__)
+    loc.cfg = replace(localizer.cfg, cov_scale=1.0, yaw_cov_scale=1.0)
+    plane = localizer.index.plane
+    nees_xy, nees_yaw = [], []
+    for fr in frames:
+        res = loc.localize(fr['image'], fr.get('prior'))
+        if not math.isfinite(res.lat_deg):
+            continue
+        t = plane.xy_m_from_latlon(np.asarray(fr['truth_latlon_deg'], float)[None])[0]
+        e = res.xy_m - t
+        c = np.asarray(res.covariance)
+        nees_xy.append(float(e @ np.linalg.solve(c[:2, :2], e)))
+        dyaw = math.remainder(res.yaw_rad - fr['truth_yaw_rad'], 2 * math.pi)
+        nees_yaw.append(dyaw ** 2 / c[2, 2])
+    if len(nees_xy) < 5:
+        raise ValueError(f'calibration needs at least 5 localized frames with truth, got '
+                         f'{len(nees_xy)}')
+    nx, ny = np.array(nees_xy), np.array(nees_yaw)
+    sx = float(np.median(nx) / CHI2_MEDIAN_2DOF)
+    sy = float(np.median(ny) / CHI2_MEDIAN_1DOF)
+
+    def coverage(n: np.ndarray, scale: float) -> dict:
+        # errors inside the 1- and 2-sigma ellipse (Mahalanobis radius 1 and 2)
+        return {'1sigma': float(np.mean(n / scale <= 1.0)),
+                '2sigma': float(np.mean(n / scale <= 4.0))}
+
+    return {'cov_scale': sx, 'yaw_cov_scale': sy, 'frames': len(nx),
+            'position_coverage_before': coverage(nx, 1.0),
+            'position_coverage_after': coverage(nx, sx),
+            'heading_coverage_before': coverage(ny, 1.0),
+            'heading_coverage_after': coverage(ny, sy),
+            'expected_coverage': {'position': {'1sigma': 0.393, '2sigma': 0.865},
+                                  'heading': {'1sigma': 0.683, '2sigma': 0.954}}}

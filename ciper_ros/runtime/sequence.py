@@ -205,3 +205,18 @@ def write_rows(rows: list[dict], path: str | os.PathLike) -> None:
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(p, buf.getvalue())
+
+
+def calibration_frames(frames):
+    """Yield bag frames with ground truth in the form ``calibrate_covariance`` takes.
+
+    Bags written by ``ciper synth drive``: their ``ciper_drive.json`` gives the datum and
+    the camera offset.
+    """
+    for fr in frames:
+        truth = _truth_camera_latlon(fr, fr.get('drive_info'), True)
+        if fr.get('image') is None or truth is None:
+            continue
+        (lat, lon), yaw = truth
+        yield {'image': fr['image'], 'prior': fr.get('prior'), 'truth_latlon_deg': (lat, lon),
+               'truth_yaw_rad': yaw}
