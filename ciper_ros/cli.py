@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 import sys
 
@@ -328,6 +329,11 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     from ciper_ros.runtime.index import build_index, read_info
 
     area = LatLonBounds.from_string(args.area) if args.area else None
+    if args.shard is None:         # under torchrun: one shard per rank
+        world = int(os.environ.get('WORLD_SIZE', '1'))
+        args.shard = (int(os.environ.get('RANK', '0')), world)
+        if world > 1:
+            args.out = f'{args.out}.shard{args.shard[0]}of{world}'
     out = build_index(map_path=args.map, model_path=args.model, out_dir=args.out, area=area,
                       stride_m=args.stride_m, crop_side_m=args.crop_side_m, shard=args.shard,
                       faiss_kind=args.faiss, batch=args.batch, chunk_tiles=args.chunk_tiles,
@@ -582,8 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--stride-m', type=float, help='grid step (default: half the crop side)')
     p.add_argument('--crop-side-m', type=float,
                    help='crop side (default: what the model was trained on)')
-    p.add_argument('--shard', type=_shard, default=(0, 1), metavar='I/N',
-                   help='build shard I of N (one per worker), then `ciper index merge`')
+    p.add_argument('--shard', type=_shard, default=None, metavar='I/N',
+                   help='build shard I of N (one per worker), then `ciper index merge`; '
+                        'under torchrun each rank builds its own shard into OUT.shardIofN')
     p.add_argument('--faiss', choices=['auto', 'flat', 'hnsw', 'ivf'], default='auto',
                    help='search structure: auto = exact below 100k tiles, HNSW above')
     p.add_argument('--batch', type=int, default=32, help='crops per forward pass')

@@ -173,3 +173,17 @@ def test_approximate_search_keeps_recall(kind):
 def test_building_leaves_autograd_on(setup):
     import torch
     assert torch.is_grad_enabled()     # regression: a build once switched it off globally
+
+
+def test_torchrun_ranks_build_their_own_shards(setup, tmp_path):
+    env = {**os.environ, 'WORLD_SIZE': '2'}
+    base = [sys.executable, '-m', 'ciper_ros.cli', 'index', 'build', '--map', str(setup['map']),
+            '--model', str(setup['model']), '--crop-side-m', str(SIDE_M), '--chunk-tiles',
+            str(CHUNK), '--out', str(tmp_path / 'idx')]
+    for rank in (0, 1):
+        subprocess.run(base, env={**env, 'RANK': str(rank)}, check=True, capture_output=True)
+    shards = [tmp_path / f'idx.shard{r}of2' for r in (0, 1)]
+    assert [read_info(s)['shard'] for s in shards] == [[0, 2], [1, 2]]
+    merge_shards(shards, tmp_path / 'merged')
+    assert np.array_equal(TileIndex(tmp_path / 'merged').descriptors,
+                          TileIndex(setup['full']).descriptors)
