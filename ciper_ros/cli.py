@@ -455,6 +455,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _localizer_args(p: argparse.ArgumentParser, *, images: str) -> None:
+    """Arguments shared by `ciper localize` and `ciper calibrate`."""
+    p.add_argument('--index', required=True, help='tile index directory (ciper index build)')
+    p.add_argument('--model', required=True, help='the checkpoint the index was built with')
+    p.add_argument('--images', required=True, help=images)
+    p.add_argument('--backend', choices=['torch', 'onnxruntime', 'tensorrt'], default='torch')
+    p.add_argument('--export', help='ONNX export directory (onnxruntime / tensorrt)')
+    p.add_argument('--map', help='map store (default: the one the index was built from)')
+    p.add_argument('--image-topic', help='bag image topic (default: the first of '
+                   '/camera_pano/image_raw/compressed, /camera/image_raw/compressed, '
+                   '/camera/image_raw)')
+    p.add_argument('--top-k', type=int, default=5, help='candidate tiles decoded per frame')
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='ciper', description='CIPER cross-view localization: maps, training, runtime.')
@@ -611,34 +625,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('localize', help='localize the frames of an image folder or a rosbag2 '
                        'against a tile index; CSV or JSON out')
-    p.add_argument('--index', required=True, help='tile index directory (ciper index build)')
-    p.add_argument('--model', required=True, help='the checkpoint the index was built with')
-    p.add_argument('--images', required=True, help='image folder or rosbag2 (folder or file)')
+    _localizer_args(p, images='image folder or rosbag2 (folder or file)')
     p.add_argument('--prior', help='LAT,LON[,SIGMA_M] for every frame (folders; bags use '
                    'their GNSS fixes)')
     p.add_argument('--no-prior', action='store_true',
                    help='search the whole index (kidnapped vehicle)')
-    p.add_argument('--backend', choices=['torch', 'onnxruntime', 'tensorrt'], default='torch')
-    p.add_argument('--export', help='ONNX export directory (onnxruntime / tensorrt)')
-    p.add_argument('--map', help='map store (default: the one the index was built from)')
-    p.add_argument('--image-topic', help='bag image topic (default: the first of '
-                   '/camera_pano/image_raw/compressed, /camera/image_raw/compressed, '
-                   '/camera/image_raw)')
-    p.add_argument('--top-k', type=int, default=5, help='candidate tiles decoded per frame')
     p.add_argument('--calibration', help='covariance scales from ciper calibrate (JSON)')
     p.add_argument('--out', required=True, help='results: .csv or .json')
     p.set_defaults(func=cmd_localize)
 
     p = sub.add_parser('calibrate', help='covariance scale factors from a recorded drive with '
                        'ground truth (validation data)')
-    p.add_argument('--index', required=True, help='tile index directory')
-    p.add_argument('--model', required=True, help='the checkpoint the index was built with')
-    p.add_argument('--images', required=True, help='rosbag2 with ground truth')
-    p.add_argument('--backend', choices=['torch', 'onnxruntime', 'tensorrt'], default='torch')
-    p.add_argument('--export', help='ONNX export directory (onnxruntime / tensorrt)')
-    p.add_argument('--map', help='map store (default: the one the index was built from)')
-    p.add_argument('--image-topic', help='bag image topic')
-    p.add_argument('--top-k', type=int, default=5, help='candidate tiles decoded per frame')
+    _localizer_args(p, images='rosbag2 with ground truth (ciper synth drive)')
     p.add_argument('--out', required=True, help='calibration JSON to write')
     p.set_defaults(func=cmd_localize, prior=None, no_prior=False)
 
