@@ -423,7 +423,8 @@ def cmd_localize(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=1))
         print(f'wrote {args.out}: use it with ciper localize --calibration {args.out}')
         return 0
-    rows = localize_frames(loc, frames, prior=prior, use_prior=not args.no_prior)
+    rows = localize_frames(loc, frames, prior=prior, use_prior=not args.no_prior,
+                           max_prior_sigma_m=args.max_prior_sigma_m)
     write_rows(rows, args.out)
     s = summary(rows)
     print(json.dumps(s, indent=1))
@@ -631,6 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-prior', action='store_true',
                    help='search the whole index (kidnapped vehicle)')
     p.add_argument('--calibration', help='covariance scales from ciper calibrate (JSON)')
+    p.add_argument('--max-prior-sigma-m', type=float, default=15.0,
+                   help='reject frames whose prior is broader (GNSS dropouts inflate it)')
     p.add_argument('--out', required=True, help='results: .csv or .json')
     p.set_defaults(func=cmd_localize)
 

@@ -116,3 +116,24 @@ def test_covariance_calibration_on_a_drive(drive, tmp_path):
     assert ratio == pytest.approx(c['cov_scale'] ** 0.5, rel=0.2)   # floors may clip a few
     with pytest.raises(SystemExit):
         main(['calibrate', '--index', str(root / 'index')])
+
+
+def test_gnss_dropouts_inflate_the_prior_then_reject(drive, tmp_path):
+    from ciper_ros.synth.drive import GnssConfig
+
+    root, _ = drive
+    world_path, _ = city_paths(root / 'city')
+    bag = write_drive_bag(World.load(world_path), tmp_path / 'dropouts',
+                          DriveConfig(duration_s=8.0, seed=5, panorama=True, camera_hz=5.0,
+                                      raw_images=False,
+                                      gnss=GnssConfig(dropout_rate_hz=0.4, dropout_s=(3, 4))))
+    out = tmp_path / 'd.csv'
+    assert main(['localize', '--index', str(root / 'index'), '--model', str(SHIPPED),
+                 '--images', str(bag), '--out', str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    sigmas = [float(r['prior_sigma_m']) for r in rows if r['prior_sigma_m']]
+    base = min(sigmas)
+    assert max(sigmas) > 15.0 > base          # a dropout happened and inflated the prior
+    rejected = [r for r in rows if r['ok'] == 'False']
+    assert rejected and all('too uncertain' in r['reason'] for r in rejected)
+    assert all(float(r['prior_sigma_m']) > 15.0 for r in rejected)

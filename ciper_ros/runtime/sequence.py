@@ -1,8 +1,9 @@
 """Localize a sequence of frames: an image folder or a rosbag2 recording (``ciper localize``).
 
 Frames come from a folder (images sorted by name, one prior for all, or none) or a bag
-(compressed or raw images; the prior of each frame is the latest GNSS fix at or before it,
-with its reported covariance). When the bag has ground truth (``/ground_truth/pose``), each
+(compressed or raw images; the prior of each frame is the latest GNSS fix with a position
+at or before it, with its reported covariance, inflated during dropouts by how far the
+vehicle may have driven since). When the bag has ground truth (``/ground_truth/pose``), each
 row also gets the error of the localized camera position against it (the truth is
 base_link: the camera offset comes from ``ciper_drive.json`` when the bag has one).
 Results are written atomically as CSV or JSON.
@@ -26,6 +27,10 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 IMAGE_TOPICS = ('/camera_pano/image_raw/compressed', '/camera/image_raw/compressed',
                 '/camera/image_raw')
 GNSS_TOPIC = '/gnss/fix'
+MAX_FIX_AGE_S = 30.0        # older GNSS fixes are no prior at all
+MAX_SPEED_MPS = 15.0        # growth of a fix's uncertainty while GNSS is out
+MAX_PRIOR_SIGMA_M = 15.0    # broader priors: rejected (measured: retrieval alone cannot yet
+#                             pick among that many tiles; 45 m median error in a dropout)
 TRUTH_TOPIC = '/ground_truth/pose'
 
 
@@ -103,7 +108,8 @@ def bag_frames(bag: Path, image_topic: str | None = None):
         reader.close()
     info_file = bag / 'ciper_drive.json' if bag.is_dir() else None
     info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else None
-    fix_t = np.array([f[0] for f in fixes]) if fixes else np.zeros(0)
+    valid = [f for f in fixes if f[1]]            # fixes with a position (status >= 0)
+    fix_t = np.array([f[0] for f in valid]) if valid else np.zeros(0)
     truth_t = np.array([t[0] for t in truth]) if truth else np.zeros(0)
     for t_ns, raw, msgtype in images:
         frame = {'name': str(t_ns), 't_ns': t_ns, 'image': None}
@@ -112,8 +118,13 @@ def bag_frames(bag: Path, image_topic: str | None = None):
         except Exception as e:      # a malformed message: recorded, never fatal
             frame['error'] = f'bad image message: {e}'
         k = int(np.searchsorted(fix_t, t_ns, side='right')) - 1
-        if k >= 0 and fixes[k][1]:
-            frame['prior'] = Prior(fixes[k][2], fixes[k][3], sigma_m=fixes[k][4])
+        if k >= 0:
+            # the last fix with a position; during a GNSS dropout its uncertainty grows
+            # with the distance the vehicle may have driven since
+            age_s = (t_ns - valid[k][0]) * 1e-9
+            if age_s <= MAX_FIX_AGE_S:
+                sigma = math.hypot(valid[k][4], MAX_SPEED_MPS * max(age_s - 0.5, 0.0))
+                frame['prior'] = Prior(valid[k][2], valid[k][3], sigma_m=sigma)
         if len(truth_t):
             j = int(np.abs(truth_t - t_ns).argmin())
             frame['truth_xy_yaw'] = truth[j][1:]
@@ -136,11 +147,12 @@ def _truth_camera_latlon(frame: dict, info: dict | None, topic_is_pano: bool):
 
 COLUMNS = ('name', 't_ns', 'ok', 'reason', 'lat_deg', 'lon_deg', 'x_m', 'y_m', 'yaw_rad',
            'sigma_x_m', 'sigma_y_m', 'sigma_yaw_rad', 'score', 'tile_id', 'total_ms',
-           'prior_error_m', 'error_m', 'yaw_error_deg')
+           'prior_sigma_m', 'prior_error_m', 'error_m', 'yaw_error_deg')
 
 
 def localize_frames(localizer: Localizer, frames, *, prior: Prior | None = None,
-                    use_prior: bool = True, progress: bool = True) -> list[dict]:
+                    use_prior: bool = True, progress: bool = True,
+                    max_prior_sigma_m: float = MAX_PRIOR_SIGMA_M) -> list[dict]:
     from tqdm import tqdm
 
     rows = []
@@ -149,12 +161,20 @@ def localize_frames(localizer: Localizer, frames, *, prior: Prior | None = None,
         row = dict.fromkeys(COLUMNS, '')
         row.update(name=fr['name'], t_ns=fr['t_ns'] if fr['t_ns'] is not None else '')
         p = (fr.get('prior') or prior) if use_prior else None
+        if p is not None:
+            row['prior_sigma_m'] = p.sigma_m
         if fr.get('image') is None:
             row.update(ok=False, reason=fr.get('error', 'no image'))
             rows.append(row)
             continue
         if use_prior and p is None:
-            row.update(ok=False, reason='no GNSS fix before this frame')
+            row.update(ok=False, reason=f'no GNSS fix in the {MAX_FIX_AGE_S:g} s before this '
+                                        'frame')
+            rows.append(row)
+            continue
+        if use_prior and p.sigma_m > max_prior_sigma_m:
+            row.update(ok=False, reason=f'prior too uncertain: sigma {p.sigma_m:.1f} m > '
+                                        f'{max_prior_sigma_m:g} m (GNSS dropout?)')
             rows.append(row)
             continue
         try:
