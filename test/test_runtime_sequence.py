@@ -10,7 +10,6 @@ import pytest
 
 from ciper_ros.cli import main
 from ciper_ros.runtime.index import build_index
-from ciper_ros.runtime.sequence import decode_image_msg
 from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
 from ciper_ros.synth.folder import city_paths, write_city_folder
 from ciper_ros.synth.world import CityConfig, World
@@ -73,24 +72,6 @@ def test_localize_an_image_folder(drive, tmp_path, capsys):
     assert main(['localize', '--index', str(root / 'index'), '--model', str(SHIPPED),
                  '--images', str(tmp_path / 'nope'), '--no-prior',
                  '--out', str(tmp_path / 'z.csv')]) == 2
-
-
-def test_image_messages_decode_or_fail_clearly():
-    from types import SimpleNamespace as M
-
-    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    msg = M(height=2, width=3, encoding='bgr8', step=9, data=rgb.tobytes())
-    assert np.array_equal(decode_image_msg(msg, 'sensor_msgs/msg/Image'), rgb[..., ::-1])
-    mono = M(height=2, width=3, encoding='mono8', step=4, data=bytes(8))
-    assert decode_image_msg(mono, 'sensor_msgs/msg/Image').shape == (2, 3, 3)
-    with pytest.raises(ValueError, match='does not hold'):
-        decode_image_msg(M(height=2, width=3, encoding='rgb8', step=9, data=bytes(5)),
-                         'sensor_msgs/msg/Image')
-    with pytest.raises(ValueError, match='unsupported image encoding'):
-        decode_image_msg(M(height=1, width=1, encoding='yuv422', step=2, data=bytes(2)),
-                         'sensor_msgs/msg/Image')
-    with pytest.raises(ValueError, match='does not decode'):
-        decode_image_msg(M(format='jpeg', data=b'xx'), 'sensor_msgs/msg/CompressedImage')
 
 
 def test_covariance_calibration_on_a_drive(drive, tmp_path):

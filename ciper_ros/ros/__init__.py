@@ -1,1 +1,1 @@
-"""ROS 2 adapter (rclpy). Nothing here is imported by the runtime, training or map code."""
+"""ROS 2 adapter: message conversions (no rclpy needed) and the node (rclpy)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ciper_ros.atomic import atomic_write_text
+from ciper_ros.ros.msgs import to_rgb
 from ciper_ros.runtime.localizer import Localizer, Prior
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
@@ -32,32 +33,6 @@ MAX_SPEED_MPS = 15.0        # growth of a fix's uncertainty while GNSS is out
 MAX_PRIOR_SIGMA_M = 15.0    # broader priors: rejected (measured: retrieval alone cannot yet
 #                             pick among that many tiles; 45 m median error in a dropout)
 TRUTH_TOPIC = '/ground_truth/pose'
-
-
-def decode_image_msg(msg, msgtype: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3) from a sensor_msgs Image or CompressedImage; ValueError if bad."""
-    import cv2
-
-    if msgtype.endswith('CompressedImage'):
-        img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f'compressed image ({msg.format}) does not decode')
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    h, w, enc = int(msg.height), int(msg.width), str(msg.encoding)
-    channels = {'rgb8': 3, 'bgr8': 3, 'mono8': 1}.get(enc)
-    if channels is None:
-        raise ValueError(f'unsupported image encoding {enc!r} (rgb8, bgr8, mono8)')
-    data = np.frombuffer(bytes(msg.data), np.uint8)
-    step = int(msg.step)
-    if step < w * channels or len(data) < step * h:
-        raise ValueError(f'image data ({len(data)} bytes, step {step}) does not hold '
-                         f'{w}x{h} {enc}')
-    img = data[:step * h].reshape(h, step)[:, :w * channels].reshape(h, w, channels)
-    if enc == 'bgr8':
-        img = img[..., ::-1]
-    if channels == 1:
-        img = np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img)
 
 
 def folder_frames(folder: Path):
@@ -114,7 +89,7 @@ def bag_frames(bag: Path, image_topic: str | None = None):
     for t_ns, raw, msgtype in images:
         frame = {'name': str(t_ns), 't_ns': t_ns, 'image': None}
         try:
-            frame['image'] = decode_image_msg(msgs.deserialize(raw, msgtype), msgtype)
+            frame['image'] = to_rgb(msgs.deserialize(raw, msgtype), msgtype)
         except Exception as e:      # a malformed message: recorded, never fatal
             frame['error'] = f'bad image message: {e}'
         k = int(np.searchsorted(fix_t, t_ns, side='right')) - 1

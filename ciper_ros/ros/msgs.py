@@ -1,0 +1,153 @@
+"""Conversions between ROS messages and numpy, without importing rclpy.
+
+Functions take and fill message objects by attribute (rclpy's generated classes and the
+rosbags ones have the same field names), so they serve the node, bag replay and tests.
+
+* images: sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, mono16, any row padding in
+  ``step``, either endianness) and sensor_msgs/CompressedImage (jpeg, png) <-> RGB uint8
+* sensor_msgs/CameraInfo -> :class:`~ciper_ros.geo.camera.PinholeCamera`
+* poses: the 6x6 row-major covariance of PoseWithCovariance from our (x, y, yaw) 3x3, with
+  the axes we do not estimate (z, roll, pitch) set to a large variance
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ciper_ros.geo.camera import PinholeCamera
+
+ENCODINGS = {'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3), 'rgba8': (np.uint8, 4),
+             'bgra8': (np.uint8, 4), 'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1)}
+UNUSED_VARIANCE = 1e6            # z, roll, pitch: "not estimated" for robot_localization
+
+
+class MessageError(ValueError):
+    """A message that cannot be converted (one clear line: what is wrong with it)."""
+
+
+def image_to_rgb(msg) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a sensor_msgs/Image."""
+    enc = str(msg.encoding).lower()
+    if enc not in ENCODINGS:
+        raise MessageError(f'unsupported image encoding {msg.encoding!r}; supported: '
+                           f'{", ".join(ENCODINGS)}')
+    dtype, channels = ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise MessageError(f'image has zero size ({w}x{h})')
+    itemsize = np.dtype(dtype).itemsize
+    row = w * channels * itemsize
+    data = bytes(msg.data)
+    if step < row or step > 16 * row + 4096:
+        raise MessageError(f'image step {step} is impossible for {w} px of {enc} '
+                           f'({row} bytes a row)')
+    if len(data) < step * (h - 1) + row:
+        raise MessageError(f'image data is {len(data)} bytes, {w}x{h} {enc} with step {step} '
+                           f'needs {step * (h - 1) + row}')
+    rows = np.frombuffer(data, np.uint8, count=step * (h - 1) + row)
+    rows = np.lib.stride_tricks.as_strided(rows, shape=(h, row), strides=(step, 1))
+    px = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(
+        '>' if getattr(msg, 'is_bigendian', 0) else '<')).reshape(h, w, channels)
+    if dtype == np.uint16:
+        px = (px.astype(np.uint32) >> 8).astype(np.uint8)        # 16-bit grey -> 8-bit
+    if enc.startswith('bgr'):
+        px = px[..., [2, 1, 0] + ([3] if channels == 4 else [])]
+    if channels == 1:
+        px = np.repeat(px, 3, axis=2)
+    return np.ascontiguousarray(px[..., :3], dtype=np.uint8)
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a sensor_msgs/CompressedImage (jpeg or png)."""
+    import cv2
+
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if len(data) else None
+    if img is None:
+        raise MessageError(f'compressed image ({msg.format!r}, {len(data)} bytes) does not '
+                           'decode')
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def to_rgb(msg, msgtype: str | None = None) -> np.ndarray:
+    """Either image message: CompressedImage has ``format``, Image has ``encoding``."""
+    compressed = (msgtype or '').endswith('CompressedImage') or (
+        msgtype is None and hasattr(msg, 'format') and not hasattr(msg, 'encoding'))
+    return compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
+
+
+def fill_image(msg, rgb: np.ndarray, *, encoding: str = 'rgb8'):
+    """Fill a sensor_msgs/Image from (H, W, 3) RGB uint8 (rgb8, bgr8 or mono8)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise MessageError(f'expected (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}')
+    if encoding == 'rgb8':
+        px = rgb
+    elif encoding == 'bgr8':
+        px = rgb[..., ::-1]
+    elif encoding == 'mono8':
+        px = rgb.mean(axis=2).round().astype(np.uint8)[..., None]
+    else:
+        raise MessageError(f'cannot encode {encoding!r} (rgb8, bgr8, mono8)')
+    px = np.ascontiguousarray(px)
+    msg.height, msg.width = int(px.shape[0]), int(px.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(px.shape[1] * px.shape[2])
+    msg.data = px.tobytes()
+    return msg
+
+
+def fill_compressed(msg, rgb: np.ndarray, *, fmt: str = 'jpeg', quality: int = 90):
+    import cv2
+
+    ext = {'jpeg': '.jpg', 'jpg': '.jpg', 'png': '.png'}.get(fmt)
+    if ext is None:
+        raise MessageError(f'cannot compress to {fmt!r} (jpeg, png)')
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == '.jpg' else []
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise MessageError('image encoding failed')
+    msg.format = 'jpeg' if ext == '.jpg' else 'png'
+    msg.data = buf.tobytes()
+    return msg
+
+
+def camera_info_to_camera(msg) -> PinholeCamera:
+    """Intrinsics from sensor_msgs/CameraInfo (its K; distortion is not modelled here)."""
+    K = np.asarray(msg.k if hasattr(msg, 'k') else msg.K, np.float64)
+    if K.size != 9 or not np.all(np.isfinite(K)) or K[0] <= 0 or K[4] <= 0:
+        raise MessageError(f'CameraInfo K is not a valid camera matrix: {K.tolist()}')
+    try:
+        return PinholeCamera(int(msg.width), int(msg.height), float(K[0]), float(K[4]),
+                             float(K[2]), float(K[5]))
+    except ValueError as e:
+        raise MessageError(f'CameraInfo: {e}') from None
+
+
+def pose_covariance_6x6(cov_xyyaw: np.ndarray) -> list[float]:
+    """Row-major 6x6 (x, y, z, roll, pitch, yaw) from our 3x3 (x, y, yaw) covariance."""
+    c = np.asarray(cov_xyyaw, np.float64)
+    if c.shape != (3, 3) or not np.all(np.isfinite(c)):
+        raise MessageError(f'covariance must be a finite 3x3, got {c.shape}')
+    out = np.zeros((6, 6))
+    idx = [0, 1, 5]
+    out[np.ix_(idx, idx)] = c
+    for i in (2, 3, 4):
+        out[i, i] = UNUSED_VARIANCE
+    return out.ravel().tolist()
+
+
+def fill_pose(pose, x_m: float, y_m: float, yaw_rad: float, z_m: float = 0.0):
+    """Fill a geometry_msgs/Pose with a planar pose (yaw about +z)."""
+    pose.position.x, pose.position.y, pose.position.z = float(x_m), float(y_m), float(z_m)
+    pose.orientation.x = pose.orientation.y = 0.0
+    pose.orientation.z = math.sin(yaw_rad / 2.0)
+    pose.orientation.w = math.cos(yaw_rad / 2.0)
+    return pose
+
+
+def yaw_of(q) -> float:
+    """Yaw (rad) of a geometry_msgs/Quaternion."""
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))

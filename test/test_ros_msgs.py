@@ -1,0 +1,111 @@
+"""Message conversions with the real ROS 2 message classes (rclpy's generated Python types)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ciper_ros.ros.msgs import (
+    camera_info_to_camera,
+    compressed_to_rgb,
+    fill_compressed,
+    fill_image,
+    fill_pose,
+    image_to_rgb,
+    MessageError,
+    pose_covariance_6x6,
+    to_rgb,
+    UNUSED_VARIANCE,
+    yaw_of,
+)
+
+sensor_msgs = pytest.importorskip('sensor_msgs.msg')
+geometry_msgs = pytest.importorskip('geometry_msgs.msg')
+
+RGB = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+
+
+def raw(encoding: str, pixels: np.ndarray, *, pad: int = 0, bigendian: int = 0):
+    h, w = pixels.shape[:2]
+    row = pixels.reshape(h, -1).view(np.uint8)
+    if pad:
+        row = np.concatenate([row, np.full((h, pad), 7, np.uint8)], axis=1)
+    m = sensor_msgs.Image()
+    m.height, m.width, m.encoding, m.is_bigendian = h, w, encoding, bigendian
+    m.step = row.shape[1]
+    m.data = row.tobytes()
+    return m
+
+
+@pytest.mark.parametrize('pad', [0, 3, 64])
+def test_every_encoding_with_row_padding(pad):
+    rgba = np.concatenate([RGB, np.full((5, 7, 1), 200, np.uint8)], axis=2)
+    assert np.array_equal(image_to_rgb(raw('rgb8', RGB, pad=pad)), RGB)
+    assert np.array_equal(image_to_rgb(raw('bgr8', RGB[..., ::-1].copy(), pad=pad)), RGB)
+    assert np.array_equal(image_to_rgb(raw('rgba8', rgba, pad=pad)), RGB)
+    assert np.array_equal(image_to_rgb(raw('bgra8', rgba[..., [2, 1, 0, 3]].copy(),
+                                           pad=pad)), RGB)
+    grey = RGB[..., 0].copy()
+    assert np.array_equal(image_to_rgb(raw('mono8', grey[..., None], pad=pad))[..., 1], grey)
+    g16 = (grey.astype(np.uint16) << 8) | 0x55
+    little = raw('mono16', g16.astype('<u2')[..., None], pad=pad)
+    big = raw('mono16', g16.astype('>u2')[..., None], pad=pad, bigendian=1)
+    assert np.array_equal(image_to_rgb(little)[..., 2], grey)
+    assert np.array_equal(image_to_rgb(big)[..., 2], grey)
+
+
+def test_round_trips_and_compressed():
+    for enc in ('rgb8', 'bgr8'):
+        m = fill_image(sensor_msgs.Image(), RGB, encoding=enc)
+        assert np.array_equal(to_rgb(m), RGB)
+    mono = image_to_rgb(fill_image(sensor_msgs.Image(), RGB, encoding='mono8'))
+    assert np.abs(mono[..., 0].astype(int) - RGB.mean(axis=2)).max() <= 0.5
+    png = fill_compressed(sensor_msgs.CompressedImage(), RGB, fmt='png')
+    assert png.format == 'png' and np.array_equal(compressed_to_rgb(png), RGB)
+    smooth = np.tile(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], (32, 1, 3))
+    jpg = fill_compressed(sensor_msgs.CompressedImage(), smooth, fmt='jpeg', quality=95)
+    assert np.abs(to_rgb(jpg, 'sensor_msgs/msg/CompressedImage').astype(int)
+                  - smooth).mean() < 2.0
+
+
+@pytest.mark.parametrize('mutate,match', [
+    (lambda m: setattr(m, 'encoding', '16UC1'), 'unsupported image encoding'),
+    (lambda m: setattr(m, 'data', m.data[:10]), 'needs'),
+    (lambda m: (setattr(m, 'width', 0)), 'zero size'),
+    (lambda m: setattr(m, 'step', 2), 'impossible'),
+    (lambda m: setattr(m, 'step', 10 ** 9), 'impossible'),
+])
+def test_malformed_images_raise_one_clear_error(mutate, match):
+    m = raw('rgb8', RGB)
+    mutate(m)
+    with pytest.raises(MessageError, match=match):
+        image_to_rgb(m)
+
+
+def test_bad_compressed_and_camera_info():
+    bad = sensor_msgs.CompressedImage()
+    bad.format, bad.data = 'jpeg', b'\x00\x01'
+    with pytest.raises(MessageError, match='does not decode'):
+        compressed_to_rgb(bad)
+    info = sensor_msgs.CameraInfo()
+    info.width, info.height = 640, 480
+    info.k = [500.0, 0.0, 319.5, 0.0, 505.0, 239.5, 0.0, 0.0, 1.0]
+    cam = camera_info_to_camera(info)
+    assert (cam.fx, cam.fy, cam.cx, cam.cy) == (500.0, 505.0, 319.5, 239.5)
+    info.k = [0.0] * 9
+    with pytest.raises(MessageError, match='not a valid camera matrix'):
+        camera_info_to_camera(info)
+
+
+def test_pose_with_covariance():
+    msg = geometry_msgs.PoseWithCovarianceStamped()
+    fill_pose(msg.pose.pose, 3.0, -4.0, 2.5)
+    assert yaw_of(msg.pose.pose.orientation) == pytest.approx(2.5)
+    cov = np.array([[4.0, 0.5, 0.1], [0.5, 9.0, 0.2], [0.1, 0.2, 0.01]])
+    msg.pose.covariance = pose_covariance_6x6(cov)
+    c6 = np.asarray(msg.pose.covariance).reshape(6, 6)
+    assert c6[0, 0] == 4.0 and c6[1, 1] == 9.0 and c6[5, 5] == 0.01 and c6[0, 5] == 0.1
+    assert c6[2, 2] == c6[3, 3] == c6[4, 4] == UNUSED_VARIANCE
+    assert np.allclose(c6, c6.T)
+    with pytest.raises(MessageError, match='finite 3x3'):
+        pose_covariance_6x6(np.full((3, 3), math.nan))
