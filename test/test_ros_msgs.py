@@ -109,3 +109,26 @@ def test_pose_with_covariance():
     assert np.allclose(c6, c6.T)
     with pytest.raises(MessageError, match='finite 3x3'):
         pose_covariance_6x6(np.full((3, 3), math.nan))
+
+
+def test_navsatfix_to_prior():
+    from ciper_ros.ros.msgs import navsatfix_to_prior
+
+    fix = sensor_msgs.NavSatFix()
+    fix.status.status = 0
+    fix.latitude, fix.longitude = 48.1, 11.5
+    fix.position_covariance_type = 2
+    fix.position_covariance = [9.0, 0, 0, 0, 16.0, 0, 0, 0, 25.0]
+    prior, why = navsatfix_to_prior(fix)
+    assert why is None and (prior.lat_deg, prior.lon_deg, prior.sigma_m) == (48.1, 11.5, 4.0)
+    fix.position_covariance_type = 0
+    assert navsatfix_to_prior(fix)[0].sigma_m == 5.0
+    fix.status.status = -1
+    assert navsatfix_to_prior(fix) == (None, 'GNSS status is NO_FIX')
+    fix.status.status = 0
+    fix.latitude = math.nan
+    assert 'lat/lon invalid' in navsatfix_to_prior(fix)[1]
+    fix.latitude = 48.1
+    fix.position_covariance_type = 2
+    fix.position_covariance = [math.inf, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+    assert 'covariance' in navsatfix_to_prior(fix)[1]

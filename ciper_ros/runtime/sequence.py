@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ciper_ros.atomic import atomic_write_text
-from ciper_ros.ros.msgs import to_rgb
+from ciper_ros.ros.msgs import navsatfix_to_prior, to_rgb
 from ciper_ros.runtime.localizer import Localizer, Prior
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
@@ -69,10 +69,9 @@ def bag_frames(bag: Path, image_topic: str | None = None):
         for conn, t_ns, raw in reader.messages():
             if conn.topic == GNSS_TOPIC:
                 f = msgs.deserialize(raw, conn.msgtype)
-                cov = np.asarray(f.position_covariance, np.float64)
-                sigma = math.sqrt(max(cov[0], cov[4])) if f.position_covariance_type > 0 \
-                    else 5.0
-                fixes.append((t_ns, f.status.status >= 0, f.latitude, f.longitude, sigma))
+                p, _ = navsatfix_to_prior(f)
+                fixes.append((t_ns, p is not None, f.latitude, f.longitude,
+                              p.sigma_m if p is not None else math.nan))
             elif conn.topic == TRUTH_TOPIC:
                 p = msgs.deserialize(raw, conn.msgtype).pose
                 yaw = 2.0 * math.atan2(p.orientation.z, p.orientation.w)
