@@ -243,11 +243,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_dataset(args, model)
     if not args.city:
         raise CliError('give --city FOLDER (synthetic) or --dataset KIND --root FOLDER')
-    cfg = PairConfig(style=args.style, heading=args.heading, ground=mc['ground'],
-                     pano_height=mc['ground_size'][0], pano_width=mc['ground_size'][1],
-                     pinhole_height=mc['ground_size'][0], pinhole_width=mc['ground_size'][1],
-                     pinhole_hfov_deg=mc['hfov_deg'], aerial_side_px=mc['aerial_size'][0],
-                     aerial_side_m=args.aerial_side_m)
+    cfg = PairConfig.for_model(mc, style=args.style, heading=args.heading,
+                               aerial_side_m=args.aerial_side_m)
     sources = [CitySource.from_folder(c) for c in args.city]
     data = PairTensors(SyntheticPairs(sources, cfg, length=args.n, seed=args.seed))
     prior = math.radians(cfg.heading_prior_deg) if cfg.heading == 'prior' else None
@@ -375,11 +372,30 @@ def cmd_index_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_localize(args: argparse.Namespace) -> int:
+def _localizer_and_source(args: argparse.Namespace, *, calibration: str | None = None):
+    """Build the Localizer of `ciper localize` / `calibrate`; (localizer, source, is_bag)."""
     from ciper_ros.maps.open import open_store
     from ciper_ros.runtime.backends import make_backend
     from ciper_ros.runtime.index import file_sha256, TileIndex
-    from ciper_ros.runtime.localizer import Localizer, LocalizerConfig, Prior
+    from ciper_ros.runtime.localizer import Localizer, LocalizerConfig
+
+    index = TileIndex(args.index, model_sha256=file_sha256(args.model))
+    store = open_store(args.map or index.spec.map_path)
+    backend = make_backend(args.backend, model_path=args.model, export_dir=args.export)
+    scales = {}
+    if calibration:
+        calib = json.loads(Path(calibration).read_text())
+        scales = {k: float(calib[k]) for k in ('cov_scale', 'yaw_cov_scale')}
+    loc = Localizer(model=backend, index=index, store=store,
+                    config=LocalizerConfig(top_k=args.top_k, **scales))
+    src = Path(args.images)
+    if not src.exists():
+        raise CliError(f'{src} does not exist')
+    return loc, src, src.is_file() or (src / 'metadata.yaml').is_file()
+
+
+def cmd_localize(args: argparse.Namespace) -> int:
+    from ciper_ros.runtime.localizer import Prior
     from ciper_ros.runtime.sequence import (
         bag_frames,
         folder_frames,
@@ -388,19 +404,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
         write_rows,
     )
 
-    index = TileIndex(args.index, model_sha256=file_sha256(args.model))
-    store = open_store(args.map or index.spec.map_path)
-    backend = make_backend(args.backend, model_path=args.model, export_dir=args.export)
-    scales = {}
-    if getattr(args, 'calibration', None):
-        calib = json.loads(Path(args.calibration).read_text())
-        scales = {k: float(calib[k]) for k in ('cov_scale', 'yaw_cov_scale')}
-    loc = Localizer(model=backend, index=index, store=store,
-                    config=LocalizerConfig(top_k=args.top_k, **scales))
-    src = Path(args.images)
-    is_bag = src.is_file() or (src / 'metadata.yaml').is_file()
-    if not src.exists():
-        raise CliError(f'{src} does not exist')
+    loc, src, is_bag = _localizer_and_source(args, calibration=args.calibration)
     prior = None
     if args.prior:
         parts = [float(v) for v in args.prior.split(',')]
@@ -410,25 +414,27 @@ def cmd_localize(args: argparse.Namespace) -> int:
     if not is_bag and prior is None and not args.no_prior:
         raise CliError('an image folder needs --prior LAT,LON[,SIGMA_M] or --no-prior')
     frames = bag_frames(src, args.image_topic) if is_bag else folder_frames(src)
-    if args.command == 'calibrate':
-        from ciper_ros.atomic import atomic_write_text
-        from ciper_ros.runtime.localizer import calibrate_covariance
-        from ciper_ros.runtime.sequence import calibration_frames
-
-        if not is_bag:
-            raise CliError('calibration needs a bag with ground truth (ciper synth drive)')
-        result = calibrate_covariance(loc, calibration_frames(frames))
-        result.update(model_sha256=index.info['model_sha256'], top_k=args.top_k)
-        atomic_write_text(args.out, json.dumps(result, indent=1) + '\n')
-        print(json.dumps(result, indent=1))
-        print(f'wrote {args.out}: use it with ciper localize --calibration {args.out}')
-        return 0
     rows = localize_frames(loc, frames, prior=prior, use_prior=not args.no_prior,
                            max_prior_sigma_m=args.max_prior_sigma_m)
     write_rows(rows, args.out)
-    s = summary(rows)
-    print(json.dumps(s, indent=1))
+    print(json.dumps(summary(rows), indent=1))
     print(f'wrote {args.out} ({len(rows)} frames)')
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ciper_ros.atomic import atomic_write_text
+    from ciper_ros.runtime.localizer import calibrate_covariance
+    from ciper_ros.runtime.sequence import bag_frames, calibration_frames
+
+    loc, src, is_bag = _localizer_and_source(args)
+    if not is_bag:
+        raise CliError('calibration needs a bag with ground truth (ciper synth drive)')
+    result = calibrate_covariance(loc, calibration_frames(bag_frames(src, args.image_topic)))
+    result.update(model_sha256=loc.index.info['model_sha256'], top_k=args.top_k)
+    atomic_write_text(args.out, json.dumps(result, indent=1) + '\n')
+    print(json.dumps(result, indent=1))
+    print(f'wrote {args.out}: use it with ciper localize --calibration {args.out}')
     return 0
 
 
@@ -641,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
                        'ground truth (validation data)')
     _localizer_args(p, images='rosbag2 with ground truth (ciper synth drive)')
     p.add_argument('--out', required=True, help='calibration JSON to write')
-    p.set_defaults(func=cmd_localize, prior=None, no_prior=False)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser('export', help='ONNX graphs (ground encoder, aerial encoder, pose '
                        'decoder), each checked against torch in onnxruntime')

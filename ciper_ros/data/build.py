@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from ciper_ros.configs import unknown_keys
 from ciper_ros.data.common import DatasetError
 
 KINDS = ('vigor', 'kitti', 'ford')
@@ -31,10 +32,10 @@ def build_dataset(spec: dict, model_config: dict):
     else:
         from ciper_ros.data.ford import FordConfig as Config
         from ciper_ros.data.ford import FordDataset as Dataset
-    names = {f.name for f in fields(Config)}
-    unknown = sorted(set(spec) - names)
+    unknown = unknown_keys(Config, spec)
     if unknown:
-        raise DatasetError(f'unknown {kind} option(s) {unknown}; known: {sorted(names)}')
+        raise DatasetError(f'unknown {kind} option(s) {unknown}; known: '
+                           f'{sorted(f.name for f in fields(Config))}')
     spec.setdefault('ground_size', tuple(model_config['ground_size']))
     spec.setdefault('aerial_px', int(model_config['aerial_size'][0]))
     for key in ('ground_size', 'cities', 'logs'):

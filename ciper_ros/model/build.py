@@ -192,7 +192,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def load_model(path: str | os.PathLike) -> CIPER:
     """Rebuild a model from a checkpoint's own config and load its weights."""
-    blob = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(path))
+
+
+def model_from_checkpoint(blob: dict) -> CIPER:
+    """Rebuild the model of a loaded checkpoint (float16 weights come back as float32)."""
     model = build_from_config(ModelConfig.from_dict(blob['config']))
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob['model'].items()}
     model.load_state_dict(state)

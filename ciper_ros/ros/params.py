@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 import math
 
+from ciper_ros.configs import unknown_keys
+
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 
 
@@ -55,7 +57,7 @@ class NodeParams:
     @classmethod
     def from_dict(cls, values: dict) -> NodeParams:
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        unknown = unknown_keys(cls, values)
         if unknown:
             raise ParameterError(f'unknown parameter(s) {unknown}')
         typed = {}

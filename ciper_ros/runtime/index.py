@@ -206,7 +206,7 @@ def build_index(*, map_path: str | os.PathLike, model_path: str | os.PathLike,
     from tqdm import tqdm
 
     from ciper_ros.maps.open import open_store
-    from ciper_ros.model.build import load_checkpoint, load_model
+    from ciper_ros.model.build import load_checkpoint, model_from_checkpoint
 
     out = Path(out_dir)
     if (out / 'index.json').exists():
@@ -214,7 +214,7 @@ def build_index(*, map_path: str | os.PathLike, model_path: str | os.PathLike,
     blob = load_checkpoint(model_path)
     side_m = float(crop_side_m or blob.get('train_config', {}).get('pairs', {}).get(
         'aerial_side_m', 64.0))
-    model = load_model(model_path).to(device).eval()
+    model = model_from_checkpoint(blob).to(device).eval()
     store = open_store(map_path)
     meta = store.metadata
     area = area or meta.bounds

@@ -187,8 +187,9 @@ class Localizer:
         t = {}
         t0 = self._tic()
         ground = self._ground_tensor(image)
-        if prior is not None and prior.problem():
-            return LocalizationResult(ok=False, reason=prior.problem())
+        problem = prior.problem() if prior is not None else None
+        if problem:
+            return LocalizationResult(ok=False, reason=problem)
         # 1. candidates
         if prior is not None:
             prior_xy = idx.plane.xy_m_from_latlon(np.array([[prior.lat_deg, prior.lon_deg]]))[0]

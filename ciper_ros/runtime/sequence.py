@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ciper_ros.atomic import atomic_write_text
-from ciper_ros.ros.msgs import navsatfix_to_prior, to_rgb
+from ciper_ros.ros.msgs import navsatfix_to_prior, to_rgb, yaw_of
 from ciper_ros.runtime.localizer import Localizer, Prior
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
@@ -74,8 +74,7 @@ def bag_frames(bag: Path, image_topic: str | None = None):
                               p.sigma_m if p is not None else math.nan))
             elif conn.topic == TRUTH_TOPIC:
                 p = msgs.deserialize(raw, conn.msgtype).pose
-                yaw = 2.0 * math.atan2(p.orientation.z, p.orientation.w)
-                truth.append((t_ns, p.position.x, p.position.y, yaw))
+                truth.append((t_ns, p.position.x, p.position.y, yaw_of(p.orientation)))
             elif conn.topic == topic:
                 images.append((t_ns, raw, conn.msgtype))
     finally:
@@ -105,7 +104,7 @@ def bag_frames(bag: Path, image_topic: str | None = None):
         yield frame | {'drive_info': info}
 
 
-def _truth_camera_latlon(frame: dict, info: dict | None, topic_is_pano: bool):
+def _truth_camera_latlon(frame: dict, info: dict | None):
     """Ground-truth camera position (lat, lon) from base_link truth and the drive's datum."""
     if info is None or 'truth_xy_yaw' not in frame:
         return None
@@ -163,7 +162,7 @@ def localize_frames(localizer: Localizer, frames, *, prior: Prior | None = None,
                    sigma_x_m=math.sqrt(max(cov[0, 0], 0)), sigma_y_m=math.sqrt(max(cov[1, 1], 0)),
                    sigma_yaw_rad=math.sqrt(max(cov[2, 2], 0)), score=res.score,
                    tile_id=res.tile_id, total_ms=res.timings_ms.get('total', ''))
-        truth = _truth_camera_latlon(fr, fr.get('drive_info'), True)
+        truth = _truth_camera_latlon(fr, fr.get('drive_info'))
         if truth is not None and math.isfinite(res.lat_deg):
             (tlat, tlon), tyaw = truth
             txy = plane.xy_m_from_latlon(np.array([[tlat, tlon]]))[0]
@@ -208,7 +207,7 @@ def calibration_frames(frames):
     the camera offset.
     """
     for fr in frames:
-        truth = _truth_camera_latlon(fr, fr.get('drive_info'), True)
+        truth = _truth_camera_latlon(fr, fr.get('drive_info'))
         if fr.get('image') is None or truth is None:
             continue
         (lat, lon), yaw = truth

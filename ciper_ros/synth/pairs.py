@@ -61,6 +61,16 @@ class PairConfig:
                 raise ValueError(f'PairConfig.{name} must be one of {allowed}, got '
                                  f'{getattr(self, name)!r}')
 
+    @classmethod
+    def for_model(cls, model_config: dict, **overrides) -> PairConfig:
+        """Pairs sized for a model (ground kind and size, FoV, aerial pixels), plus overrides."""
+        mc = model_config
+        h, w = mc['ground_size']
+        return cls(**{'ground': mc['ground'], 'pano_height': h, 'pano_width': w,
+                      'pinhole_height': h, 'pinhole_width': w,
+                      'pinhole_hfov_deg': mc['hfov_deg'],
+                      'aerial_side_px': mc['aerial_size'][0], **overrides})
+
     @property
     def render_side_px(self) -> int:
         """Side of the stored aerial crop: twice the pair crop, so any offset fits."""

@@ -34,12 +34,7 @@ def synthetic_eval_set(model_config: dict, pairs: dict, cities: list[str], *, n:
     from ciper_ros.data.synthetic import PairTensors
     from ciper_ros.synth.pairs import CitySource, PairConfig, SyntheticPairs
 
-    mc = model_config
-    cfg = PairConfig(**{'ground': mc['ground'], 'pano_height': mc['ground_size'][0],
-                        'pano_width': mc['ground_size'][1],
-                        'pinhole_height': mc['ground_size'][0],
-                        'pinhole_width': mc['ground_size'][1], 'pinhole_hfov_deg': mc['hfov_deg'],
-                        'aerial_side_px': mc['aerial_size'][0], **pairs})
+    cfg = PairConfig.for_model(model_config, **pairs)
     sources = [CitySource.from_folder(c) for c in cities]
     return PairTensors(SyntheticPairs(sources, cfg, length=n, seed=seed)), cfg
 
@@ -107,7 +102,7 @@ def _wait(mode: str, p: subprocess.Popen, log, run: Path) -> None:
 def compare(runs: dict[str, Path], *, test_cities: list[str], n: int, seed: int = 12345,
             top_k: int = 5) -> dict:
     """Evaluate each run's last checkpoint on the test cities; curves and speed-up."""
-    from ciper_ros.model.build import load_checkpoint, load_model
+    from ciper_ros.model.build import load_checkpoint, model_from_checkpoint
     from ciper_ros.train.evaluate import evaluate
 
     result: dict = {'modes': {}, 'test_cities': [str(c) for c in test_cities], 'n': n,
@@ -117,7 +112,7 @@ def compare(runs: dict[str, Path], *, test_cities: list[str], n: int, seed: int 
         ckpt = run / 'last.pt'
         blob = load_checkpoint(ckpt)
         tcfg = blob.get('train_config', {})
-        model = load_model(ckpt)
+        model = model_from_checkpoint(blob)
         data, pcfg = synthetic_eval_set(model.config, tcfg.get('pairs', {}), test_cities, n=n,
                                         seed=seed)
         prior = math.radians(pcfg.heading_prior_deg) if pcfg.heading == 'prior' else None

@@ -126,13 +126,7 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[local_rank] if self.device.type == 'cuda' else None)
         mcfg = self.model.config
-        self.pair_cfg = PairConfig(**{'ground': mcfg['ground'],
-                                      'pano_height': mcfg['ground_size'][0],
-                                      'pano_width': mcfg['ground_size'][1],
-                                      'pinhole_height': mcfg['ground_size'][0],
-                                      'pinhole_width': mcfg['ground_size'][1],
-                                      'pinhole_hfov_deg': mcfg['hfov_deg'],
-                                      'aerial_side_px': mcfg['aerial_size'][0], **cfg.pairs})
+        self.pair_cfg = PairConfig.for_model(mcfg, **cfg.pairs)
         self.criterion = SetCriterion(anchors=self.model.pose_decoder.anchors,
                                       weight_dict=cfg.loss_weights,
                                       retrieval=cfg.retrieval_loss, conf_loss=cfg.conf_loss)
