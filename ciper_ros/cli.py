@@ -374,20 +374,12 @@ def cmd_index_merge(args: argparse.Namespace) -> int:
 
 def _localizer_and_source(args: argparse.Namespace, *, calibration: str | None = None):
     """Build the Localizer of `ciper localize` / `calibrate`; (localizer, source, is_bag)."""
-    from ciper_ros.maps.open import open_store
-    from ciper_ros.runtime.backends import make_backend
-    from ciper_ros.runtime.index import file_sha256, TileIndex
-    from ciper_ros.runtime.localizer import Localizer, LocalizerConfig
+    from ciper_ros.runtime.assemble import open_localizer
+    from ciper_ros.runtime.localizer import LocalizerConfig
 
-    index = TileIndex(args.index, model_sha256=file_sha256(args.model))
-    store = open_store(args.map or index.spec.map_path)
-    backend = make_backend(args.backend, model_path=args.model, export_dir=args.export)
-    scales = {}
-    if calibration:
-        calib = json.loads(Path(calibration).read_text())
-        scales = {k: float(calib[k]) for k in ('cov_scale', 'yaw_cov_scale')}
-    loc = Localizer(model=backend, index=index, store=store,
-                    config=LocalizerConfig(top_k=args.top_k, **scales))
+    loc = open_localizer(index=args.index, model=args.model, map_path=args.map,
+                         backend=args.backend, export_dir=args.export, calibration=calibration,
+                         config=LocalizerConfig(top_k=args.top_k))
     src = Path(args.images)
     if not src.exists():
         raise CliError(f'{src} does not exist')
@@ -395,6 +387,7 @@ def _localizer_and_source(args: argparse.Namespace, *, calibration: str | None =
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
+    from ciper_ros.ros.gnss import FixPolicy
     from ciper_ros.runtime.localizer import Prior
     from ciper_ros.runtime.sequence import (
         bag_frames,
@@ -413,9 +406,11 @@ def cmd_localize(args: argparse.Namespace) -> int:
         prior = Prior(parts[0], parts[1], sigma_m=parts[2] if len(parts) == 3 else 10.0)
     if not is_bag and prior is None and not args.no_prior:
         raise CliError('an image folder needs --prior LAT,LON[,SIGMA_M] or --no-prior')
-    frames = bag_frames(src, args.image_topic) if is_bag else folder_frames(src)
-    rows = localize_frames(loc, frames, prior=prior, use_prior=not args.no_prior,
-                           max_prior_sigma_m=args.max_prior_sigma_m)
+    policy = FixPolicy(max_prior_sigma_m=args.max_prior_sigma_m,
+                       max_fix_age_s=args.max_fix_age_s)
+    frames = bag_frames(src, args.image_topic, policy=policy) if is_bag else \
+        folder_frames(src)
+    rows = localize_frames(loc, frames, prior=prior, use_prior=not args.no_prior)
     write_rows(rows, args.out)
     print(json.dumps(summary(rows), indent=1))
     print(f'wrote {args.out} ({len(rows)} frames)')
@@ -451,6 +446,92 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_overrides(items: list[str]) -> dict:
+    """--param KEY=VALUE (YAML values, as ros2 -p) -> dict."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise CliError(f'--param expects KEY=VALUE, got {item!r}')
+        out[key] = yaml.safe_load(value) if value else ''
+    return out
+
+
+def cmd_bag_replay(args: argparse.Namespace) -> int:
+    from ciper_ros.bag.replay import replay
+
+    try:
+        res = replay(args.bag, rate=args.rate, topics=args.topic or None,
+                     wait_for=args.wait_for or None, wait_timeout_s=args.wait_timeout_s,
+                     clock=not args.no_clock)
+    except (TimeoutError, ImportError) as e:
+        raise CliError(str(e)) from None
+    for topic, why in res['skipped'].items():
+        print(f'skipped {topic}: {why}', file=sys.stderr)
+    print(f"replayed {res['messages']} messages ({res['duration_s']:.1f} s of bag time) on "
+          f"{len(res['topics'])} topics")
+    return 0
+
+
+def cmd_bag_eval(args: argparse.Namespace) -> int:
+    from ciper_ros.bag.evaluate import NodeRunError, offline_rows, online_rows
+    from ciper_ros.bag.report import write_report
+    from ciper_ros.geo.enu import LocalTangentPlane
+    from ciper_ros.maps.open import open_store
+    from ciper_ros.ros.params import NodeParams, ParameterError
+    from ciper_ros.runtime.index import read_info
+
+    overrides = _node_overrides(args.param)
+    try:
+        params = NodeParams.from_dict({'index': args.index, 'model': args.model or '',
+                                       **overrides})
+    except ParameterError as e:
+        raise CliError(str(e)) from None
+    bag, out = Path(args.bag), Path(args.out)
+    if not bag.exists():
+        raise CliError(f'bag {bag} does not exist')
+    info = read_info(Path(args.index))
+    meta = {'bag': str(bag), 'index': args.index, 'model': args.model or 'shipped default',
+            'mode': 'online' if args.online else 'offline', 'rate': args.rate,
+            'model_sha256': info['model_sha256'], 'node_parameters': overrides}
+    datum = _latlon(args.datum) if args.datum else None
+    if args.online:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            rows, run = online_rows(bag, index=args.index, model=args.model,
+                                    node_params=overrides, image_topic=args.image_topic,
+                                    rate=args.rate, datum=datum, truth_topic=args.truth_topic,
+                                    log_path=out / 'node.log')
+        except NodeRunError as e:
+            raise CliError(f'{e}: {out / "node.log"}') from None
+        meta.update(run)
+    else:
+        from ciper_ros.runtime.assemble import open_localizer
+
+        loc = open_localizer(**params.localizer_args())
+        rows = offline_rows(loc, bag, params=params, image_topic=args.image_topic,
+                            datum=datum, truth_topic=args.truth_topic)
+    store = open_store(params.map or info['map_path'])
+    m = write_report(out, rows, meta=meta, store=store,
+                     plane=LocalTangentPlane(*info['datum_latlon_deg']), zoom=info['zoom'])
+    print(_headline(m))
+    print(f'report: {out / "report.md"} (plots, frames.csv, metrics.json)')
+    return 0
+
+
+def _headline(m: dict) -> str:
+    def g(k, fmt='{:.2f}'):
+        return fmt.format(m[k]) if k in m else '-'
+
+    return (f"{m['localized']}/{m['frames']} frames localized; position error median "
+            f"{g('error_m_median')} m, p95 {g('error_m_p95')} m (GNSS prior on the same frames: "
+            f"{g('gnss_error_m_median')} m, p95 {g('gnss_error_m_p95')} m); heading median "
+            f"{g('yaw_error_deg_median')} deg; latency median {g('latency_ms_median', '{:.0f}')}"
+            f" ms, p95 {g('latency_ms_p95', '{:.0f}')} ms")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ciper_ros.demo import run_demo
 
@@ -465,7 +546,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _localizer_args(p: argparse.ArgumentParser, *, images: str) -> None:
     """Arguments shared by `ciper localize` and `ciper calibrate`."""
     p.add_argument('--index', required=True, help='tile index directory (ciper index build)')
-    p.add_argument('--model', required=True, help='the checkpoint the index was built with')
+    p.add_argument('--model', help='the checkpoint the index was built with (default: the '
+                   'shipped model)')
     p.add_argument('--images', required=True, help=images)
     p.add_argument('--backend', choices=['torch', 'onnxruntime', 'tensorrt'], default='torch')
     p.add_argument('--export', help='ONNX export directory (onnxruntime / tensorrt)')
@@ -640,6 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--calibration', help='covariance scales from ciper calibrate (JSON)')
     p.add_argument('--max-prior-sigma-m', type=float, default=15.0,
                    help='reject frames whose prior is broader (GNSS dropouts inflate it)')
+    p.add_argument('--max-fix-age-s', type=float, default=1.0,
+                   help='a GNSS fix older than this (before the image) is stale')
     p.add_argument('--out', required=True, help='results: .csv or .json')
     p.set_defaults(func=cmd_localize)
 
@@ -674,6 +758,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--eval-only', action='store_true', help='reuse the runs under --out')
     p.add_argument('--out', default='runs/ablate_query_modes', help='output folder')
     p.set_defaults(func=cmd_ablate_query_modes)
+
+    p_bag = sub.add_parser('bag', help='replay a rosbag2 over DDS; evaluate the localizer on it')
+    bag_sub = p_bag.add_subparsers(dest='bag_cmd', metavar='COMMAND')
+    bag_sub.required = True
+    p = bag_sub.add_parser('replay', help='publish a bag at bag time with /clock (like ros2 '
+                           'bag play --clock)')
+    p.add_argument('bag', help='rosbag2 folder (mcap or sqlite3)')
+    p.add_argument('--rate', type=float, default=1.0, help='playback speed factor')
+    p.add_argument('--topic', action='append', help='replay only this topic (repeatable)')
+    p.add_argument('--wait-for', action='append', metavar='TOPIC',
+                   help='start once TOPIC has a subscriber (repeatable)')
+    p.add_argument('--wait-timeout-s', type=float, default=60.0)
+    p.add_argument('--no-clock', action='store_true', help='do not publish /clock')
+    p.set_defaults(func=cmd_bag_replay)
+
+    p = bag_sub.add_parser('eval', help='localize a recorded drive (offline, or through the '
+                           'live node with --online) and write a report')
+    p.add_argument('bag', help='rosbag2 folder with images, GNSS and ground truth')
+    p.add_argument('--index', required=True, help='tile index directory (ciper index build)')
+    p.add_argument('--model', help='checkpoint the index was built with (default: shipped)')
+    p.add_argument('--online', action='store_true',
+                   help='run the real localize_node under use_sim_time and replay the bag to it')
+    p.add_argument('--rate', type=float, default=1.0, help='replay speed (--online)')
+    p.add_argument('--image-topic', help='image topic (default: the first of '
+                   '/camera_pano/image_raw/compressed, /camera/image_raw/compressed, '
+                   '/camera/image_raw)')
+    p.add_argument('--truth-topic', help='ground truth (PoseStamped / Odometry in a local ENU '
+                   'frame; default /ground_truth/pose)')
+    p.add_argument('--datum', help='LAT,LON of the truth frame (default: ciper_drive.json)')
+    p.add_argument('--param', action='append', default=[], metavar='KEY=VALUE',
+                   help='a node parameter (repeatable), e.g. top_k=3')
+    p.add_argument('--out', default='out/bag_eval', help='report folder')
+    p.set_defaults(func=cmd_bag_eval)
 
     p = sub.add_parser('demo', help='run the end-to-end demo on the embedded default data')
     p.add_argument('--out', default='out/demo', help='output folder')

@@ -201,3 +201,27 @@ def model_from_checkpoint(blob: dict) -> CIPER:
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob['model'].items()}
     model.load_state_dict(state)
     return model.eval()
+
+
+DEFAULT_MODEL_FILE = 'ciper_t_synthetic.pt'
+
+
+def default_model_path() -> Path:
+    """Find the shipped default checkpoint (installed share/ciper_ros/models, or the checkout).
+
+    Looked up through the ament index (a ROS install or this venv), then next to the
+    package sources (a checkout used with PYTHONPATH).
+    """
+    tried = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        tried.append(Path(get_package_share_directory('ciper_ros')) / 'models')
+    except Exception:            # not installed / no ament index: fall back to the checkout
+        pass
+    tried.append(Path(__file__).resolve().parents[2] / 'models')
+    for folder in tried:
+        if (folder / DEFAULT_MODEL_FILE).is_file():
+            return folder / DEFAULT_MODEL_FILE
+    raise FileNotFoundError(f'the default model {DEFAULT_MODEL_FILE} is not installed (looked in '
+                            f'{", ".join(map(str, tried))}); pass a checkpoint explicitly')

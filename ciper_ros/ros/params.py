@@ -45,6 +45,7 @@ class NodeParams:
     top_k: int = 5                       # candidate tiles decoded per frame
     max_fix_age_s: float = 1.0           # a fix older than this (image stamp) is stale
     default_fix_sigma_m: float = 5.0     # when a fix reports no covariance
+    max_speed_mps: float = 15.0          # a fix's sigma grows by this times its age
     max_prior_sigma_m: float = 15.0      # broader priors: the frame is rejected
     gate_sigmas: float = 4.0             # reject estimates farther from the prior
     cache_mb: float = 64.0               # aerial encodings of recently used tiles
@@ -73,6 +74,25 @@ class NodeParams:
         params.validate()
         return params
 
+    def localizer_args(self) -> dict:
+        """Keyword arguments of ``runtime.assemble.open_localizer`` for these parameters."""
+        from ciper_ros.runtime.localizer import LocalizerConfig
+
+        return {'index': self.index, 'model': self.model or None, 'map_path': self.map or None,
+                'backend': self.backend, 'export_dir': self.export_dir or None,
+                'device': self.device, 'calibration': self.calibration or None,
+                'config': LocalizerConfig(top_k=self.top_k, gate_sigmas=self.gate_sigmas,
+                                          cache_mb=self.cache_mb)}
+
+    def fix_policy(self):
+        """Return the GNSS prior rule (:class:`ciper_ros.ros.gnss.FixPolicy`) they set."""
+        from ciper_ros.ros.gnss import FixPolicy
+
+        return FixPolicy(max_fix_age_s=self.max_fix_age_s,
+                         default_fix_sigma_m=self.default_fix_sigma_m,
+                         max_speed_mps=self.max_speed_mps,
+                         max_prior_sigma_m=self.max_prior_sigma_m)
+
     def validate(self) -> None:
         def bad(name: str, why: str) -> ParameterError:
             return ParameterError(f"parameter '{name}' {why} (got {getattr(self, name)!r})")
@@ -97,5 +117,7 @@ class NodeParams:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise bad(name, 'must be a positive number')
-        if not (math.isfinite(self.cache_mb) and self.cache_mb >= 0):
-            raise bad('cache_mb', 'must be >= 0')
+        for name in ('cache_mb', 'max_speed_mps'):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise bad(name, 'must be >= 0')

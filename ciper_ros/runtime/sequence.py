@@ -1,11 +1,10 @@
 """Localize a sequence of frames: an image folder or a rosbag2 recording (``ciper localize``).
 
 Frames come from a folder (images sorted by name, one prior for all, or none) or a bag
-(compressed or raw images; the prior of each frame is the latest GNSS fix with a position
-at or before it, with its reported covariance, inflated during dropouts by how far the
-vehicle may have driven since). When the bag has ground truth (``/ground_truth/pose``), each
-row also gets the error of the localized camera position against it (the truth is
-base_link: the camera offset comes from ``ciper_drive.json`` when the bag has one).
+(compressed or raw images; the prior of each frame is chosen from the bag's GNSS fixes by
+the node's own rule, :mod:`ciper_ros.ros.gnss`). When the bag has ground truth
+(``/ground_truth/pose``), each row also gets the error of the localized camera position
+against it (the truth is base_link: the camera offset comes from ``ciper_drive.json``).
 Results are written atomically as CSV or JSON.
 """
 
@@ -21,17 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from ciper_ros.atomic import atomic_write_text
-from ciper_ros.ros.msgs import navsatfix_to_prior, to_rgb, yaw_of
+from ciper_ros.ros.gnss import FixBuffer, FixPolicy
+from ciper_ros.ros.msgs import to_rgb, yaw_of
 from ciper_ros.runtime.localizer import Localizer, Prior
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 IMAGE_TOPICS = ('/camera_pano/image_raw/compressed', '/camera/image_raw/compressed',
                 '/camera/image_raw')
 GNSS_TOPIC = '/gnss/fix'
-MAX_FIX_AGE_S = 30.0        # older GNSS fixes are no prior at all
-MAX_SPEED_MPS = 15.0        # growth of a fix's uncertainty while GNSS is out
-MAX_PRIOR_SIGMA_M = 15.0    # broader priors: rejected (measured: retrieval alone cannot yet
-#                             pick among that many tiles; 45 m median error in a dropout)
+TF_STATIC_TOPIC = '/tf_static'
 TRUTH_TOPIC = '/ground_truth/pose'
 
 
@@ -48,13 +45,24 @@ def folder_frames(folder: Path):
             yield {'name': f.name, 't_ns': None, 'image': None, 'error': str(e)}
 
 
-def bag_frames(bag: Path, image_topic: str | None = None):
-    """Frames of a rosbag2 with their GNSS priors and ground truth (when recorded)."""
+def bag_frames(bag: Path, image_topic: str | None = None, *,
+               policy: FixPolicy | None = None, truth_topic: str = TRUTH_TOPIC,
+               decode: bool = True):
+    """Frames of a rosbag2 with their GNSS priors and ground truth (when recorded).
+
+    Each frame: ``name``, ``t_ns``, ``image`` (RGB or None with ``error``), ``frame_id``,
+    ``prior`` (or None with ``prior_reason``, chosen by :class:`~ciper_ros.ros.gnss.FixBuffer`
+    exactly as the node does), ``truth_xy_yaw`` (base_link in the drive's ENU frame),
+    ``drive_info`` (``ciper_drive.json``) and ``tf_edges`` (the bag's /tf_static).
+    ``truth_topic``: PoseStamped, PoseWithCovarianceStamped or Odometry. With ``decode``
+    False, ``image`` is the deserialised message (reference data for online runs).
+    """
     from rosbags.rosbag2 import Reader
 
     from ciper_ros.bag import messages as msgs
+    from ciper_ros.ros.frames import tf_edges
 
-    fixes, truth, images = [], [], []
+    fixes, truth, images, edges = [], [], [], []
     try:
         reader = Reader(bag)
         reader.open()
@@ -68,40 +76,48 @@ def bag_frames(bag: Path, image_topic: str | None = None):
                              f' topics: {sorted(topics)}')
         for conn, t_ns, raw in reader.messages():
             if conn.topic == GNSS_TOPIC:
-                f = msgs.deserialize(raw, conn.msgtype)
-                p, _ = navsatfix_to_prior(f)
-                fixes.append((t_ns, p is not None, f.latitude, f.longitude,
-                              p.sigma_m if p is not None else math.nan))
-            elif conn.topic == TRUTH_TOPIC:
+                fix = msgs.deserialize(raw, conn.msgtype)
+                fixes.append((_stamp_ns(fix, t_ns), fix))
+            elif conn.topic == truth_topic:
                 p = msgs.deserialize(raw, conn.msgtype).pose
+                p = getattr(p, 'pose', p)            # Odometry / PoseWithCovarianceStamped
                 truth.append((t_ns, p.position.x, p.position.y, yaw_of(p.orientation)))
+            elif conn.topic == TF_STATIC_TOPIC:
+                edges += tf_edges(msgs.deserialize(raw, conn.msgtype))
             elif conn.topic == topic:
                 images.append((t_ns, raw, conn.msgtype))
     finally:
         reader.close()
     info_file = bag / 'ciper_drive.json' if bag.is_dir() else None
     info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else None
-    valid = [f for f in fixes if f[1]]            # fixes with a position (status >= 0)
-    fix_t = np.array([f[0] for f in valid]) if valid else np.zeros(0)
+    buffer = FixBuffer(policy or FixPolicy())
+    fixes.sort(key=lambda f: f[0])
+    for stamp, fix in fixes:
+        buffer.add(stamp, fix)
     truth_t = np.array([t[0] for t in truth]) if truth else np.zeros(0)
     for t_ns, raw, msgtype in images:
-        frame = {'name': str(t_ns), 't_ns': t_ns, 'image': None}
+        frame = {'name': str(t_ns), 't_ns': t_ns, 'image': None, 'frame_id': '',
+                 'topic': topic, 'drive_info': info, 'tf_edges': edges}
         try:
-            frame['image'] = to_rgb(msgs.deserialize(raw, msgtype), msgtype)
+            msg = msgs.deserialize(raw, msgtype)
+            frame['t_ns'] = _stamp_ns(msg, t_ns)
+            frame['frame_id'] = str(msg.header.frame_id)
+            frame['image'] = to_rgb(msg, msgtype) if decode else msg
         except Exception as e:      # a malformed message: recorded, never fatal
             frame['error'] = f'bad image message: {e}'
-        k = int(np.searchsorted(fix_t, t_ns, side='right')) - 1
-        if k >= 0:
-            # the last fix with a position; during a GNSS dropout its uncertainty grows
-            # with the distance the vehicle may have driven since
-            age_s = (t_ns - valid[k][0]) * 1e-9
-            if age_s <= MAX_FIX_AGE_S:
-                sigma = math.hypot(valid[k][4], MAX_SPEED_MPS * max(age_s - 0.5, 0.0))
-                frame['prior'] = Prior(valid[k][2], valid[k][3], sigma_m=sigma)
+        frame['prior'], frame['prior_reason'], frame['fix_age_s'] = buffer.prior_at(frame['t_ns'])
         if len(truth_t):
-            j = int(np.abs(truth_t - t_ns).argmin())
+            j = int(np.abs(truth_t - frame['t_ns']).argmin())
             frame['truth_xy_yaw'] = truth[j][1:]
-        yield frame | {'drive_info': info}
+        yield frame
+
+
+def _stamp_ns(msg, fallback_ns: int) -> int:
+    """Return a message's header stamp in ns (the bag's receive time without one)."""
+    st = getattr(getattr(msg, 'header', None), 'stamp', None)
+    if st is None:
+        return int(fallback_ns)
+    return int(st.sec) * 1_000_000_000 + int(st.nanosec)
 
 
 def _truth_camera_latlon(frame: dict, info: dict | None):
@@ -124,8 +140,7 @@ COLUMNS = ('name', 't_ns', 'ok', 'reason', 'lat_deg', 'lon_deg', 'x_m', 'y_m', '
 
 
 def localize_frames(localizer: Localizer, frames, *, prior: Prior | None = None,
-                    use_prior: bool = True, progress: bool = True,
-                    max_prior_sigma_m: float = MAX_PRIOR_SIGMA_M) -> list[dict]:
+                    use_prior: bool = True, progress: bool = True) -> list[dict]:
     from tqdm import tqdm
 
     rows = []
@@ -141,13 +156,7 @@ def localize_frames(localizer: Localizer, frames, *, prior: Prior | None = None,
             rows.append(row)
             continue
         if use_prior and p is None:
-            row.update(ok=False, reason=f'no GNSS fix in the {MAX_FIX_AGE_S:g} s before this '
-                                        'frame')
-            rows.append(row)
-            continue
-        if use_prior and p.sigma_m > max_prior_sigma_m:
-            row.update(ok=False, reason=f'prior too uncertain: sigma {p.sigma_m:.1f} m > '
-                                        f'{max_prior_sigma_m:g} m (GNSS dropout?)')
+            row.update(ok=False, reason=fr.get('prior_reason') or 'no prior')
             rows.append(row)
             continue
         try:

@@ -144,8 +144,12 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
         def ns(t_s: float) -> int:
             return T0_NS + int(round(t_s * 1e9))
 
-        events.append((ns(0.0), 'tf_static', m.tf_message(
-            [(ns(0.0), 'base_link', 'camera_optical_frame', cfg.camera_xyz_m, Q_BASE_OPTICAL)])))
+        mounts = [(ns(0.0), 'base_link', 'camera_optical_frame', cfg.camera_xyz_m,
+                   Q_BASE_OPTICAL)]
+        if cfg.panorama:        # the panorama's centre column looks along base_link +x
+            mounts.append((ns(0.0), 'base_link', 'camera_pano_frame', cfg.camera_xyz_m,
+                           (0.0, 0.0, 0.0, 1.0)))
+        events.append((ns(0.0), 'tf_static', m.tf_message(mounts)))
         for t, xy, fix in zip(g_t, g_xy, g_fix, strict=True):
             if fix:
                 lat, lon = plane.latlon_from_xy_m(xy)[0]
@@ -199,7 +203,8 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
     info = {'city': asdict(world.config), 'drive': asdict(cfg),
             'camera': camera.to_dict(), 'topics': TOPICS, 'frames': {
                 'map': 'ENU at the city datum', 'base_link': 'vehicle, on the ground',
-                'camera_optical_frame': 'x right, y down, z forward'},
+                'camera_optical_frame': 'x right, y down, z forward',
+                'camera_pano_frame': 'x forward (panorama centre column), z up'},
             'start_time_ns': T0_NS, 'duration_s': traj.duration_s,
             'distance_m': float(np.sum(np.linalg.norm(np.diff(traj.xy_m, axis=0), axis=1))),
             'gnss_reported_sigma_m': reported}

@@ -1,0 +1,178 @@
+"""Replay a rosbag2 over DDS at bag time with /clock, like ``ros2 bag play --clock``.
+
+Messages go out as their recorded CDR bytes (rclpy publishes ``bytes`` as they are; the
+generated message class is still needed for the topic type). /clock carries bag time,
+advanced at least every 20 ms of wall time and before every message, so nodes running
+with ``use_sim_time`` see the recorded stamps. ``/tf_static`` is published latched
+(transient local), as the recorder received it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import importlib
+import os
+from pathlib import Path
+import time
+
+CLOCK_PERIOD_S = 0.02
+
+
+@dataclass
+class Published:
+    topic: str
+    t_ns: int                 # bag time
+    wall_s: float             # time.monotonic() right after publishing
+
+
+def message_class(typename: str):
+    """Import the rclpy class of 'pkg/msg/Name' (ImportError names a missing package)."""
+    pkg, kind, name = typename.split('/')
+    try:
+        return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
+    except (ImportError, AttributeError):
+        raise ImportError(f'message type {typename} is not installed (no Python package '
+                          f'{pkg}); its topic cannot be replayed') from None
+
+
+class BagPlayer:
+    def __init__(self, node, bag: str | os.PathLike, *, rate: float = 1.0,
+                 topics: list[str] | None = None, clock: bool = True) -> None:
+        """Prepare publishers for a bag's topics on ``node`` (a live rclpy node).
+
+        :param rate: playback speed (2.0 = twice as fast)
+        :param topics: replay only these topics (default: all with an installed type)
+        """
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rosbags.rosbag2 import Reader
+
+        if not rate > 0:
+            raise ValueError(f'rate must be positive, got {rate}')
+        self.node, self.bag, self.rate, self.clock = node, Path(bag), float(rate), clock
+        try:
+            self.reader = Reader(self.bag)
+            self.reader.open()
+        except Exception as e:         # rosbags raises its own types for unreadable bags
+            raise ValueError(f'cannot read bag {bag}: {e}') from None
+        self.skipped: dict[str, str] = {}
+        self.publishers = {}
+        self.connections = []
+        known = {c.topic for c in self.reader.connections}
+        missing = sorted(set(topics or []) - known)
+        if missing:
+            raise ValueError(f'{bag} has no topic(s) {missing}; it has {sorted(known)}')
+        for conn in self.reader.connections:
+            if topics and conn.topic not in topics:
+                continue
+            try:
+                cls = message_class(conn.msgtype)
+            except ImportError as e:
+                self.skipped[conn.topic] = str(e)
+                continue
+            if conn.topic not in self.publishers:
+                latched = conn.topic == '/tf_static'
+                qos = QoSProfile(depth=100 if latched else 50,
+                                 reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                                 else DurabilityPolicy.VOLATILE)
+                self.publishers[conn.topic] = node.create_publisher(cls, conn.topic, qos)
+            self.connections.append(conn)
+        self._clock_pub = None
+        if clock:
+            from rclpy.qos import qos_profile_system_default
+            from rosgraph_msgs.msg import Clock
+
+            self._clock_pub = node.create_publisher(Clock, '/clock', qos_profile_system_default)
+        self.start_ns, self.end_ns = self.reader.start_time, self.reader.end_time
+
+    def wait_for_subscribers(self, topics: list[str], *, timeout_s: float = 60.0,
+                             alive=lambda: True) -> None:
+        """Block until every topic in ``topics`` (or '/clock') has a matched subscription."""
+        pubs = dict(self.publishers)
+        if self._clock_pub is not None:
+            pubs['/clock'] = self._clock_pub
+        unknown = sorted(set(topics) - set(pubs))
+        if unknown:
+            raise ValueError(f'cannot wait for {unknown}: not replayed from {self.bag}')
+        t0 = time.monotonic()
+        while True:
+            waiting = [t for t in topics if pubs[t].get_subscription_count() < 1]
+            if not waiting:
+                return
+            if not alive():
+                raise RuntimeError('the subscriber process exited before it subscribed')
+            if time.monotonic() - t0 > timeout_s:
+                raise TimeoutError(f'no subscriber on {waiting} after {timeout_s:.0f} s')
+            time.sleep(0.05)
+
+    def _publish_clock(self, t_ns: int) -> None:
+        from rosgraph_msgs.msg import Clock
+
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = int(t_ns // 1_000_000_000), int(t_ns % 1_000_000_000)
+        self._clock_pub.publish(msg)
+
+    def play(self, *, progress: bool = True, on_publish=None) -> list[Published]:
+        """Publish every message at its bag time (scaled by ``rate``); return what went out."""
+        from tqdm import tqdm
+
+        sent: list[Published] = []
+        total_s = (self.end_ns - self.start_ns) * 1e-9
+        bar = tqdm(total=round(total_s, 1), unit='s', desc=f'replay {self.bag.name}',
+                   disable=not progress, bar_format='{l_bar}{bar}| {n:.1f}/{total:.1f} bag s')
+        wall0 = time.monotonic()
+        last_clock = None
+        try:
+            for conn, t_ns, raw in self.reader.messages(connections=self.connections):
+                target = wall0 + (t_ns - self.start_ns) * 1e-9 / self.rate
+                while True:
+                    now = time.monotonic()
+                    if now >= target:
+                        break
+                    if self._clock_pub is not None:
+                        bag_now = self.start_ns + int((now - wall0) * self.rate * 1e9)
+                        if last_clock is None or bag_now > last_clock:
+                            self._publish_clock(bag_now)
+                            last_clock = bag_now
+                    time.sleep(min(target - now, CLOCK_PERIOD_S))
+                if self._clock_pub is not None and (last_clock is None or t_ns > last_clock):
+                    self._publish_clock(t_ns)
+                    last_clock = t_ns
+                self.publishers[conn.topic].publish(bytes(raw))
+                rec = Published(conn.topic, t_ns, time.monotonic())
+                sent.append(rec)
+                if on_publish is not None:
+                    on_publish(rec, raw, conn.msgtype)
+                bar.update(round((t_ns - self.start_ns) * 1e-9, 1) - bar.n)
+        finally:
+            bar.close()
+        return sent
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def replay(bag: str | os.PathLike, *, rate: float = 1.0, topics: list[str] | None = None,
+           wait_for: list[str] | None = None, wait_timeout_s: float = 60.0,
+           clock: bool = True, progress: bool = True) -> dict:
+    """``ciper bag replay``: create a node, optionally wait for subscribers, play the bag."""
+    import rclpy
+
+    rclpy.init()
+    try:
+        node = rclpy.create_node('ciper_bag_player')
+        player = BagPlayer(node, bag, rate=rate, topics=topics, clock=clock)
+        try:
+            if wait_for:
+                player.wait_for_subscribers(wait_for, timeout_s=wait_timeout_s)
+            sent = player.play(progress=progress)
+        finally:
+            player.close()
+        counts: dict[str, int] = {}
+        for s in sent:
+            counts[s.topic] = counts.get(s.topic, 0) + 1
+        node.destroy_node()
+        return {'messages': len(sent), 'topics': counts, 'skipped': player.skipped,
+                'duration_s': (player.end_ns - player.start_ns) * 1e-9}
+    finally:
+        rclpy.try_shutdown()

@@ -1,0 +1,229 @@
+"""The evaluation report of ``ciper bag eval``: metrics JSON, frame CSV, PNG plots, Markdown.
+
+Plots: the trajectory over the aerial map (truth, GNSS prior, estimate), position error
+over time against the GNSS prior's, the error CDF of both, and the latency histogram.
+Every file is written atomically; the Markdown page links the plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ciper_ros.atomic import atomic_path, atomic_write_text
+
+CHI2_95_2DOF = 5.991464547107979      # 95 % ellipse of a 2-D Gaussian
+COLUMNS = ('stamp_ns', 't_s', 'ok', 'reason', 'x_m', 'y_m', 'yaw_rad', 'sigma_x_m',
+           'sigma_y_m', 'sigma_yaw_rad', 'truth_x_m', 'truth_y_m', 'truth_yaw_rad',
+           'gnss_x_m', 'gnss_y_m', 'prior_sigma_m', 'error_m', 'gnss_error_m',
+           'yaw_error_deg', 'nees_xy', 'latency_ms')
+
+
+def _stats(values, prefix: str) -> dict:
+    v = np.asarray([x for x in values if math.isfinite(x)], np.float64)
+    if not len(v):
+        return {}
+    return {f'{prefix}_median': float(np.median(v)), f'{prefix}_p95': float(np.percentile(v, 95)),
+            f'{prefix}_mean': float(v.mean()), f'{prefix}_max': float(v.max())}
+
+
+def metrics(rows: list[dict]) -> dict:
+    """Headline numbers over the frames (errors over localized frames with truth)."""
+    ok = [r for r in rows if r['ok'] is True]
+    out = {'frames': len(rows), 'localized': len(ok),
+           'localized_fraction': len(ok) / max(len(rows), 1)}
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r['ok'] is not True:
+            key = str(r.get('reason', '')).split(':')[0][:60] or 'unknown'
+            reasons[key] = reasons.get(key, 0) + 1
+    out['not_localized_reasons'] = reasons
+    out |= _stats([r['error_m'] for r in ok], 'error_m')
+    out |= _stats([r['yaw_error_deg'] for r in ok], 'yaw_error_deg')
+    # the GNSS prior alone, on the same frames, and on every frame that had one
+    out |= _stats([r['gnss_error_m'] for r in ok], 'gnss_error_m')
+    out |= _stats([r['gnss_error_m'] for r in rows], 'gnss_all_frames_error_m')
+    err = np.array([r['error_m'] for r in ok if math.isfinite(r['error_m'])])
+    for m in (1, 2, 5):
+        if len(err):
+            out[f'within_{m}m'] = float(np.mean(err <= m))
+    nees = np.array([r['nees_xy'] for r in ok if math.isfinite(r['nees_xy'])])
+    if len(nees):
+        out['nees_xy_mean'] = float(nees.mean())            # ideal 2
+        out['coverage_95'] = float(np.mean(nees <= CHI2_95_2DOF))   # ideal 0.95
+    out |= _stats([r['latency_ms'] for r in ok], 'latency_ms')
+    if out.get('gnss_error_m_median'):
+        out['error_vs_gnss_median_ratio'] = out['error_m_median'] / out['gnss_error_m_median']
+    return out
+
+
+def write_rows_csv(rows: list[dict], path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction='ignore')
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, '') for k in COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches='tight', format='png')
+    plt.close(fig)
+
+
+def plot_trajectory(rows: list[dict], path: Path, *, store=None, plane=None,
+                    zoom: int | None = None) -> None:
+    """Truth, GNSS prior and estimate over the aerial map (ENU metres of the index)."""
+    import matplotlib.pyplot as plt
+
+    def col(key, only_ok=False):
+        return np.array([r[key] for r in rows if (r['ok'] is True or not only_ok)], float)
+
+    tx, ty = col('truth_x_m'), col('truth_y_m')
+    gx, gy = col('gnss_x_m'), col('gnss_y_m')
+    ex, ey = col('x_m', True), col('y_m', True)
+    pts = np.concatenate([np.c_[tx, ty], np.c_[gx, gy], np.c_[ex, ey]])
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    fig, ax = plt.subplots(figsize=(8, 8))
+    if len(pts):
+        lo, hi = pts.min(0) - 15.0, pts.max(0) + 15.0
+        c, side = (lo + hi) / 2, float(max(hi - lo))
+        if store is not None and plane is not None:
+            ll = plane.latlon_from_xy_m(c[None])[0]
+            try:
+                crop = store.crop((float(ll[0]), float(ll[1])), side, 1024, zoom=zoom,
+                                  missing='fill', fill_rgb=(60, 60, 60))
+                ax.imshow(crop.image_rgb, extent=(c[0] - side / 2, c[0] + side / 2,
+                                                  c[1] - side / 2, c[1] + side / 2))
+            except Exception as e:          # a map problem must not lose the report
+                ax.set_title(f'(aerial map unavailable: {e})', fontsize=8)
+        ax.set_xlim(c[0] - side / 2, c[0] + side / 2)
+        ax.set_ylim(c[1] - side / 2, c[1] + side / 2)
+    ax.plot(tx, ty, '-', color='white', lw=3, label='ground truth')
+    ax.plot(tx, ty, '-', color='black', lw=1)
+    ax.plot(gx, gy, '.', color='orange', ms=4, label='GNSS prior')
+    ax.plot(ex, ey, '.', color='deepskyblue', ms=4, label='CIPER estimate')
+    ax.set_xlabel('east (m, index frame)')
+    ax.set_ylabel('north (m)')
+    ax.set_aspect('equal')
+    ax.legend(loc='upper right')
+    _save(fig, path)
+
+
+def plot_error_time(rows: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    t = np.array([r['t_s'] for r in rows])
+    ok = np.array([r['ok'] is True for r in rows])
+    e = np.array([r['error_m'] for r in rows], float)
+    g = np.array([r['gnss_error_m'] for r in rows], float)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(t, g, '-', color='orange', lw=1, label='GNSS prior')
+    ax.plot(t[ok], e[ok], '.', color='deepskyblue', ms=4, label='CIPER estimate')
+    miss = t[~ok]
+    if len(miss):
+        ax.plot(miss, np.zeros(len(miss)), '|', color='red', ms=10, label='no pose')
+    ax.set_xlabel('time (s)')
+    ax.set_ylabel('position error (m)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_cdf(rows: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label, color in (('error_m', 'CIPER estimate', 'deepskyblue'),
+                              ('gnss_error_m', 'GNSS prior', 'orange')):
+        v = np.sort([r[key] for r in rows if r['ok'] is True and math.isfinite(r[key])])
+        if len(v):
+            ax.plot(v, np.arange(1, len(v) + 1) / len(v), color=color, label=label)
+    ax.set_xlabel('position error (m)')
+    ax.set_ylabel('fraction of localized frames')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_latency(rows: list[dict], path: Path, *, label: str) -> None:
+    import matplotlib.pyplot as plt
+
+    v = [r['latency_ms'] for r in rows if r['ok'] is True and math.isfinite(r['latency_ms'])]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if v:
+        ax.hist(v, bins=40, color='slategray')
+        ax.axvline(float(np.median(v)), color='k', ls='--', label=f'median {np.median(v):.0f} ms')
+        ax.legend()
+    ax.set_xlabel(label)
+    ax.set_ylabel('frames')
+    _save(fig, path)
+
+
+def write_report(out_dir: str | os.PathLike, rows: list[dict], *, meta: dict, store=None,
+                 plane=None, zoom: int | None = None) -> dict:
+    """Write every report file into ``out_dir``; return the metrics."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    m = metrics(rows)
+    online = meta.get('mode') == 'online'
+    lat_label = ('latency: image published -> pose received (ms, wall)' if online
+                 else 'processing time per frame (ms)')
+    write_rows_csv(rows, out / 'frames.csv')
+    plot_trajectory(rows, out / 'trajectory.png', store=store, plane=plane, zoom=zoom)
+    plot_error_time(rows, out / 'error_time.png')
+    plot_cdf(rows, out / 'error_cdf.png')
+    plot_latency(rows, out / 'latency.png', label=lat_label)
+    atomic_write_text(out / 'metrics.json', json.dumps({'metrics': m, 'meta': meta},
+                                                       indent=1, default=str) + '\n')
+    atomic_write_text(out / 'report.md', _markdown(m, meta, lat_label))
+    return m
+
+
+def _markdown(m: dict, meta: dict, lat_label: str) -> str:
+    def f(key, unit='', scale=1.0, digits=2):
+        v = m.get(key)
+        return '-' if v is None else f'{v * scale:.{digits}f}{unit}'
+
+    lines = [f'# CIPER evaluation: {Path(str(meta.get("bag", "?"))).name} ({meta.get("mode")})',
+             '',
+             f'- bag: `{meta.get("bag")}`', f'- index: `{meta.get("index")}`',
+             f'- model: `{meta.get("model")}`', f'- mode: {meta.get("mode")}'
+             + (f' (real node over DDS, replay rate {meta.get("rate")})'
+                if meta.get('mode') == 'online' else " (the node's pipeline in-process)"),
+             f'- frames: {m["frames"]}, localized {m["localized"]} '
+             f'({100 * m["localized_fraction"]:.0f} %)', '',
+             '| metric | CIPER | GNSS prior (same frames) |', '|---|---|---|',
+             f'| median position error | {f("error_m_median", " m")} | '
+             f'{f("gnss_error_m_median", " m")} |',
+             f'| p95 position error | {f("error_m_p95", " m")} | {f("gnss_error_m_p95", " m")} |',
+             f'| mean position error | {f("error_m_mean", " m")} | '
+             f'{f("gnss_error_m_mean", " m")} |',
+             f'| median heading error | {f("yaw_error_deg_median", " deg")} | - |',
+             f'| within 1 / 2 / 5 m | {f("within_1m", " %", 100, 0)} / '
+             f'{f("within_2m", " %", 100, 0)} / {f("within_5m", " %", 100, 0)} | - |',
+             f'| covariance: mean NEES (ideal 2), 95 % ellipse coverage | '
+             f'{f("nees_xy_mean")}, {f("coverage_95", " %", 100, 0)} | - |',
+             f'| {lat_label.split(":")[0]}: median / p95 | {f("latency_ms_median", " ms", 1, 0)}'
+             f' / {f("latency_ms_p95", " ms", 1, 0)} | - |', '']
+    if m['not_localized_reasons']:
+        lines += ['Frames without a pose, by reason:', '']
+        lines += [f'- {k}: {v}' for k, v in sorted(m['not_localized_reasons'].items(),
+                                                  key=lambda kv: -kv[1])]
+        lines.append('')
+    lines += ['![trajectory](trajectory.png)', '', '![error over time](error_time.png)', '',
+              '![error CDF](error_cdf.png) ![latency](latency.png)', '',
+              'Per-frame values: `frames.csv`; all numbers: `metrics.json`.', '']
+    return '\n'.join(lines)

@@ -1,0 +1,104 @@
+"""Planar frames: the camera's mount on the vehicle and camera pose -> base_link pose.
+
+The Localizer finds where the *camera* is and which way it looks (east/north metres and yaw
+in the index's ENU frame). Consumers want ``base_link``: this module takes the static
+transform base_link -> camera (from ``/tf_static``, composed along a chain of static
+frames, or from node parameters) down to the plane and moves pose and covariance through it.
+
+No rclpy: functions read TFMessage objects by attribute (rclpy and rosbags alike).
+
+Camera frames follow REP-103/REP-105: a frame whose name contains ``optical`` looks along
++z (x right, y down); any other camera frame looks along +x.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Mount:
+    """base_link -> camera in the ground plane: offset (m) and the camera's yaw (rad)."""
+
+    x_m: float = 0.0
+    y_m: float = 0.0
+    yaw_rad: float = 0.0
+    source: str = 'parameters'       # or 'tf_static: base_link -> ... -> camera'
+
+
+def tf_edges(msg) -> list[tuple[str, str, np.ndarray]]:
+    """[(parent, child, T_parent_child 4x4), ...] of a tf2_msgs/TFMessage."""
+    out = []
+    for tf in msg.transforms:
+        t, q = tf.transform.translation, tf.transform.rotation
+        out.append((str(tf.header.frame_id).lstrip('/'), str(tf.child_frame_id).lstrip('/'),
+                    _matrix((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))))
+    return out
+
+
+def _matrix(xyz, q_xyzw) -> np.ndarray:
+    x, y, z, w = (float(v) for v in q_xyzw)
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if not math.isfinite(n) or n < 1e-9 or not all(math.isfinite(float(v)) for v in xyz):
+        raise ValueError(f'transform is not finite / its quaternion is zero: {xyz} {q_xyzw}')
+    x, y, z, w = x / n, y / n, z / n, w / n
+    T = np.eye(4)
+    T[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    T[:3, 3] = [float(v) for v in xyz]
+    return T
+
+
+def mount_from_edges(edges, *, base_frame: str, camera_frame: str) -> Mount | None:
+    """Compose the planar mount of ``camera_frame`` on ``base_frame`` from static TF edges.
+
+    Walks child -> parent from the camera up to the base (a tree, as TF requires); None when
+    the chain does not reach ``base_frame``.
+    """
+    parent_of = {child: (parent, T) for parent, child, T in edges}
+    T = np.eye(4)
+    frame, chain = camera_frame.lstrip('/'), [camera_frame.lstrip('/')]
+    while frame != base_frame:
+        if frame not in parent_of or len(chain) > 32:
+            return None
+        parent, T_pc = parent_of[frame]
+        T = T_pc @ T
+        frame = parent
+        chain.append(frame)
+    forward = T[:3, 2] if 'optical' in camera_frame else T[:3, 0]
+    if math.hypot(forward[0], forward[1]) < 1e-6:
+        raise ValueError(f'camera frame {camera_frame!r} looks straight up or down in '
+                         f'{base_frame!r}: no heading to localize')
+    return Mount(float(T[0, 3]), float(T[1, 3]), math.atan2(forward[1], forward[0]),
+                 source='tf_static: ' + ' -> '.join(reversed(chain)))
+
+
+def base_from_camera(xy_m: np.ndarray, yaw_rad: float, cov: np.ndarray,
+                     mount: Mount) -> tuple[np.ndarray, float, np.ndarray]:
+    """base_link pose and (x, y, yaw) covariance from the camera's, through the mount.
+
+    ``yaw_base = yaw_cam - mount.yaw``; ``xy_base = xy_cam - R(yaw_base) @ offset``. The
+    covariance is propagated to first order, so heading uncertainty grows the position
+    uncertainty by the lever arm of the offset.
+    """
+    yaw_b = math.remainder(float(yaw_rad) - mount.yaw_rad, 2 * math.pi)
+    c, s = math.cos(yaw_b), math.sin(yaw_b)
+    off = np.array([c * mount.x_m - s * mount.y_m, s * mount.x_m + c * mount.y_m])
+    xy_b = np.asarray(xy_m, np.float64) - off
+    J = np.eye(3)
+    J[0, 2], J[1, 2] = off[1], -off[0]          # d(xy_b)/d(yaw) = -d(R off)/d(yaw)
+    cov_b = J @ np.asarray(cov, np.float64) @ J.T
+    return xy_b, yaw_b, cov_b
+
+
+def camera_from_base(xy_m: np.ndarray, yaw_rad: float, mount: Mount) -> tuple[np.ndarray,
+                                                                               float]:
+    """Invert :func:`base_from_camera` for the pose (truth, tests)."""
+    c, s = math.cos(yaw_rad), math.sin(yaw_rad)
+    xy_c = np.asarray(xy_m, np.float64) + [c * mount.x_m - s * mount.y_m,
+                                           s * mount.x_m + c * mount.y_m]
+    return xy_c, math.remainder(float(yaw_rad) + mount.yaw_rad, 2 * math.pi)

@@ -1,0 +1,102 @@
+"""GNSS fixes -> the prior of one camera frame: one policy for the node and offline tools.
+
+The node, ``ciper localize`` on a bag and ``ciper bag eval`` all choose priors here, so an
+online run and an offline run of the same bag use the same prior for the same frame.
+
+Rule: of the valid fixes buffered, the one nearest the image stamp *at or before it* (a later
+fix may not have arrived yet when a live node processes the frame: using it offline would
+make the two disagree). It is refused when older than ``max_fix_age_s``; its sigma grows
+with its age by ``max_speed_mps`` (how far the vehicle may have driven since) and a prior
+broader than ``max_prior_sigma_m`` is refused (measured: retrieval alone cannot yet choose
+among that many tiles). Fixes with NO_FIX status, NaN or out-of-range coordinates, or bad
+covariance are never buffered; the reason is kept for diagnostics.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from dataclasses import dataclass
+import math
+import threading
+
+from ciper_ros.ros.msgs import navsatfix_to_prior
+from ciper_ros.runtime.localizer import Prior
+
+TIME_JUMP_BACK_S = 1.0      # a fix this much older than the newest: the clock went back
+
+
+@dataclass(frozen=True)
+class FixPolicy:
+    max_fix_age_s: float = 1.0
+    default_fix_sigma_m: float = 5.0      # when a fix reports no covariance
+    max_speed_mps: float = 15.0           # sigma growth with the age of the fix
+    max_prior_sigma_m: float = 15.0
+    horizon_s: float = 60.0               # fixes kept this long behind the newest
+
+
+class FixBuffer:
+    """Time-ordered valid GNSS fixes; :meth:`prior_at` picks one for an image stamp.
+
+    Thread-safe: the node adds fixes on its executor thread and reads priors on its worker.
+    """
+
+    def __init__(self, policy: FixPolicy = FixPolicy()) -> None:
+        self.policy = policy
+        self._lock = threading.Lock()
+        self._t: list[int] = []
+        self._p: dict[int, Prior] = {}
+        self.last_rejection = ''
+        self.received = self.rejected = 0
+        self.resets = 0
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._t.clear()
+            self._p.clear()
+
+    def add(self, stamp_ns: int, msg) -> str | None:
+        """Buffer a sensor_msgs/NavSatFix; return why it was refused, or None."""
+        self.received += 1
+        prior, why = navsatfix_to_prior(msg, default_sigma_m=self.policy.default_fix_sigma_m)
+        if prior is None:
+            self.rejected += 1
+            self.last_rejection = why
+            return why
+        with self._lock:
+            if self._t and stamp_ns < self._t[-1] - TIME_JUMP_BACK_S * 1e9:
+                self._t.clear()               # bag looped / clock reset: old fixes are void
+                self._p.clear()
+                self.resets += 1
+            if stamp_ns not in self._p:
+                insort(self._t, stamp_ns)
+            self._p[stamp_ns] = prior
+            cutoff = self._t[-1] - int(self.policy.horizon_s * 1e9)
+            while self._t and self._t[0] < cutoff:
+                self._p.pop(self._t.pop(0))
+        return None
+
+    def newest_ns(self) -> int | None:
+        with self._lock:
+            return self._t[-1] if self._t else None
+
+    def prior_at(self, stamp_ns: int) -> tuple[Prior | None, str, float]:
+        """(prior, reason when None, age of the fix in s (NaN without one))."""
+        pol = self.policy
+        with self._lock:
+            k = bisect_right(self._t, stamp_ns) - 1
+            if k < 0:
+                return None, 'no GNSS fix at or before the image stamp', math.nan
+            t = self._t[k]
+            p = self._p[t]
+        age_s = (stamp_ns - t) * 1e-9
+        if age_s > pol.max_fix_age_s:
+            return None, (f'GNSS fix is stale: {age_s:.2f} s older than the image '
+                          f'(max_fix_age_s {pol.max_fix_age_s:g})'), age_s
+        sigma = math.hypot(p.sigma_m, pol.max_speed_mps * age_s)
+        if sigma > pol.max_prior_sigma_m:
+            return None, (f'prior too uncertain: sigma {sigma:.1f} m > max_prior_sigma_m '
+                          f'{pol.max_prior_sigma_m:g}'), age_s
+        return Prior(p.lat_deg, p.lon_deg, sigma_m=sigma), '', age_s
