@@ -1,21 +1,24 @@
-"""``ciper demo``: the end-to-end job on the embedded default data.
+"""``ciper demo`` (``make demo``): the main job end to end on the embedded default data.
 
-What runs today (before the model and runtime milestones):
+1. map store self-check: a web-mercator MBTiles map of a metric test pattern (a grid plus
+   markers at known positions), cut into north-up metric crops at many centres and sizes;
+   every marker must land within 1 px of where WGS84 geodesy puts it;
+2. a synthetic city held out from the shipped model's training, its aerial MBTiles map, a
+   90 s drive (360-degree camera, GNSS, odometry, ground truth) and a 30 s calibration drive
+   recorded as rosbag2;
+3. the city's tile index built with the shipped model, and the covariance calibrated on the
+   calibration drive;
+4. the real ``localize_node`` as a separate process under ``use_sim_time``, fed by the drive
+   replayed over DDS (kept on this machine) with /clock; its poses are recorded and compared
+   with ground truth and with the GNSS prior, and the report is written.
 
-1. map store check: build a web-mercator MBTiles map of a metric test pattern around a
-   datum (a grid plus markers at known positions), read it back through the map store, cut
-   north-up metric crops at many centres and sizes, find the markers in every crop and
-   measure how far each lands from where WGS84 geodesy puts it;
-2. the synthetic city: generate a small city, write its aerial MBTiles map, record a drive
-   as a rosbag2 (camera, GNSS, odometry, ground truth), read the bag back and measure the
-   GNSS error against ground truth, and write a preview sheet of aerial/ground pairs.
-
-Writes PNGs and the numbers (JSON) and prints the headline.
+Prints where it is and the headline numbers; writes metrics.json and report/report.md.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 import time
 
@@ -71,7 +74,8 @@ def _existing_params(map_path: Path) -> str | None:
 
 def run_demo(out_dir: str | Path, *, center_latlon_deg: tuple[float, float] = (48.137, 11.575),
              size_m: float = 360.0, zooms: tuple[int, ...] = (18, 19, 20),
-             marker_radius_m: float = 1.2) -> dict:
+             marker_radius_m: float = 1.2, seed: int = 0, city_size_m: float = 600.0,
+             drive_s: float = 90.0, calibration_s: float = 30.0) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plane = LocalTangentPlane(*center_latlon_deg)
@@ -86,9 +90,9 @@ def run_demo(out_dir: str | Path, *, center_latlon_deg: tuple[float, float] = (4
     t0 = time.perf_counter()
     n_tiles = 0
     if _existing_params(map_path) == params:
-        print(f'[1/5] reusing {map_path} (same settings)')
+        print(f'[1/6] reusing {map_path} (same settings)')
     else:
-        print(f'[1/5] writing {map_path}: {size_m:g} m square at {center_latlon_deg}, '
+        print(f'[1/6] writing {map_path}: {size_m:g} m square at {center_latlon_deg}, '
               f'zooms {list(zooms)}, {len(markers)} markers')
         sampler = compose_samplers(grid_sampler(spacing_m=10.0, muted=True),
                                    (marker_sampler(markers, radius_m=marker_radius_m,
@@ -100,7 +104,7 @@ def run_demo(out_dir: str | Path, *, center_latlon_deg: tuple[float, float] = (4
                                     zooms=zooms, desc='map tiles')
     t_write = time.perf_counter() - t0
 
-    print('[2/5] cropping the map at 12 centres x 3 sizes and locating markers')
+    print('[2/6] cropping the map at 12 centres x 3 sizes and locating markers')
     rng = np.random.default_rng(1)
     sizes = [(48.0, 128), (96.0, 256), (160.0, 512)]
     errors, sheet = [], []
@@ -123,8 +127,6 @@ def run_demo(out_dir: str | Path, *, center_latlon_deg: tuple[float, float] = (4
                 sheet.append(np.concatenate(row, axis=1))
         n_crops = 12 * len(sizes)
     err = np.concatenate(errors)
-
-    print('[3/5] writing the contact sheet and metrics')
     sheet_path = out / 'crops.png'
     cv2.imwrite(str(sheet_path), cv2.cvtColor(np.concatenate(sheet, axis=0), cv2.COLOR_RGB2BGR))
     metrics = {
@@ -145,85 +147,87 @@ def run_demo(out_dir: str | Path, *, center_latlon_deg: tuple[float, float] = (4
     print(f"crop geolocation: {err.size} markers, median error "
           f"{metrics['marker_error_px_median']:.3f} px, max {metrics['marker_error_px_max']:.3f} "
           f'px ({100 * metrics["marker_error_within_1px"]:.1f} % within 1 px)')
-    metrics.update(run_city_demo(out))
+    metrics.update(run_localization_demo(out, seed=seed, city_size_m=city_size_m,
+                                         drive_s=drive_s, calibration_s=calibration_s))
     (out / 'metrics.json').write_text(json.dumps(metrics, indent=2) + '\n')
-    print(f'outputs in {out}/: pattern.mbtiles, crops.png, city/, drive/, preview.png, '
-          f'metrics.json')
+    loc = metrics['localization']
+    print(f'\noutputs in {out}/: report/report.md (plots, frames.csv, metrics.json, node.log), '
+          f'city/, drive/, index/, crops.png, metrics.json')
+    print(f"headline: the node localized {loc['localized']} of {loc['frames']} frames; "
+          f"position error median {loc.get('error_m_median', math.nan):.2f} m, p95 "
+          f"{loc.get('error_m_p95', math.nan):.2f} m vs the GNSS prior's "
+          f"{loc.get('gnss_error_m_median', math.nan):.2f} m / "
+          f"{loc.get('gnss_error_m_p95', math.nan):.2f} m on the same frames; heading median "
+          f"{loc.get('yaw_error_deg_median', math.nan):.2f} deg; latency median "
+          f"{loc.get('latency_ms_median', math.nan):.0f} ms, p95 "
+          f"{loc.get('latency_ms_p95', math.nan):.0f} ms")
     return metrics
 
 
-def run_city_demo(out: Path, *, seed: int = 0, size_m: float = 400.0,
-                  duration_s: float = 20.0) -> dict:
-    """Run steps 4-5: a synthetic city, its aerial map, a recorded drive, a preview sheet."""
-    from rosbags.rosbag2 import Reader
+def run_localization_demo(out: Path, *, seed: int = 0, city_size_m: float = 600.0,
+                          drive_s: float = 90.0, calibration_s: float = 30.0,
+                          rate: float = 1.0) -> dict:
+    """Run steps 3-6: city, drives, index, calibration, the real node on the replayed bag.
 
-    from ciper_ros.bag import messages as msgs
-    from ciper_ros.synth.drivebag import DriveConfig, TOPICS, write_drive_bag
+    City seed 0 is held out from the shipped model's training cities.
+    """
+    import shutil
+
+    from ciper_ros.bag.evaluate import online_rows
+    from ciper_ros.bag.report import write_report
+    from ciper_ros.model.build import default_model_path
+    from ciper_ros.runtime.assemble import open_localizer
+    from ciper_ros.runtime.index import build_index
+    from ciper_ros.runtime.localizer import calibrate_covariance
+    from ciper_ros.runtime.sequence import bag_frames, calibration_frames
+    from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
     from ciper_ros.synth.folder import MAP_FILE, write_city_folder
-    from ciper_ros.synth.pairs import PairConfig, sample_road_pose
-    from ciper_ros.synth.preview import draw_pose
-    from ciper_ros.synth.render import CameraPose, GroundRenderer
     from ciper_ros.synth.world import CityConfig
 
-    print(f'[4/5] synthetic city (seed {seed}, {size_m:g} m): world, aerial map, '
-          f'{duration_s:g} s drive')
-    world, t = write_city_folder(out / 'city', CityConfig(seed=seed, size_m=size_m))
-    t_city, t_aerial = t['generate_s'], t['aerial_s']
+    model = default_model_path()
+    print(f'[3/6] synthetic city (seed {seed}, {city_size_m:g} m square, held out from the '
+          f"shipped model's training) and its aerial map")
+    world, t = write_city_folder(out / 'city', CityConfig(seed=seed, size_m=city_size_m))
+    print(f'      {world.n_buildings} buildings; generated in {t["generate_s"]:.1f} s, aerial '
+          f'map in {t["aerial_s"]:.1f} s')
+    print(f'[4/6] recording a {drive_s:g} s drive (360 deg camera at 10 Hz, GNSS 5 Hz, '
+          f'odometry, ground truth) and a {calibration_s:g} s calibration drive as rosbag2')
     t0 = time.perf_counter()
-    bag = write_drive_bag(world, out / 'drive', DriveConfig(duration_s=duration_s, seed=seed),
-                          overwrite=True)
+    drive = write_drive_bag(world, out / 'drive', DriveConfig(
+        duration_s=drive_s, seed=seed + 1, panorama=True, raw_images=False), overwrite=True)
+    calib_bag = write_drive_bag(world, out / 'calibration_drive', DriveConfig(
+        duration_s=calibration_s, seed=seed + 101, panorama=True, raw_images=False),
+        overwrite=True)
     t_drive = time.perf_counter() - t0
-
-    # read the bag back: GNSS error against ground truth
-    truth, fixes, frames = [], [], 0
-    with Reader(bag) as reader:
-        for conn, t_ns, raw in reader.messages():
-            if conn.topic == TOPICS['truth']:
-                p = msgs.deserialize(raw, conn.msgtype).pose.position
-                truth.append((t_ns, p.x, p.y))
-            elif conn.topic == TOPICS['gnss']:
-                f = msgs.deserialize(raw, conn.msgtype)
-                if f.status.status >= 0:
-                    fixes.append((t_ns, f.latitude, f.longitude))
-            elif conn.topic == TOPICS['compressed']:
-                frames += 1
-    tt = np.array([t for t, _, _ in truth])
-    txy = np.array([(x, y) for _, x, y in truth])
-    gxy = world.plane.xy_m_from_latlon(np.array([(la, lo) for _, la, lo in fixes]))
-    k = np.abs(tt[None, :] - np.array([t for t, _, _ in fixes])[:, None]).argmin(axis=1)
-    gnss_err = np.linalg.norm(gxy - txy[k], axis=1)
-    dist_m = float(np.sum(np.linalg.norm(np.diff(txy, axis=0), axis=1)))
-
-    print('[5/5] preview sheet: aerial crops with the camera pose | pinhole | panorama')
-    renderer = GroundRenderer(world, epoch=1)
-    cfg = PairConfig()
-    rng = np.random.default_rng(seed)
-    rows = []
-    from ciper_ros.geo.camera import PinholeCamera
-    cam = PinholeCamera.from_hfov(240, 160, 90.0)
-    with open_store(out / 'city' / MAP_FILE) as store:
-        for _ in range(3):
-            xy, yaw = sample_road_pose(world, rng, margin_m=cfg.aerial_side_m)
-            pose = CameraPose(xy[0], xy[1], yaw)
-            ll = world.plane.latlon_from_xy_m(xy)[0]
-            crop = store.crop((ll[0], ll[1]), 50.0, 160)
-            aer = draw_pose(crop.image_rgb, np.zeros(2), yaw, crop.m_per_px,
-                            fov_rad=np.radians(90.0))
-            gap = np.full((160, 4, 3), 255, np.uint8)
-            rows.append(np.concatenate([aer, gap, renderer.pinhole(pose, cam), gap,
-                                        renderer.panorama(pose, width=640, height=160)], 1))
-    cv2.imwrite(str(out / 'preview.png'),
-                cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
-    result = {
-        'city_seconds': round(t_city, 2), 'aerial_map_seconds': round(t_aerial, 2),
-        'drive_bag_seconds': round(t_drive, 2), 'city_buildings': int(world.n_buildings),
-        'drive_distance_m': round(dist_m, 1), 'drive_camera_frames': frames,
-        'gnss_fixes': len(fixes), 'gnss_error_m_median': round(float(np.median(gnss_err)), 2),
-        'gnss_error_m_p95': round(float(np.percentile(gnss_err, 95)), 2),
-        'bag': str(bag), 'preview': str(out / 'preview.png')}
-    print(f'city: {world.n_buildings} buildings in {t_city:.1f} s; aerial map '
-          f'{t_aerial:.1f} s; drive bag {t_drive:.1f} s ({dist_m:.0f} m, {frames} frames)')
-    print(f"GNSS vs ground truth in the bag: median {result['gnss_error_m_median']:.1f} m, "
-          f"p95 {result['gnss_error_m_p95']:.1f} m over {len(fixes)} fixes "
-          f"(what the localizer will correct)")
-    return result
+    print(f'[5/6] tile index of the city with the shipped model ({model.name}); covariance '
+          'calibration on the calibration drive')
+    t0 = time.perf_counter()
+    shutil.rmtree(out / 'index', ignore_errors=True)
+    index = build_index(map_path=out / 'city' / MAP_FILE, model_path=model,
+                        out_dir=out / 'index')
+    t_index = time.perf_counter() - t0
+    loc = open_localizer(index=index, model=model)
+    calib = calibrate_covariance(loc, calibration_frames(bag_frames(calib_bag)))
+    calib_path = out / 'calibration.json'
+    calib_path.write_text(json.dumps(calib, indent=1) + '\n')
+    print(f'      {len(loc.index)} tiles in {t_index:.1f} s; covariance scale '
+          f'{calib["cov_scale"]:.2f} (position), {calib["yaw_cov_scale"]:.2f} (heading)')
+    print(f'[6/6] localize_node (a separate process, use_sim_time) on the drive replayed over '
+          f'DDS at {rate:g}x with /clock')
+    report = out / 'report'
+    report.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows, run = online_rows(drive, index=str(index), model=str(model),
+                            node_params={'calibration': str(calib_path.resolve())}, rate=rate,
+                            log_path=report / 'node.log')
+    t_node = time.perf_counter() - t0
+    meta = {'bag': str(drive), 'index': str(index), 'model': str(model), 'mode': 'online',
+            'rate': rate, 'calibration': str(calib_path), **run}
+    m = write_report(report, rows, meta=meta, store=loc.store, plane=loc.index.plane,
+                     zoom=loc.index.spec.zoom)
+    return {'city_buildings': int(world.n_buildings), 'drive_s': drive_s,
+            'drive_bag_seconds': round(t_drive, 1), 'index_tiles': len(loc.index),
+            'index_seconds': round(t_index, 1), 'calibration': {
+                k: calib[k] for k in ('cov_scale', 'yaw_cov_scale', 'frames')},
+            'node_run_seconds': round(t_node, 1), 'node_exit_code': run['node_exit_code'],
+            'report': str(report / 'report.md'), 'localization': m}

@@ -70,6 +70,8 @@ def _reference(frame: dict, plane: LocalTangentPlane, datum: tuple[float, float]
 
 
 def _with_errors(row: dict) -> dict:
+    for k in ('x_m', 'y_m', 'yaw_rad', 'latency_ms'):
+        row.setdefault(k, math.nan)
     t = np.array([row['truth_x_m'], row['truth_y_m']])
     e = np.array([row['x_m'], row['y_m']]) - t
     row['error_m'] = float(np.linalg.norm(e))
@@ -118,8 +120,6 @@ def _finish(rows: list[dict]) -> list[dict]:
     t0 = rows[0]['stamp_ns'] if rows else 0
     for r in rows:
         r['t_s'] = (r['stamp_ns'] - t0) * 1e-9
-        for k in ('x_m', 'y_m', 'yaw_rad', 'latency_ms'):
-            r.setdefault(k, math.nan)
     return rows
 
 

@@ -92,8 +92,7 @@ def bag_frames(bag: Path, image_topic: str | None = None, *,
     info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else None
     buffer = FixBuffer(policy or FixPolicy())
     fixes.sort(key=lambda f: f[0])
-    for stamp, fix in fixes:
-        buffer.add(stamp, fix)
+    next_fix = 0            # fixes enter the buffer in time order, as a live node gets them
     truth_t = np.array([t[0] for t in truth]) if truth else np.zeros(0)
     for t_ns, raw, msgtype in images:
         frame = {'name': str(t_ns), 't_ns': t_ns, 'image': None, 'frame_id': '',
@@ -105,6 +104,9 @@ def bag_frames(bag: Path, image_topic: str | None = None, *,
             frame['image'] = to_rgb(msg, msgtype) if decode else msg
         except Exception as e:      # a malformed message: recorded, never fatal
             frame['error'] = f'bad image message: {e}'
+        while next_fix < len(fixes) and fixes[next_fix][0] <= frame['t_ns']:
+            buffer.add(*fixes[next_fix])
+            next_fix += 1
         frame['prior'], frame['prior_reason'], frame['fix_age_s'] = buffer.prior_at(frame['t_ns'])
         if len(truth_t):
             j = int(np.abs(truth_t - frame['t_ns']).argmin())

@@ -1,0 +1,350 @@
+"""localize_node as a separate process over real DDS (isolated: see conftest.py).
+
+A test node publishes camera frames, camera_info, GNSS fixes and /tf_static, and receives
+the node's PoseStamped, PoseWithCovarianceStamped, NavSatFix, TF and diagnostics. Then a
+stream of malformed input, and replay under use_sim_time against the offline evaluation.
+"""
+
+import math
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ciper_ros.ros.msgs import fill_image
+from ciper_ros.runtime.index import build_index
+from ciper_ros.runtime.sequence import bag_frames
+from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
+from ciper_ros.synth.folder import city_paths, write_city_folder
+from ciper_ros.synth.world import CityConfig, World
+
+pytestmark = pytest.mark.ros
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('tf2_msgs.msg')
+
+SHIPPED = Path(__file__).resolve().parents[1] / 'models' / 'ciper_t_synthetic.pt'
+NODE = 'ciper_localizer'
+S = 1_000_000_000
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp('node')
+    write_city_folder(root / 'city', CityConfig(seed=4, size_m=400.0), zooms=(19,),
+                      progress=False)
+    world_path, map_path = city_paths(root / 'city')
+    build_index(map_path=map_path, model_path=SHIPPED, out_dir=root / 'index', progress=False)
+    bag = write_drive_bag(World.load(world_path), root / 'drive',
+                          DriveConfig(duration_s=6.0, seed=2, panorama=True, camera_hz=5.0,
+                                      raw_images=False), progress=False)
+    frames = [f for f in bag_frames(bag) if f['prior'] is not None]
+    return root, bag, frames
+
+
+def start_node(root: Path, **params) -> subprocess.Popen:
+    args = {'index': str(root / 'index'), 'image_topic': '/test/image',
+            'camera_info_topic': '/test/camera_info', 'gnss_topic': '/test/fix',
+            'diagnostics_period_s': 0.2} | params
+    cmd = [sys.executable, '-m', 'ciper_ros.ros.node', '--ros-args']
+    for k, v in args.items():
+        cmd += ['-p', f'{k}:={str(v).lower() if isinstance(v, bool) else v}']
+    return subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def stop_node(proc: subprocess.Popen, sig=signal.SIGINT) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return proc.returncode, out
+
+
+class Harness:
+    """The test's own node: inputs out, the localize node's outputs in."""
+
+    def __init__(self, proc):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image, NavSatFix
+        from tf2_msgs.msg import TFMessage
+
+        self.proc = proc
+        self.node = rclpy.create_node('ciper_test_harness')
+        rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_image = self.node.create_publisher(Image, '/test/image', rel)
+        self.pub_info = self.node.create_publisher(CameraInfo, '/test/camera_info', rel)
+        self.pub_fix = self.node.create_publisher(NavSatFix, '/test/fix', rel)
+        self.pub_static = self.node.create_publisher(TFMessage, '/tf_static', QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.got = {'pose': [], 'cov': [], 'fix': [], 'tf': [], 'diag': []}
+        self.subs = [
+            self.node.create_subscription(PoseStamped, f'/{NODE}/pose',
+                                          self.got['pose'].append, rel),
+            self.node.create_subscription(PoseWithCovarianceStamped,
+                                          f'/{NODE}/pose_with_covariance',
+                                          self.got['cov'].append, rel),
+            self.node.create_subscription(NavSatFix, f'/{NODE}/fix', self.got['fix'].append,
+                                          rel),
+            self.node.create_subscription(TFMessage, '/tf', self.got['tf'].append, rel),
+            self.node.create_subscription(DiagnosticArray, '/diagnostics',
+                                          self.got['diag'].append, rel)]
+
+    def spin_until(self, cond, timeout_s=60.0, what='condition'):
+        t0 = time.monotonic()
+        while not cond():
+            assert self.proc.poll() is None, f'node died:\n{self.proc.stdout.read()}'
+            assert time.monotonic() - t0 < timeout_s, f'timed out waiting for {what}'
+            rclpy.spin_once(self.node, timeout_sec=0.02)
+
+    def wait_matched(self):
+        # never a fixed sleep: wait until DDS matched both directions
+        self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in
+                                    (self.pub_image, self.pub_fix, self.pub_static))
+                        and all(s.get_publisher_count() > 0 for s in self.subs[:3]),
+                        timeout_s=120, what='the node to subscribe and advertise')
+
+    def diag(self) -> dict:
+        if not self.got['diag']:
+            return {}
+        st = [s for s in self.got['diag'][-1].status if s.name.startswith(NODE)][0]
+        level = st.level if isinstance(st.level, int) else int.from_bytes(st.level, 'little')
+        return {kv.key: kv.value for kv in st.values} | {'_level': level,
+                                                         '_message': st.message}
+
+    def wait_processed(self, n: int):
+        self.spin_until(lambda: int(self.diag().get('processed', -1)) >= n, timeout_s=60,
+                        what=f'{n} processed frames')
+
+    def send_fix(self, stamp_ns, lat, lon, *, status=0, sigma=3.6):
+        from sensor_msgs.msg import NavSatFix
+
+        f = NavSatFix()
+        f.header.stamp.sec, f.header.stamp.nanosec = divmod(int(stamp_ns), S)
+        f.header.frame_id = 'gnss_link'
+        f.status.status = status
+        f.latitude, f.longitude, f.altitude = float(lat), float(lon), 500.0
+        f.position_covariance = [sigma ** 2, 0.0, 0.0, 0.0, sigma ** 2, 0.0, 0.0, 0.0, 1.0]
+        f.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
+        self.pub_fix.publish(f)
+
+    def send_image(self, stamp_ns, rgb=None, *, frame_id='camera_pano_frame', **fields):
+        from sensor_msgs.msg import Image
+
+        msg = Image()
+        if rgb is not None:
+            fill_image(msg, rgb)
+        for k, v in fields.items():
+            setattr(msg, k, v)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), S)
+        msg.header.frame_id = frame_id
+        self.pub_image.publish(msg)
+
+    def send_mount(self, x_m=1.5):
+        from geometry_msgs.msg import TransformStamped
+        from tf2_msgs.msg import TFMessage
+
+        tf = TransformStamped()
+        tf.header.frame_id, tf.child_frame_id = 'base_link', 'camera_pano_frame'
+        tf.transform.translation.x, tf.transform.translation.z = x_m, 1.6
+        tf.transform.rotation.w = 1.0
+        self.pub_static.publish(TFMessage(transforms=[tf]))
+
+    def close(self):
+        self.node.destroy_node()
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def _truth_xy(frame, root):
+    from ciper_ros.geo.enu import LocalTangentPlane
+    from ciper_ros.runtime.index import read_info
+
+    info = frame['drive_info']['city']
+    x, y, yaw = frame['truth_xy_yaw']
+    ll = LocalTangentPlane(info['lat0_deg'], info['lon0_deg']).latlon_from_xy_m(
+        np.array([[x, y]]))
+    plane = LocalTangentPlane(*read_info(root / 'index')['datum_latlon_deg'])
+    return plane.xy_m_from_latlon(ll)[0], yaw
+
+
+def test_node_publishes_poses_tf_and_diagnostics(world, ros):
+    root, _, frames = world
+    proc = start_node(root)
+    h = Harness(proc)
+    try:
+        h.send_mount(1.5)          # the drive's camera sits 1.5 m ahead of base_link
+        h.wait_matched()
+        errors = []
+        for fr in frames[:6]:            # fixes first: each frame then has its own
+            h.send_fix(fr['t_ns'], fr['prior'].lat_deg, fr['prior'].lon_deg)
+        h.spin_until(lambda: h.diag().get('gnss_buffered') == '6', what='fixes buffered')
+        for i, fr in enumerate(frames[:6]):
+            t = fr['t_ns']
+            h.send_image(t, fr['image'])
+            h.spin_until(lambda i=i: len(h.got['cov']) > i and len(h.got['tf']) > i
+                         and len(h.got['fix']) > i, what=f'pose {i}')
+            ps, pc, tf = h.got['pose'][-1], h.got['cov'][-1], h.got['tf'][-1].transforms[0]
+            for hdr in (ps.header, pc.header, tf.header, h.got['fix'][-1].header):
+                assert hdr.stamp.sec * S + hdr.stamp.nanosec == t     # the image stamp
+            assert ps.header.frame_id == pc.header.frame_id == 'map'
+            assert (tf.header.frame_id, tf.child_frame_id) == ('map', 'ciper_base_link')
+            assert tf.transform.translation.x == pytest.approx(ps.pose.position.x)
+            cov = np.array(pc.pose.covariance).reshape(6, 6)
+            assert cov.shape == (6, 6) and np.allclose(cov, cov.T)
+            assert all(cov[k, k] == 1e6 for k in (2, 3, 4))             # z, roll, pitch
+            assert cov[0, 0] > 0 and cov[1, 1] > 0 and 0 < cov[5, 5] < 10
+            assert np.all(np.linalg.eigvalsh(cov[np.ix_([0, 1, 5], [0, 1, 5])]) > 0)
+            truth, _ = _truth_xy(fr, root)
+            errors.append(np.hypot(ps.pose.position.x - truth[0],
+                                   ps.pose.position.y - truth[1]))
+            fix = h.got['fix'][-1]
+            assert fix.status.status >= 0 and abs(fix.latitude - fr['prior'].lat_deg) < 3e-4
+        assert np.median(errors) < 8.0, errors       # measured: 2.4 m median on such drives
+        h.spin_until(lambda: h.diag().get('localized') == '6', what='diagnostics')
+        d = h.diag()
+        assert d['_level'] == 0 and d['_message'] == 'localized'
+        for key in ('time_ground_encoder_ms', 'time_pose_decoder_ms', 'time_total_ms',
+                    'candidates', 'score', 'sigma_x_m', 'sigma_yaw_deg', 'covariance_xy_yaw',
+                    'last_rejection', 'image_rate_hz', 'gnss_rate_hz', 'gnss_age_s',
+                    'latency_median_ms', 'dropped'):
+            assert key in d, key
+        assert 'tf_static: base_link -> camera_pano_frame (1.50, 0.00 m' in d['camera_mount']
+        assert int(d['candidates']) >= 1 and d['dropped'] == '0'
+    finally:
+        h.close()
+        code, log = stop_node(proc, signal.SIGTERM)
+    assert code == 0, log                      # SIGTERM: clean shutdown
+    assert 'shutting down' in log
+
+
+def test_node_survives_malformed_input_and_recovers(world, ros):
+    root, _, frames = world
+    proc = start_node(root)
+    h = Harness(proc)
+    try:
+        h.wait_matched()
+        fr = frames[0]
+        t, rgb = fr['t_ns'], fr['image']
+        lat, lon = fr['prior'].lat_deg, fr['prior'].lon_deg
+        n = 0
+        bad_images = [
+            {'encoding': 'yuv422', 'height': 4, 'width': 4, 'step': 8, 'data': bytes(32)},
+            {'encoding': 'rgb8', 'height': 128, 'width': 512, 'step': 1536, 'data': bytes(99)},
+            {'encoding': 'rgb8', 'height': 0, 'width': 0, 'step': 0, 'data': b''},
+            {'encoding': 'rgb8', 'height': 2, 'width': 2, 'step': 10 ** 9, 'data': bytes(12)},
+            {'encoding': 'mono16', 'height': 3, 'width': 3, 'step': 5, 'data': bytes(20)},
+        ]
+        for k, fields in enumerate(bad_images):
+            h.send_image(t + k * S // 10, **fields)
+            n += 1
+            h.wait_processed(n)
+            assert h.diag()['last_rejection'].startswith('bad image'), h.diag()
+        assert int(h.diag()['bad_images']) == len(bad_images)
+        # a good image of the wrong camera (aspect) is rejected with the reason
+        h.send_fix(t + S, lat, lon)
+        h.spin_until(lambda: h.diag().get('gnss_buffered') == '1', what='fix buffered')
+        h.send_image(t + S, rgb[:, :64].copy())
+        n += 1
+        h.wait_processed(n)
+        assert 'wrong camera' in h.diag()['last_rejection']
+        # fixes: NaN, NO_FIX, then one far outside the map
+        h.send_fix(t + 2 * S, math.nan, lon)
+        h.send_fix(t + 2 * S, lat, lon, status=-1)
+        h.spin_until(lambda: int(h.diag().get('bad_fixes', 0)) >= 2, what='bad fixes counted')
+        h.send_image(t + 2 * S + S // 10, rgb)
+        n += 1
+        h.wait_processed(n)
+        assert h.diag()['last_rejection'].startswith('GNSS fix is stale'), h.diag()
+        h.send_fix(t + 3 * S, lat + 0.5, lon)
+        h.spin_until(lambda: h.diag().get('gnss_buffered') == '2', what='fix buffered')
+        h.send_image(t + 3 * S, rgb)
+        n += 1
+        h.wait_processed(n)
+        assert 'no indexed tile' in h.diag()['last_rejection']
+        # time jumps back by 100 s: buffers cleared, then it works again at the new time
+        t2 = t - 100 * S
+        h.send_image(t2, rgb)
+        n += 1
+        h.wait_processed(n)
+        assert h.diag()['time_jumps'] == '1'
+        # a 100 Hz burst of good frames: the newest wins, the rest are dropped, no backlog
+        h.send_fix(t2, lat, lon)
+        h.spin_until(lambda: h.diag().get('gnss_buffered') == '1', what='fix buffered')
+        before = len(h.got['cov'])
+        for k in range(40):
+            h.send_image(t2 + k * S // 100, rgb)
+            rclpy.spin_once(h.node, timeout_sec=0.0)
+            time.sleep(0.01)
+        h.spin_until(lambda: int(h.diag().get('received', 0)) >= n + 40, what='burst received')
+        h.spin_until(lambda: h.diag()['_level'] == 0 and len(h.got['cov']) > before,
+                     what='localizing again')
+        d = h.diag()
+        assert int(d['dropped']) > 0 and int(d['processed']) < n + 40
+        assert proc.poll() is None
+    finally:
+        h.close()
+        code, log = stop_node(proc)
+    assert code == 0, log
+
+
+@pytest.mark.parametrize('params, message', [
+    ({'top_k': 0}, "parameter 'top_k' must be in 1..64"),
+    ({'topk': 3}, "unknown parameter(s) ['topk']"),
+    ({'gate_sigmas': 'wide'}, "parameter 'gate_sigmas' must be float"),
+    ({'index': '/nonexistent/index'}, '/nonexistent/index'),
+])
+def test_node_refuses_bad_parameters_at_start_up(world, params, message):
+    root, _, _ = world
+    proc = start_node(root, **params)
+    try:
+        log, _ = proc.communicate(timeout=120)
+    finally:
+        stop_node(proc)
+    code = proc.returncode
+    assert code == 2 and message in log, log
+    assert 'Traceback' not in log
+
+
+def test_replay_under_sim_time_equals_offline_evaluation(world, tmp_path):
+    from ciper_ros.cli import main
+
+    root, bag, _ = world
+    common = [str(bag), '--index', str(root / 'index')]
+    assert main(['bag', 'eval', *common, '--out', str(tmp_path / 'off')]) == 0
+    assert main(['bag', 'eval', *common, '--online', '--rate', '0.5',
+                 '--out', str(tmp_path / 'on')]) == 0
+    import csv
+    off = {r['stamp_ns']: r for r in csv.DictReader((tmp_path / 'off' / 'frames.csv').open())}
+    on = {r['stamp_ns']: r for r in csv.DictReader((tmp_path / 'on' / 'frames.csv').open())}
+    assert off.keys() == on.keys() and len(off) == 31
+    both = [k for k in off if off[k]['ok'] == on[k]['ok'] == 'True']
+    assert len(both) >= 0.9 * len(off)        # at half speed the node drops (almost) nothing
+    for k in both:
+        a, b = off[k], on[k]
+        assert math.hypot(float(a['x_m']) - float(b['x_m']),
+                          float(a['y_m']) - float(b['y_m'])) < 1e-3
+        assert abs(math.remainder(float(a['yaw_rad']) - float(b['yaw_rad']), 2 * math.pi)) < 1e-4
+        assert float(a['sigma_x_m']) == pytest.approx(float(b['sigma_x_m']), rel=1e-4)
+    for d in ('off', 'on'):
+        for f in ('report.md', 'metrics.json', 'trajectory.png', 'error_time.png',
+                  'error_cdf.png', 'latency.png'):
+            assert (tmp_path / d / f).stat().st_size > 100, (d, f)
+    import json
+    m = json.loads((tmp_path / 'on' / 'metrics.json').read_text())
+    assert m['meta']['node_exit_code'] == 0 and m['metrics']['latency_ms_median'] > 0
