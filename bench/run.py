@@ -13,7 +13,8 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ['bench_maps', 'bench_synth', 'bench_model', 'bench_runtime', 'bench_retrieval']
+BENCHMARKS = ['bench_maps', 'bench_synth', 'bench_model', 'bench_runtime', 'bench_retrieval',
+              'bench_node']
 
 
 def machine() -> dict:

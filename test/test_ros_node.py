@@ -46,11 +46,13 @@ def world(tmp_path_factory):
     return root, bag, frames
 
 
-def start_node(root: Path, **params) -> subprocess.Popen:
+def start_node(root: Path, *, params_file: Path | None = None, **params) -> subprocess.Popen:
     args = {'index': str(root / 'index'), 'image_topic': '/test/image',
             'camera_info_topic': '/test/camera_info', 'gnss_topic': '/test/fix',
             'diagnostics_period_s': 0.2} | params
     cmd = [sys.executable, '-m', 'ciper_ros.ros.node', '--ros-args']
+    if params_file is not None:           # -p overrides given after it win, as with ros2 run
+        cmd += ['--params-file', str(params_file)]
     for k, v in args.items():
         cmd += ['-p', f'{k}:={str(v).lower() if isinstance(v, bool) else v}']
     return subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE,
@@ -84,6 +86,8 @@ class Harness:
         self.pub_image = self.node.create_publisher(Image, '/test/image', rel)
         self.pub_info = self.node.create_publisher(CameraInfo, '/test/camera_info', rel)
         self.pub_fix = self.node.create_publisher(NavSatFix, '/test/fix', rel)
+        from nav_msgs.msg import Odometry
+        self.pub_odom = self.node.create_publisher(Odometry, '/test/odom', rel)
         self.pub_static = self.node.create_publisher(TFMessage, '/tf_static', QoSProfile(
             depth=10, reliability=ReliabilityPolicy.RELIABLE,
             durability=DurabilityPolicy.TRANSIENT_LOCAL))
@@ -138,6 +142,17 @@ class Harness:
         f.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
         self.pub_fix.publish(f)
 
+    def send_odom(self, stamp_ns, x, y, yaw):
+        from nav_msgs.msg import Odometry
+
+        from ciper_ros.ros.msgs import fill_pose
+
+        o = Odometry()
+        o.header.stamp.sec, o.header.stamp.nanosec = divmod(int(stamp_ns), S)
+        o.header.frame_id, o.child_frame_id = 'odom', 'base_link'
+        fill_pose(o.pose.pose, x, y, yaw)
+        self.pub_odom.publish(o)
+
     def send_image(self, stamp_ns, rgb=None, *, frame_id='camera_pano_frame', **fields):
         from sensor_msgs.msg import Image
 
@@ -183,17 +198,33 @@ def _truth_xy(frame, root):
     return plane.xy_m_from_latlon(ll)[0], yaw
 
 
-def test_node_publishes_poses_tf_and_diagnostics(world, ros):
+def _compose(a, b):
+    """(x, y, yaw) of planar transform a * b."""
+    c, s = math.cos(a[2]), math.sin(a[2])
+    return a[0] + c * b[0] - s * b[1], a[1] + s * b[0] + c * b[1], a[2] + b[2]
+
+
+def test_node_publishes_poses_tf_and_diagnostics(world, ros, repo_root):
+    from ciper_ros.ros.msgs import yaw_of
+
     root, _, frames = world
-    proc = start_node(root)
+    # started like `ros2 run ciper_ros localize_node --ros-args --params-file ...`
+    proc = start_node(root, params_file=repo_root / 'config' / 'localize.yaml',
+                      odom_topic='/test/odom')
     h = Harness(proc)
+    odom = {}                        # odometry (drifted frame) for the last three frames
     try:
         h.send_mount(1.5)          # the drive's camera sits 1.5 m ahead of base_link
         h.wait_matched()
+        h.spin_until(lambda: h.pub_odom.get_subscription_count() > 0, what='odom matched')
         errors = []
-        for fr in frames[:6]:            # fixes first: each frame then has its own
+        for k, fr in enumerate(frames[:6]):  # fixes first: each frame then has its own
             h.send_fix(fr['t_ns'], fr['prior'].lat_deg, fr['prior'].lon_deg)
-        h.spin_until(lambda: h.diag().get('gnss_buffered') == '6', what='fixes buffered')
+            if k >= 3:
+                odom[fr['t_ns']] = (100.0 + k, -50.0, 0.3)
+                h.send_odom(fr['t_ns'], *odom[fr['t_ns']])
+        h.spin_until(lambda: h.diag().get('gnss_buffered') == '6'
+                     and h.diag().get('odom_buffered') == '3', what='fixes and odometry')
         for i, fr in enumerate(frames[:6]):
             t = fr['t_ns']
             h.send_image(t, fr['image'])
@@ -203,16 +234,22 @@ def test_node_publishes_poses_tf_and_diagnostics(world, ros):
             for hdr in (ps.header, pc.header, tf.header, h.got['fix'][-1].header):
                 assert hdr.stamp.sec * S + hdr.stamp.nanosec == t     # the image stamp
             assert ps.header.frame_id == pc.header.frame_id == 'map'
-            assert (tf.header.frame_id, tf.child_frame_id) == ('map', 'ciper_base_link')
-            assert tf.transform.translation.x == pytest.approx(ps.pose.position.x)
+            pose = (ps.pose.position.x, ps.pose.position.y, yaw_of(ps.pose.orientation))
+            tr = tf.transform
+            T_map_child = (tr.translation.x, tr.translation.y, yaw_of(tr.rotation))
+            if t in odom:   # map -> odom such that map -> odom -> base_link is the pose
+                assert (tf.header.frame_id, tf.child_frame_id) == ('map', 'odom')
+                assert _compose(T_map_child, odom[t]) == pytest.approx(pose, abs=1e-6)
+            else:           # no odometry at this stamp: the debug frame at the pose
+                assert (tf.header.frame_id, tf.child_frame_id) == ('map', 'ciper_base_link')
+                assert T_map_child == pytest.approx(pose, abs=1e-6)
             cov = np.array(pc.pose.covariance).reshape(6, 6)
             assert cov.shape == (6, 6) and np.allclose(cov, cov.T)
             assert all(cov[k, k] == 1e6 for k in (2, 3, 4))             # z, roll, pitch
             assert cov[0, 0] > 0 and cov[1, 1] > 0 and 0 < cov[5, 5] < 10
             assert np.all(np.linalg.eigvalsh(cov[np.ix_([0, 1, 5], [0, 1, 5])]) > 0)
             truth, _ = _truth_xy(fr, root)
-            errors.append(np.hypot(ps.pose.position.x - truth[0],
-                                   ps.pose.position.y - truth[1]))
+            errors.append(np.hypot(pose[0] - truth[0], pose[1] - truth[1]))
             fix = h.got['fix'][-1]
             assert fix.status.status >= 0 and abs(fix.latitude - fr['prior'].lat_deg) < 3e-4
         assert np.median(errors) < 8.0, errors       # measured: 2.4 m median on such drives

@@ -32,7 +32,8 @@ except ImportError as e:            # pragma: no cover - the venv and ROS instal
 
 NODE_NAME = 'ciper_localizer'
 TIME_JUMP_BACK_S = 1.0       # an image this much older than the last: clock went back
-ODOM_TOLERANCE_S = 0.25      # odometry farther from the image stamp is not used
+ODOM_GAP_S = 0.5            # odometry is interpolated across gaps up to this long
+ODOM_TOLERANCE_S = 0.05      # else the nearest message, when this close to the image stamp
 RATE_WINDOW_S = 5.0
 
 
@@ -302,11 +303,26 @@ class LocalizeNode(Node):
         return mount
 
     def _odom_at(self, stamp: int):
+        """Return the odometry pose (t, x, y, yaw) at ``stamp``, or None.
+
+        Interpolated between the two messages around it (at most ODOM_GAP_S apart), else the
+        nearest message within ODOM_TOLERANCE_S.
+        """
         with self._lock:
-            if not self._odom:
-                return None
-            best = min(self._odom, key=lambda o: abs(o[0] - stamp))
-        return best if abs(best[0] - stamp) <= ODOM_TOLERANCE_S * 1e9 else None
+            odom = list(self._odom)
+        before = [o for o in odom if o[0] <= stamp]
+        after = [o for o in odom if o[0] > stamp]
+        if before and after:
+            a, b = max(before, key=lambda o: o[0]), min(after, key=lambda o: o[0])
+            if (b[0] - a[0]) * 1e-9 <= ODOM_GAP_S:
+                w = (stamp - a[0]) / (b[0] - a[0])
+                dyaw = math.remainder(b[3] - a[3], 2 * math.pi)
+                return (stamp, a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2]),
+                        a[3] + w * dyaw)
+        near = min(odom, key=lambda o: abs(o[0] - stamp), default=None)
+        if near is not None and abs(near[0] - stamp) <= ODOM_TOLERANCE_S * 1e9:
+            return near
+        return None
 
     # ------------------------------------------------------------------ outputs
     def _publish(self, out, stamp) -> None:
@@ -372,6 +388,8 @@ class LocalizeNode(Node):
         now = self.get_clock().now().nanoseconds
         vals['gnss_age_s'] = round((now - newest) * 1e-9, 3) if newest else math.nan
         vals['gnss_buffered'] = len(self.fixes)
+        with self._lock:
+            vals['odom_buffered'] = len(self._odom)
         if out is not None:
             vals['last_stamp'] = f'{out.stamp_ns * 1e-9:.3f}'
             vals['last_fix_age_s'] = out.fix_age_s
