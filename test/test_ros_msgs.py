@@ -9,9 +9,12 @@ from ciper_ros.ros.msgs import (
     camera_info_to_camera,
     compressed_to_rgb,
     fill_compressed,
+    fill_fix_estimate,
     fill_image,
     fill_pose,
+    fill_transform,
     image_to_rgb,
+    map_to_odom,
     MessageError,
     pose_covariance_6x6,
     to_rgb,
@@ -132,3 +135,23 @@ def test_navsatfix_to_prior():
     fix.position_covariance_type = 2
     fix.position_covariance = [math.inf, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
     assert 'covariance' in navsatfix_to_prior(fix)[1]
+
+
+def test_estimate_as_navsatfix_and_map_to_odom_transform():
+    cov = np.array([[4.0, 0.5, 0.01], [0.5, 2.0, 0.0], [0.01, 0.0, 0.003]])
+    fix = fill_fix_estimate(sensor_msgs.NavSatFix(), 48.1, 11.5, cov)
+    assert fix.status.status == sensor_msgs.NavSatStatus.STATUS_FIX
+    assert fix.position_covariance_type == sensor_msgs.NavSatFix.COVARIANCE_TYPE_KNOWN
+    c = np.array(fix.position_covariance).reshape(3, 3)
+    assert np.allclose(c[:2, :2], cov[:2, :2]) and c[2, 2] == UNUSED_VARIANCE
+    assert math.isnan(fix.altitude)
+    # map->odom composed with odom->base_link gives map->base_link
+    base, odom = (12.0, -3.0, 2.9), (100.0, 40.0, -2.5)
+    mo = map_to_odom(*base, odom)
+    c, s = math.cos(mo[2]), math.sin(mo[2])
+    composed = (mo[0] + c * odom[0] - s * odom[1], mo[1] + s * odom[0] + c * odom[1],
+                math.remainder(mo[2] + odom[2], 2 * math.pi))
+    assert composed == pytest.approx(base)
+    tf = fill_transform(geometry_msgs.TransformStamped(), *mo)
+    assert yaw_of(tf.transform.rotation) == pytest.approx(math.remainder(mo[2], 2 * math.pi))
+    assert (tf.transform.translation.x, tf.transform.translation.y) == pytest.approx(mo[:2])

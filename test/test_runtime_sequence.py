@@ -2,32 +2,23 @@
 
 import csv
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from ciper_ros.cli import main
-from ciper_ros.runtime.index import build_index
 from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
-from ciper_ros.synth.folder import city_paths, write_city_folder
-from ciper_ros.synth.world import CityConfig, World
+from ciper_ros.synth.folder import city_paths
+from ciper_ros.synth.world import World
 
-SHIPPED = Path(__file__).resolve().parents[1] / 'models' / 'ciper_t_synthetic.pt'
+from drivefixtures import city_index_drive, SHIPPED
 
 
 @pytest.fixture(scope='module')
 def drive(tmp_path_factory):
     root = tmp_path_factory.mktemp('seq')
-    write_city_folder(root / 'city', CityConfig(seed=4, size_m=400.0), zooms=(19,),
-                      progress=False)
-    world_path, map_path = city_paths(root / 'city')
-    build_index(map_path=map_path, model_path=SHIPPED, out_dir=root / 'index', progress=False)
-    bag = write_drive_bag(World.load(world_path), root / 'drive',
-                          DriveConfig(duration_s=8.0, seed=2, panorama=True, camera_hz=5.0,
-                                      raw_images=False))
-    return root, bag
+    return root, city_index_drive(root, duration_s=8.0)
 
 
 def test_localize_a_drive_bag(drive, capsys):

@@ -177,7 +177,8 @@ def online_rows(bag: Path, *, index: str, model: str | None = None,
     try:
         poses, diag, sent = _drive_node(bag, proc, frames[0]['topic'], node_args['gnss_topic'],
                                         rate=rate, progress=progress,
-                                        startup_timeout_s=startup_timeout_s)
+                                        startup_timeout_s=startup_timeout_s,
+                                        tf_static_edges=len(frames[0]['tf_edges']))
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -207,7 +208,7 @@ def online_rows(bag: Path, *, index: str, model: str | None = None,
 
 
 def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: float,
-                progress: bool, startup_timeout_s: float):
+                progress: bool, startup_timeout_s: float, tf_static_edges: int = 0):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -274,6 +275,14 @@ def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: flo
                 if not alive() or time.monotonic() - t0 > 30:
                     raise NodeRunError('the node did not advertise ~/pose_with_covariance')
                 time.sleep(0.05)
+            # the camera mount first: a frame processed before /tf_static arrives would use
+            # the parameter mount (as a live node would), making the run order-dependent
+            if tf_static_edges and player.publish_latched():
+                t0 = time.monotonic()
+                while int(diag.get('tf_static_edges', 0)) < tf_static_edges:
+                    if not alive() or time.monotonic() - t0 > 30:
+                        raise NodeRunError('the node did not receive /tf_static')
+                    time.sleep(0.05)
             player.play(progress=progress, on_publish=on_publish)
             # the last frame may still be in the worker: wait until outputs stop changing
             last, t_idle = len(poses), time.monotonic()

@@ -105,6 +105,21 @@ class BagPlayer:
                 raise TimeoutError(f'no subscriber on {waiting} after {timeout_s:.0f} s')
             time.sleep(0.05)
 
+    def publish_latched(self) -> int:
+        """Publish the bag's /tf_static messages now (before playing); return how many.
+
+        Latched data describes the whole recording; sending it first means a subscriber
+        has it before the first data message (they are sent again at their bag time).
+        """
+        if '/tf_static' not in self.publishers:
+            return 0
+        conns = [c for c in self.connections if c.topic == '/tf_static']
+        n = 0
+        for _, _, raw in self.reader.messages(connections=conns):
+            self.publishers['/tf_static'].publish(bytes(raw))
+            n += 1
+        return n
+
     def _publish_clock(self, t_ns: int) -> None:
         from rosgraph_msgs.msg import Clock
 
@@ -119,7 +134,8 @@ class BagPlayer:
         sent: list[Published] = []
         total_s = (self.end_ns - self.start_ns) * 1e-9
         bar = tqdm(total=round(total_s, 1), unit='s', desc=f'replay {self.bag.name}',
-                   disable=not progress, bar_format='{l_bar}{bar}| {n:.1f}/{total:.1f} bag s')
+                   disable=not progress, mininterval=1.0,
+                   bar_format='{l_bar}{bar}| {n:.1f}/{total:.1f} bag s')
         wall0 = time.monotonic()
         last_clock = None
         try:

@@ -149,6 +149,38 @@ def fill_pose(pose, x_m: float, y_m: float, yaw_rad: float, z_m: float = 0.0):
     return pose
 
 
+def fill_fix_estimate(fix, lat_deg: float, lon_deg: float, cov_xyyaw: np.ndarray):
+    """Fill a sensor_msgs/NavSatFix with an estimate: status FIX, ENU covariance KNOWN.
+
+    The altitude is not estimated: NaN, with the large variance on up.
+    """
+    c = np.asarray(cov_xyyaw, np.float64)
+    fix.status.status, fix.status.service = 0, 0          # STATUS_FIX, no GNSS service
+    fix.latitude, fix.longitude, fix.altitude = float(lat_deg), float(lon_deg), math.nan
+    fix.position_covariance = [float(c[0, 0]), float(c[0, 1]), 0.0,
+                               float(c[1, 0]), float(c[1, 1]), 0.0, 0.0, 0.0, UNUSED_VARIANCE]
+    fix.position_covariance_type = 3                       # COVARIANCE_TYPE_KNOWN
+    return fix
+
+
+def fill_transform(tf, x_m: float, y_m: float, yaw_rad: float):
+    """Fill a geometry_msgs/TransformStamped's transform with a planar one."""
+    t, q = tf.transform.translation, tf.transform.rotation
+    t.x, t.y, t.z = float(x_m), float(y_m), 0.0
+    q.x = q.y = 0.0
+    q.z, q.w = math.sin(yaw_rad / 2.0), math.cos(yaw_rad / 2.0)
+    return tf
+
+
+def map_to_odom(x_m: float, y_m: float, yaw_rad: float, odom_xyyaw) -> tuple[float, float,
+                                                                             float]:
+    """Compute T_map_odom = T_map_base * inverse(T_odom_base), all planar (x, y, yaw)."""
+    ox, oy, oyaw = odom_xyyaw
+    yaw = yaw_rad - oyaw
+    c, s = math.cos(yaw), math.sin(yaw)
+    return x_m - (c * ox - s * oy), y_m - (s * ox + c * oy), yaw
+
+
 def yaw_of(q) -> float:
     """Yaw (rad) of a geometry_msgs/Quaternion."""
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))

@@ -133,7 +133,11 @@ class LocalizeNode(Node):
         self.create_subscription(TFMessage, '/tf_static', self._on_tf_static, QoSProfile(
             depth=100, reliability=ReliabilityPolicy.RELIABLE,
             durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
+        # diagnostics on the steady clock: they keep coming while sim time is paused
+        from rclpy.clock import Clock, ClockType
+
+        self.create_timer(p.diagnostics_period_s, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._worker = threading.Thread(target=self._work, name='ciper_localize', daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -331,10 +335,16 @@ class LocalizeNode(Node):
             PoseWithCovarianceStamped,
             TransformStamped,
         )
-        from sensor_msgs.msg import NavSatFix, NavSatStatus
+        from sensor_msgs.msg import NavSatFix
         from tf2_msgs.msg import TFMessage
 
-        from ciper_ros.ros.msgs import fill_pose, pose_covariance_6x6, UNUSED_VARIANCE
+        from ciper_ros.ros.msgs import (
+            fill_fix_estimate,
+            fill_pose,
+            fill_transform,
+            map_to_odom,
+            pose_covariance_6x6,
+        )
 
         p = self.params
         x, y = float(out.xy_m[0]), float(out.xy_m[1])
@@ -345,14 +355,8 @@ class LocalizeNode(Node):
         pc.header = ps.header
         pc.pose.pose = ps.pose
         pc.pose.covariance = pose_covariance_6x6(out.covariance)
-        fix = NavSatFix()
+        fix = fill_fix_estimate(NavSatFix(), out.lat_deg, out.lon_deg, out.covariance)
         fix.header.stamp, fix.header.frame_id = stamp, p.base_frame
-        fix.status.status, fix.status.service = NavSatStatus.STATUS_FIX, 0
-        fix.latitude, fix.longitude, fix.altitude = out.lat_deg, out.lon_deg, math.nan
-        c = out.covariance
-        fix.position_covariance = [c[0, 0], c[0, 1], 0.0, c[1, 0], c[1, 1], 0.0,
-                                   0.0, 0.0, UNUSED_VARIANCE]
-        fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_KNOWN
         self.pub_pose.publish(ps)
         self.pub_pose_cov.publish(pc)
         self.pub_fix.publish(fix)
@@ -363,16 +367,10 @@ class LocalizeNode(Node):
         odom = self._odom_at(out.stamp_ns) if p.odom_topic else None
         if odom is None:                      # debug frame: where we think base_link is
             tf.child_frame_id = p.debug_child_frame
-            tx, ty, tyaw = x, y, out.yaw_rad
-        else:                                 # map->odom = map->base * (odom->base)^-1
-            _, ox, oy, oyaw = odom
-            tyaw = out.yaw_rad - oyaw
-            c_, s_ = math.cos(tyaw), math.sin(tyaw)
-            tx, ty = x - (c_ * ox - s_ * oy), y - (s_ * ox + c_ * oy)
+            fill_transform(tf, x, y, out.yaw_rad)
+        else:
             tf.child_frame_id = p.odom_frame
-        tf.transform.translation.x, tf.transform.translation.y = tx, ty
-        tf.transform.rotation.z = math.sin(tyaw / 2.0)
-        tf.transform.rotation.w = math.cos(tyaw / 2.0)
+            fill_transform(tf, *map_to_odom(x, y, out.yaw_rad, odom[1:]))
         self.pub_tf.publish(TFMessage(transforms=[tf]))
 
     def diagnostic_values(self) -> dict:
@@ -412,6 +410,7 @@ class LocalizeNode(Node):
             vals['camera_hfov_deg'] = math.degrees(2 * math.atan(cam.width / (2 * cam.k[0])))
         with self._lock:
             mounts = dict(self._mounts)
+            vals['tf_static_edges'] = len(self._tf_static)
         vals['camera_mount'] = '; '.join(f'{f or "?"}: {m.source} ({m.x_m:.2f}, {m.y_m:.2f} m, '
                                          f'{math.degrees(m.yaw_rad):.1f} deg)'
                                          for f, m in mounts.items())
