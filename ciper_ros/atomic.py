@@ -9,6 +9,15 @@ from pathlib import Path
 import tempfile
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)          # read once at import (os.umask only reads by setting)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = '.tmp') -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
@@ -22,6 +31,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = '.tmp') -> Iterator[Pa
     os.close(fd)
     try:
         yield Path(tmp)
+        if Path(tmp).exists():     # mkstemp makes 0600: give the file the usual umask mode
+            os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
