@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 import os
 from pathlib import Path
 import pickle
+import sys
 
 import torch
 
@@ -209,17 +210,18 @@ DEFAULT_MODEL_FILE = 'ciper_t_synthetic.pt'
 def default_model_path() -> Path:
     """Find the shipped default checkpoint (installed share/ciper_ros/models, or the checkout).
 
-    Looked up through the ament index (a ROS install or this venv), then next to the
-    package sources (a checkout used with PYTHONPATH).
+    Looked up through the ament index (a ROS install), then under the Python prefix (a
+    pip install into a venv), then next to the package sources (a checkout on PYTHONPATH).
     """
     tried = []
     try:
         from ament_index_python.packages import get_package_share_directory
 
         tried.append(Path(get_package_share_directory('ciper_ros')) / 'models')
-    except Exception:            # not installed / no ament index: fall back to the checkout
+    except Exception:            # no ament index in the environment: look by prefix
         pass
-    tried.append(Path(__file__).resolve().parents[2] / 'models')
+    tried.append(Path(sys.prefix) / 'share' / 'ciper_ros' / 'models')     # pip / venv install
+    tried.append(Path(__file__).resolve().parents[2] / 'models')          # a source checkout
     for folder in tried:
         if (folder / DEFAULT_MODEL_FILE).is_file():
             return folder / DEFAULT_MODEL_FILE
