@@ -61,6 +61,26 @@ def test_loss_falls_and_validation_runs(city, tmp_path):
     assert record['val/position_error_m_median'] >= 0.0
 
 
+def test_training_from_pre_rendered_shards(city, tmp_path):
+    from ciper_ros.model.build import build_model
+    from ciper_ros.synth.pairs import CitySource, PairConfig, write_shards
+
+    pair_cfg = PairConfig.for_model(build_model('ciper_t', **TINY_MODEL).config,
+                                    aerial_side_m=40.0)
+    shards = write_shards(tmp_path / 'bank', [CitySource.from_folder(city)], pair_cfg,
+                          n_renders=6, shard_size=4, progress=False)
+    cfg = config(city, tmp_path / 'run', cities=[], shards=str(shards), max_steps=4,
+                 batch_size=4)
+    t = Trainer(cfg)
+    # 16 pairs from 6 renders: consecutive items are different renders (in-batch negatives)
+    bank = t.train_set.pairs
+    assert len(bank) >= 16 and bank.pairs_per_render == 3
+    items = [t.train_set[i] for i in range(4)]
+    assert len({float(it['ground'].sum()) for it in items}) == 4
+    record = t.run(progress=False)
+    assert t.step == 4 and math.isfinite(record['loss'])
+
+
 def test_config_loading_and_overrides(tmp_path):
     p = tmp_path / 'c.yaml'
     p.write_text('batch_size: 3\nmodel_overrides: {dim: 64}\n')

@@ -282,7 +282,12 @@ def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: Pai
 
 
 class ShardPairs:
-    """Pairs drawn on the fly from pre-rendered shards; ``pairs_per_render`` per render."""
+    """Pairs drawn on the fly from pre-rendered shards; ``pairs_per_render`` per render.
+
+    Index ``i`` takes render ``i % n_renders`` (draw number ``i // n_renders``): consecutive
+    indices walk through one shard's renders (which cycle through the cities), so a batch
+    holds different renders and the one-shard cache hits.
+    """
 
     def __init__(self, shard_dir: str | os.PathLike, *, pairs_per_render: int = 1,
                  seed: int = 0, cfg: PairConfig | None = None) -> None:
@@ -320,4 +325,4 @@ class ShardPairs:
         if not 0 <= i < len(self):
             raise IndexError(i)
         rng = np.random.default_rng([self.seed, i])
-        return draw_pair(self.render(i // self.pairs_per_render), self.cfg, rng)
+        return draw_pair(self.render(i % int(self.offsets[-1])), self.cfg, rng)

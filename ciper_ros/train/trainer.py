@@ -43,6 +43,8 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
     init: str = ''                                   # local ImageNet DeiT weights (optional)
     cities: list = field(default_factory=list)       # folders made by `ciper synth city`
+    shards: str = ''                                 # or pre-rendered renders (ciper synth
+    #                                                  pairs): pairs drawn from them
     val_cities: list = field(default_factory=list)
     dataset: dict = field(default_factory=dict)      # real data instead: {kind, root, ...}
     val_dataset: dict = field(default_factory=dict)
@@ -97,11 +99,12 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Tr
 
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
-        from ciper_ros.synth.pairs import CitySource, PairConfig, SyntheticPairs
+        from ciper_ros.synth.pairs import CitySource, PairConfig, ShardPairs, SyntheticPairs
 
-        if not cfg.cities and not cfg.dataset:
-            raise ValueError('training needs city folders (cities: [...]) or a dataset '
-                             '(dataset: {kind: vigor|kitti|ford, root: ...})')
+        if not cfg.cities and not cfg.dataset and not cfg.shards:
+            raise ValueError('training needs city folders (cities: [...]), pre-rendered '
+                             'shards (shards: DIR) or a dataset (dataset: {kind: '
+                             'vigor|kitti|ford, root: ...})')
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
         # torchrun sets WORLD_SIZE / RANK / LOCAL_RANK: DDP with NCCL on GPUs, gloo on CPU
@@ -143,6 +146,10 @@ class Trainer:
         if cfg.dataset:
             self.train_set = IndexedDraws(build_dataset(cfg.dataset, mcfg), length=length,
                                           seed=cfg.seed)
+        elif cfg.shards:
+            bank = ShardPairs(cfg.shards, seed=cfg.seed, cfg=self.pair_cfg)
+            bank.pairs_per_render = max(1, math.ceil(length / max(len(bank), 1)))
+            self.train_set = PairTensors(bank)
         else:
             sources = [CitySource.from_folder(c) for c in cfg.cities]
             self.train_set = PairTensors(SyntheticPairs(sources, self.pair_cfg, length=length,
