@@ -27,7 +27,7 @@ PIP_QUIET := 2>&1 | { grep -v 'is neither a file nor a directory' || true; }; \
 PIP_INSTALL := $(PIP) install --disable-pip-version-check --progress-bar off -q \
 	-c requirements/constraints.txt
 
-.PHONY: help venv lint test test-all demo bench clean distclean freeze
+.PHONY: help venv lint test test-all demo bench model clean distclean freeze
 
 help:
 	@echo 'make demo      set up, then run the demo (see README)'
@@ -35,6 +35,7 @@ help:
 	@echo 'make test-all  every test, slow ones included'
 	@echo 'make lint      ruff (ament flake8 rules)'
 	@echo 'make bench     benchmarks -> bench/results/*.json'
+	@echo 'make model     train the default model (resumable; MODEL_MINUTES=120 per run)'
 	@echo 'make venv      create .venv with pinned dependencies and tf2_msgs'
 
 venv: $(PKG_STAMP)
@@ -76,6 +77,10 @@ demo: $(PKG_STAMP)
 
 bench: $(PKG_STAMP)
 	$(PY) bench/run.py --out bench/results
+
+MODEL_MINUTES ?= 0
+model: $(PKG_STAMP)
+	$(VENV)/bin/ciper model build --minutes $(MODEL_MINUTES)
 
 freeze: $(PKG_STAMP)
 	@{ echo '# Full resolved set (pip freeze of a working venv), applied as constraints so every'; \

@@ -446,6 +446,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_build(args: argparse.Namespace) -> int:
+    from ciper_ros.train.recipe import ModelRecipe, train
+
+    recipe = ModelRecipe(work_dir=args.work_dir, train_config=args.config,
+                         n_train_cities=args.cities, renders_per_city=args.renders_per_city,
+                         overrides=args.overrides)
+    state = train(recipe, minutes=args.minutes)
+    print(f"step {state['step']} of {state['max_steps']} after {state['train_hours']:.2f} h "
+          f"of training; checkpoint {state['checkpoint']}"
+          + ('' if state['finished'] else ' (run the same command again to continue)'))
+    return 0
+
+
 def _node_overrides(items: list[str]) -> dict:
     """--param KEY=VALUE (YAML values, as ros2 -p) -> dict."""
     import yaml
@@ -732,6 +745,21 @@ def build_parser() -> argparse.ArgumentParser:
     _localizer_args(p, images='rosbag2 with ground truth (ciper synth drive)')
     p.add_argument('--out', required=True, help='calibration JSON to write')
     p.set_defaults(func=cmd_calibrate)
+
+    p_model = sub.add_parser('model', help='the default model recipe (make model)')
+    model_sub = p_model.add_subparsers(dest='model_cmd', metavar='COMMAND')
+    model_sub.required = True
+    p = model_sub.add_parser('build', help='cities, render bank, training: each stage '
+                             'resumable; run again to continue')
+    p.add_argument('--work-dir', default='runs/default_model', help='everything goes here')
+    p.add_argument('--config', default='config/train/default_model.yaml')
+    p.add_argument('--cities', type=int, default=128, help='training cities (seeds 1000..)')
+    p.add_argument('--renders-per-city', type=int, default=96)
+    p.add_argument('--minutes', type=float, default=0.0,
+                   help='wall-clock budget of this run (0: train to max_steps)')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
+                   help='training config overrides, e.g. max_steps=100')
+    p.set_defaults(func=cmd_model_build)
 
     p = sub.add_parser('export', help='ONNX graphs (ground encoder, aerial encoder, pose '
                        'decoder), each checked against torch in onnxruntime')

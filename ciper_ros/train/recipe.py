@@ -1,0 +1,124 @@
+"""The default model's recipe (``make model`` / ``ciper model build``): reproducible, resumable.
+
+Stages, each resumable and skipped when already done:
+
+1. cities: training seeds 1000.. (``n_train_cities``), validation seed 500, test seed 0 --
+   disjoint by construction (:func:`ciper_ros.synth.pairs.city_seeds`);
+2. the render bank: ``renders_per_city`` panoramas (at heading 0; rolled for any heading at
+   draw time, exact for a panorama) with aerial crops twice the model's, so tile offsets
+   are drawn at crop time (``ciper synth pairs`` shards, written atomically);
+3. training from the bank (``config/train/default_model.yaml``) under a wall-clock budget
+   per invocation; a later invocation resumes from the last checkpoint exactly.
+
+Evaluation, calibration and the model card follow once training has finished (the
+default-model issue's later steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+import json
+import os
+from pathlib import Path
+import shutil
+import time
+
+from ciper_ros.atomic import atomic_write_text
+
+TEST_SEED = 0          # the held-out evaluation city (test split)
+VAL_SEED = 500         # calibration and validation (validation split)
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    work_dir: str = 'runs/default_model'
+    train_config: str = 'config/train/default_model.yaml'
+    n_train_cities: int = 128
+    city_size_m: float = 500.0
+    zooms: tuple[int, ...] = (19,)
+    renders_per_city: int = 96
+    shard_size: int = 256
+    bank_seed: int = 0
+    overrides: list[str] = field(default_factory=list)   # key=value for the train config
+
+    @property
+    def root(self) -> Path:
+        return Path(self.work_dir)
+
+    def city_dir(self, seed: int) -> Path:
+        return self.root / 'cities' / str(seed)
+
+    @property
+    def train_seeds(self) -> list[int]:
+        from ciper_ros.synth.pairs import city_seeds
+
+        return city_seeds('train', self.n_train_cities)
+
+
+def _city_done(folder: Path) -> bool:
+    from ciper_ros.synth.folder import city_paths
+
+    try:
+        city_paths(folder)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def make_cities(recipe: ModelRecipe, *, progress: bool = True) -> list[Path]:
+    """Generate every city of the recipe that is not there yet; return all folders."""
+    from tqdm import tqdm
+
+    from ciper_ros.synth.folder import write_city_folder
+    from ciper_ros.synth.world import CityConfig
+
+    seeds = recipe.train_seeds + [VAL_SEED, TEST_SEED]
+    todo = [s for s in seeds if not _city_done(recipe.city_dir(s))]
+    for seed in tqdm(todo, desc='cities', unit='city', disable=not progress):
+        # written into a staging folder and renamed: a killed run leaves no half city
+        final = recipe.city_dir(seed)
+        staging = final.with_name(final.name + '.partial')
+        write_city_folder(staging, CityConfig(seed=seed, size_m=recipe.city_size_m),
+                          zooms=recipe.zooms, progress=False)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    return [recipe.city_dir(s) for s in seeds]
+
+
+def make_bank(recipe: ModelRecipe, model_config: dict, pairs: dict, *,
+              progress: bool = True) -> Path:
+    """Pre-render the training cities' render bank (resumable shards)."""
+    from ciper_ros.synth.pairs import CitySource, PairConfig, write_shards
+
+    cfg = PairConfig.for_model(model_config, **pairs)
+    sources = [CitySource.from_folder(recipe.city_dir(s)) for s in recipe.train_seeds]
+    return write_shards(recipe.root / 'bank', sources, cfg,
+                        n_renders=recipe.renders_per_city * len(sources),
+                        shard_size=recipe.shard_size, seed=recipe.bank_seed,
+                        progress=progress)
+
+
+def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -> dict:
+    """Run every stage that is not done yet; train for at most ``minutes`` (0: to the end)."""
+    from ciper_ros.model.build import build_model
+    from ciper_ros.train.trainer import load_config, Trainer
+
+    t0 = time.perf_counter()
+    base = load_config(recipe.train_config, recipe.overrides)
+    make_cities(recipe, progress=progress)
+    model_config = build_model(base.model, **base.model_overrides).config
+    bank = make_bank(recipe, model_config, base.pairs, progress=progress)
+    setup_s = time.perf_counter() - t0
+    left = max(minutes - setup_s / 60.0, 0.5) if minutes else 0.0
+    cfg = load_config(recipe.train_config, [
+        *recipe.overrides, f'out_dir={recipe.root / "train"}', f'shards={bank}',
+        'cities=[]', f'val_cities=[{recipe.city_dir(VAL_SEED)}]', f'max_minutes={left}'])
+    trainer = Trainer(cfg)
+    record = trainer.run(progress=progress)
+    state = {'recipe': asdict(recipe), 'step': trainer.step, 'max_steps': cfg.max_steps,
+             'train_hours': round(trainer.elapsed_s / 3600.0, 3),
+             'finished': trainer.step >= cfg.max_steps, 'last_record': record,
+             'checkpoint': str(trainer.last_path)}
+    atomic_write_text(recipe.root / 'state.json', json.dumps(state, indent=1, default=str) + '\n')
+    return state
