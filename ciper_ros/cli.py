@@ -237,6 +237,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ciper_ros.train.evaluate import evaluate
     from ciper_ros.train.metrics import markdown_table
 
+    if args.baseline:
+        return _eval_geometric(args)
+    if not args.model:
+        raise CliError('give --model CHECKPOINT (or --baseline geometric)')
     model = load_model(args.model)
     mc = model.config
     if args.dataset:
@@ -256,6 +260,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
     for name in ('retrieval', 'gt_tile', 'chained', 'baseline_tile_centre'):
         print(markdown_table(result[name], title=name))
+    return 0
+
+
+def _eval_geometric(args: argparse.Namespace) -> int:
+    """Evaluate the non-learned baseline on the pairs `ciper eval` gives a model."""
+    from ciper_ros.baselines.geometric import evaluate_pairs
+    from ciper_ros.model.build import load_checkpoint, ModelConfig
+    from ciper_ros.synth.pairs import CitySource, PairConfig, SyntheticPairs
+    from ciper_ros.train.metrics import markdown_table
+
+    if not args.city:
+        raise CliError('the geometric baseline runs on synthetic cities: give --city FOLDER')
+    # sized like the model it is compared with (default: ciper_t's inputs)
+    mc = load_checkpoint(args.model)['config'] if args.model else ModelConfig().to_dict()
+    cfg = PairConfig.for_model(mc, style=args.style, heading=args.heading,
+                               aerial_side_m=args.aerial_side_m)
+    pairs = SyntheticPairs([CitySource.from_folder(c) for c in args.city], cfg, length=args.n,
+                           seed=args.seed)
+    prior = math.radians(cfg.heading_prior_deg) if cfg.heading == 'prior' else None
+    result = {'gt_tile': evaluate_pairs(pairs, ground_kind=cfg.ground,
+                                        yaw_prior_range_rad=prior),
+              'baseline': 'geometric (flat-ground BEV + NCC)',
+              'pairs': {'style': cfg.style, 'heading': cfg.heading, 'seed': args.seed,
+                        'ground': cfg.ground}}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
+    print(markdown_table(result['gt_tile'], title='gt_tile (geometric baseline)'))
     return 0
 
 
@@ -674,7 +706,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('eval', help='evaluate a checkpoint (GT tile and chained retrieval + '
                        'pose) on synthetic cities or a VIGOR / KITTI / Ford tree')
-    p.add_argument('--model', required=True, help='checkpoint (.pt)')
+    p.add_argument('--model', help='checkpoint (.pt)')
+    p.add_argument('--baseline', choices=['geometric'],
+                   help='evaluate the non-learned flat-ground BEV + NCC baseline instead '
+                        '(on the pairs the model gets)')
     p.add_argument('--city', action='append', default=[],
                    help='synthetic city folder (repeatable)')
     p.add_argument('--dataset', choices=['vigor', 'kitti', 'ford'],

@@ -1,0 +1,1 @@
+"""Non-learned baselines, judged by the same metrics as the model."""
