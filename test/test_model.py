@@ -90,6 +90,21 @@ def test_shared_encoder_switch():
     assert n_shared < n_sep
     out = model(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
     assert out['pred_xy'].shape == (2, 8, 2)
+    # a panorama and a square aerial crop: shared weights, a position embedding for each
+    model = tiny('anchored', share_encoders=True)
+    g, a = model.ground_encoder, model.aerial_encoder
+    assert g is not a and g.blocks is a.blocks and g.patch_embed is a.patch_embed
+    assert g.pos_embed is not a.pos_embed and g.grid != a.grid
+    n_sep = sum(p.numel() for p in tiny('anchored').parameters())
+    n_shared = sum(p.numel() for p in model.parameters())
+    assert n_shared < n_sep
+    out = model(torch.rand(2, 3, 32, 128), torch.rand(2, 3, 64, 64))
+    assert out['pred_xy'].shape[:2] == (2, 8)
+    # the tie survives a save / load round trip
+    from ciper_ros.model.build import model_from_checkpoint
+    again = model_from_checkpoint({'config': model.config, 'model': model.state_dict()})
+    assert again.ground_encoder.blocks is again.aerial_encoder.blocks
+    assert torch.equal(again.aerial_encoder.pos_embed, model.aerial_encoder.pos_embed)
 
 
 def test_matcher_batched_equals_single_and_edge_cases():

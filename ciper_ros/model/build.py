@@ -75,11 +75,12 @@ PRESETS = {
 def build_from_config(cfg: ModelConfig) -> CIPER:
     ground = ViTEncoder(img_size=cfg.ground_size, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth,
                         num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio)
-    if cfg.share_encoders:
-        if cfg.ground_size != cfg.aerial_size:
-            # one set of weights, two token grids: position embeddings must cover both
-            raise ValueError('share_encoders needs equal ground and aerial input sizes')
+    if cfg.share_encoders and cfg.ground_size == cfg.aerial_size:
         aerial = ground
+    elif cfg.share_encoders:      # one set of weights, a position embedding per token grid
+        aerial = ViTEncoder(img_size=cfg.aerial_size, patch=cfg.patch, dim=cfg.dim,
+                            depth=cfg.depth, num_heads=cfg.num_heads,
+                            mlp_ratio=cfg.mlp_ratio).share_weights_with(ground)
     else:
         aerial = ViTEncoder(img_size=cfg.aerial_size, patch=cfg.patch, dim=cfg.dim,
                             depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio)

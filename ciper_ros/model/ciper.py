@@ -37,7 +37,7 @@ class CIPER(nn.Module):
                  pose_decoder: PoseDecoder, config: dict | None = None) -> None:
         super().__init__()
         self.ground_encoder = ground_encoder
-        self.aerial_encoder = aerial_encoder   # may be the same module (shared weights)
+        self.aerial_encoder = aerial_encoder   # may share its weights (shared encoders)
         self.ground_desc = ground_desc
         self.aerial_desc = aerial_desc
         self.pose_decoder = pose_decoder
@@ -45,7 +45,7 @@ class CIPER(nn.Module):
 
     @property
     def shared_encoders(self) -> bool:
-        return self.ground_encoder is self.aerial_encoder
+        return self.ground_encoder.blocks is self.aerial_encoder.blocks
 
     def encode_ground(self, ground: torch.Tensor) -> dict:
         enc = self.ground_encoder(ground)

@@ -88,6 +88,20 @@ class ViTEncoder(nn.Module):
             nn.init.trunc_normal_(p, std=0.02)
         self.apply(_init_weights)
 
+    def share_weights_with(self, other: ViTEncoder) -> ViTEncoder:
+        """Use ``other``'s patch embedding, tokens, blocks and norm (one set of weights).
+
+        Only the position embedding stays this encoder's own: it covers this input's token
+        grid, so one encoder can serve a panorama and a square aerial crop.
+        """
+        if self.pos_embed.shape[-1] != other.pos_embed.shape[-1] or \
+                len(self.blocks) != len(other.blocks):
+            raise ValueError('shared encoders need the same width and depth')
+        self.patch_embed, self.blocks, self.norm = other.patch_embed, other.blocks, other.norm
+        self.cls_token, self.dist_token = other.cls_token, other.dist_token
+        self.pose_token = other.pose_token
+        return self
+
     def forward(self, image: torch.Tensor) -> dict:
         assert image.shape[1:] == (3, *self.img_size), \
             f'expected (B, 3, {self.img_size[0]}, {self.img_size[1]}), got {tuple(image.shape)}'

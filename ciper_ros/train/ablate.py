@@ -71,24 +71,36 @@ def speed_up(curves: dict[str, list[dict]], *, fast: str = 'anchored', slow: str
 
 def train_modes(config: str | None, overrides: list[str], out_dir: Path, *,
                 modes=MODES, parallel: bool = False) -> dict[str, Path]:
-    """Train one run per mode with ``ciper train`` (separate processes); returns run dirs."""
-    runs = {m: out_dir / m for m in modes}
+    """Train one run per query mode with ``ciper train``; returns run dirs."""
+    return train_runs(config, overrides, out_dir,
+                      {m: [f'model_overrides.query_mode={m}'] for m in modes},
+                      parallel=parallel)
+
+
+def train_runs(config: str | None, overrides: list[str], out_dir: Path,
+               runs: dict[str, list[str]], *, parallel: bool = False) -> dict[str, Path]:
+    """Train one run per name (``ciper train`` in its own process) with its own overrides.
+
+    A run found in ``out_dir`` resumes from its last checkpoint (one that reached
+    ``max_steps`` returns at once), so an interrupted suite can be run again.
+    """
+    dirs = {name: Path(out_dir) / name for name in runs}
     procs = []
-    for mode, run in runs.items():
+    for name, extra in runs.items():
         cmd = [sys.executable, '-m', 'ciper_ros.cli', 'train']
         if config:
             cmd += ['--config', config]
-        cmd += [*overrides, f'out_dir={run}', f'model_overrides.query_mode={mode}']
-        run.mkdir(parents=True, exist_ok=True)
-        log = open(run / 'train.log', 'a')
+        cmd += [*overrides, *extra, f'out_dir={dirs[name]}']
+        dirs[name].mkdir(parents=True, exist_ok=True)
+        log = open(dirs[name] / 'train.log', 'a')
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-        procs.append((mode, p, log))
+        procs.append((name, p, log))
         if not parallel:
-            _wait(mode, p, log, run)
+            _wait(name, p, log, dirs[name])
     if parallel:
-        for mode, p, log in procs:
-            _wait(mode, p, log, runs[mode])
-    return runs
+        for name, p, log in procs:
+            _wait(name, p, log, dirs[name])
+    return dirs
 
 
 def _wait(mode: str, p: subprocess.Popen, log, run: Path) -> None:

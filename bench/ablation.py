@@ -1,0 +1,48 @@
+"""Ablations of the default model in one harness, under one CPU budget per variant.
+
+Joint vs cascade, query modes, shared encoders and a geometric baseline.
+
+    python bench/ablation.py --budget-minutes 30 --train-cities runs/default_model/cities/1000 \
+        ... --test-city runs/default_model/cities/0 --out bench/results/ablation
+
+Writes ablations.json and ablations.md (the table for docs/) into --out. Variants: see
+ciper_ros/train/ablations.py. Not part of `make bench` (it trains; hours at full budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import sys
+
+
+def main() -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ciper_ros.train.ablations import run_suite, VARIANTS
+
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--config', default='config/train/default_model.yaml')
+    p.add_argument('--train-cities', nargs='+', required=True, help='city folders')
+    p.add_argument('--val-city', help='validation city folder (curves)')
+    p.add_argument('--test-city', nargs='+', required=True, help='held-out city folders')
+    p.add_argument('--budget-minutes', type=float, required=True,
+                   help='training wall-clock per variant (the cascade splits it in two)')
+    p.add_argument('--n', type=int, default=150, help='evaluation pairs')
+    p.add_argument('--variants', nargs='+', choices=list(VARIANTS))
+    p.add_argument('--no-geometric', action='store_true')
+    p.add_argument('--out', default='bench/results/ablation')
+    p.add_argument('overrides', nargs='*', metavar='KEY=VALUE')
+    args = p.parse_args()
+    overrides = ['cities=[' + ','.join(args.train_cities) + ']', *args.overrides]
+    if args.val_city:
+        overrides.append(f'val_cities=[{args.val_city}]')
+    result = run_suite(args.config, overrides, args.out, budget_minutes=args.budget_minutes,
+                       test_cities=args.test_city, n=args.n, variants=args.variants,
+                       geometric=not args.no_geometric)
+    print((Path(args.out) / 'ablations.md').read_text())
+    print(f'wrote {args.out}/ablations.json ({len(result["variants"])} variants)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The ablation harness end to end on a tiny budget (make test-all)."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from ciper_ros.synth.folder import write_city_folder
+from ciper_ros.synth.world import CityConfig
+
+from tinymodel import TINY_MODEL
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ablation_script_runs_every_variant(tmp_path):
+    for seed in (1000, 0):
+        write_city_folder(tmp_path / str(seed), CityConfig(seed=seed, size_m=200.0),
+                          zooms=(19,), progress=False)
+    cfg = tmp_path / 'tiny.yaml'
+    cfg.write_text(yaml.safe_dump({
+        'model_overrides': TINY_MODEL, 'pairs': {'aerial_side_m': 40.0}, 'batch_size': 4,
+        'max_steps': 4, 'warmup_steps': 1, 'log_every': 1, 'ckpt_every': 2, 'val_every': 4,
+        'val_samples': 4, 'num_workers': 0}))
+    out = tmp_path / 'ablation'
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'ablation.py'), '--config',
+                        str(cfg), '--train-cities', str(tmp_path / '1000'), '--test-city',
+                        str(tmp_path / '0'), '--budget-minutes', '5', '--n', '6', '--out',
+                        str(out)], capture_output=True, text=True, timeout=1200,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads((out / 'ablations.json').read_text())
+    assert set(result['variants']) == {'joint', 'cascade', 'single_query', 'free_queries',
+                                       'shared_encoders', 'geometric'}
+    for name, v in result['variants'].items():
+        assert v['eval']['gt_tile']['count'] == 6, name
+        if name != 'geometric':
+            assert 0.0 <= v['eval']['retrieval']['recall@1'] <= 1.0
+    assert result['variants']['cascade']['steps'] == [4, 4]
+    table = (out / 'ablations.md').read_text()
+    assert '| metric | joint | single_query |' in table or '| joint |' in table
