@@ -241,6 +241,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_geometric(args)
     if not args.model:
         raise CliError('give --model CHECKPOINT (or --baseline geometric)')
+    if args.gnss_sigma_m is not None:
+        return _eval_localization(args)
     model = load_model(args.model)
     mc = model.config
     if args.dataset:
@@ -260,6 +262,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
     for name in ('retrieval', 'gt_tile', 'chained', 'baseline_tile_centre'):
         print(markdown_table(result[name], title=name))
+    return 0
+
+
+def _eval_localization(args: argparse.Namespace) -> int:
+    """Chained through the runtime: GNSS-gated candidates, then pose (per frame)."""
+    from ciper_ros.train.localization_eval import evaluate_localization
+
+    if len(args.city) != 1 or not args.index:
+        raise CliError('--gnss-sigma-m needs one --city and --index DIR (built if missing)')
+    result = evaluate_localization(
+        model=args.model, city=args.city[0], index_dir=args.index, n=args.n,
+        prior_sigma_m=args.gnss_sigma_m, seed=args.seed, calibration=args.calibration,
+        top_k=args.top_k,
+        heading_prior_deg=10.0 if args.heading == 'prior' else None)
+    result['model'] = str(args.model)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
+    width = max(len(k) for k in result)
+    for k, v in result.items():
+        print(f'{k:<{width}}  {v:.4g}' if isinstance(v, float) else f'{k:<{width}}  {v}')
     return 0
 
 
@@ -725,6 +748,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--heading', choices=['unknown', 'prior'], default='unknown')
     p.add_argument('--aerial-side-m', type=float, default=64.0)
     p.add_argument('--top-k', type=int, default=5, help='retrieved crops decoded (chained)')
+    p.add_argument('--gnss-sigma-m', type=float,
+                   help='chained through the runtime instead: GNSS priors with this sigma gate '
+                        'the candidates of --index (one --city), then pose, per frame')
+    p.add_argument('--index', help='tile index of the --city (with --gnss-sigma-m; built if '
+                   'missing)')
+    p.add_argument('--calibration', help='covariance scales (with --gnss-sigma-m)')
     p.add_argument('--out', help='write the metrics as JSON')
     p.set_defaults(func=cmd_eval)
 

@@ -121,3 +121,23 @@ def test_bag_priors_do_not_depend_on_the_fix_buffer_horizon(drive):
     frames = list(bag_frames(bag, policy=FixPolicy(horizon_s=1.0), decode=False))
     assert len(frames) == 41 and all(f['prior'] is not None for f in frames)
     assert max(f['fix_age_s'] for f in frames) < 0.25
+
+
+def test_chained_evaluation_with_gnss_priors(drive, tmp_path):
+    root, _ = drive
+    out = tmp_path / 'chained.json'
+    assert main(['eval', '--model', str(SHIPPED), '--city', str(root / 'city'), '--index',
+                 str(root / 'index'), '--gnss-sigma-m', '10', '--n', '24',
+                 '--out', str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m['frames'] == 24 and m['ground'] == 'panorama'
+    # the prior gates the crops around it: the truth is almost always among them; retrieval
+    # then keeps the top 5 for the pose decoder
+    assert m['truth_in_gated_tiles'] >= 0.95 and m['gated_tiles_median'] > 5
+    assert 0.5 <= m['truth_in_decoded_candidates'] <= m['truth_in_gated_tiles']
+    assert m['position_error_m_median'] < m['prior_error_m_median']
+    assert 0 < m['coverage_95'] <= 1 and m['nees_xy_mean'] > 0
+    print({k: m[k] for k in ('position_error_m_median', 'position_error_m_p95',
+                             'heading_error_deg_median', 'prior_error_m_median',
+                             'truth_in_decoded_candidates', 'chosen_tile_correct',
+                             'nees_xy_mean', 'coverage_95')})
