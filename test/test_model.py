@@ -107,6 +107,21 @@ def test_shared_encoder_switch():
     assert torch.equal(again.aerial_encoder.pos_embed, model.aerial_encoder.pos_embed)
 
 
+def test_heading_prior_per_item_nan_means_none():
+    model = tiny('anchored').eval()
+    g, a, _ = batch(2)
+    with torch.no_grad():
+        ge, ae = model.encode_ground(g), model.encode_aerial(a)
+        out = model.pose_decoder.anchors(ge, ae, yaw_prior=torch.tensor([math.nan, 1.0]),
+                                         yaw_prior_range=0.05)
+    yaw = torch.atan2(out['anchors'][..., 3], out['anchors'][..., 2])
+    step = math.pi / model.pose_decoder.anchors.n_azimuth
+    assert torch.all((torch.remainder(yaw[1] - 1.0 + math.pi, 2 * math.pi) - math.pi).abs()
+                     <= 0.05 + step + 1e-5)                 # item 1: within its prior
+    assert (yaw[0].max() - yaw[0].min()) > 0.5              # item 0: unconstrained
+    assert torch.isfinite(out['anchor_scores']).all() and out['anchor_scores'][0].max() > -1e3
+
+
 def test_matcher_batched_equals_single_and_edge_cases():
     torch.manual_seed(3)
     B, Q = 5, 7

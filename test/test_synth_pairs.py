@@ -78,6 +78,29 @@ def test_panorama_roll_matches_the_yaw_label(heading):
             assert math.isnan(p['yaw_prior_rad'])
 
 
+def test_limited_fov_pairs_show_a_forward_cameras_footprint_with_a_heading_prior():
+    cfg = PairConfig(aerial_side_m=48.0, aerial_side_px=96, limited_fov_prob=1.0,
+                     limited_hfov_deg=(90.0, 90.0), limited_aspect=(2.0, 2.0))
+    render = marked_render(cfg)
+    render.ground[:] = 200                       # every pixel visible before the cut
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        p = draw_pair(render, cfg, rng)
+        lit = p['ground'].max(axis=2) > 0
+        cols = np.flatnonzero(lit.any(axis=0))
+        assert len(cols) == pytest.approx(64, abs=2)          # 90 of 360 deg of 256 columns
+        assert cols.min() == pytest.approx(96, abs=2)         # centred: the label's heading
+        assert not lit[0].any() and not lit[-1].any()         # no zenith, no nadir
+        d = math.degrees(math.remainder(float(p['yaw_prior_rad'] - p['yaw_rad']), 2 * math.pi))
+        assert abs(d) <= cfg.heading_prior_deg + 1e-4
+    # the default (no cut) draws exactly as before: no extra random numbers
+    plain = PairConfig(aerial_side_m=48.0, aerial_side_px=96)
+    a = draw_pair(render, plain, np.random.default_rng(3))
+    b = draw_pair(render, PairConfig(aerial_side_m=48.0, aerial_side_px=96,
+                                     limited_fov_prob=0.0), np.random.default_rng(3))
+    assert np.array_equal(a['ground'], b['ground']) and math.isnan(a['yaw_prior_rad'])
+
+
 def test_city_seed_splits_are_disjoint():
     train, val, test = (set(city_seeds(s, 400)) for s in ('train', 'val', 'test'))
     assert not (train & val) and not (train & test) and not (val & test)

@@ -53,6 +53,12 @@ class PairConfig:
     aerial_side_px: int = 128
     vigor_central_fraction: float = 0.5   # camera within this central part of the crop
     kitti_gnss_sigma_m: float = 5.0
+    # panoramas cut to a forward camera's footprint (one model for both kinds of camera):
+    # this share of pairs, a level camera of a random FoV and aspect, heading prior on them
+    limited_fov_prob: float = 0.0
+    limited_hfov_deg: tuple[float, float] = (75.0, 110.0)
+    limited_aspect: tuple[float, float] = (1.3, 2.0)       # width / height
+    limited_fov_heading_prior: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (('style', ('vigor', 'kitti')), ('ground', ('panorama', 'pinhole')),
@@ -120,8 +126,18 @@ def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict
             int(round(rng.uniform(-math.pi, math.pi) * w / (2 * math.pi)))
         ground = np.roll(ground, k, axis=1)
         yaw = math.remainder(render.yaw_rad + 2 * math.pi * k / w, 2 * math.pi)
+    limited = cfg.ground == 'panorama' and cfg.limited_fov_prob > 0 and \
+        rng.random() < cfg.limited_fov_prob
+    if limited:       # what a forward camera resampled into the panorama would show
+        from ciper_ros.geo.reproject import pinhole_footprint
+
+        aspect = rng.uniform(*cfg.limited_aspect)
+        cam = PinholeCamera.from_hfov(640, max(int(round(640 / aspect)), 2),
+                                      float(rng.uniform(*cfg.limited_hfov_deg)))
+        mask = pinhole_footprint(cam, width=ground.shape[1], height=ground.shape[0])
+        ground = ground * mask[..., None].astype(ground.dtype)
     prior = math.nan
-    if cfg.heading == 'prior':
+    if cfg.heading == 'prior' or (limited and cfg.limited_fov_heading_prior):
         prior = math.remainder(yaw + math.radians(rng.uniform(-cfg.heading_prior_deg,
                                                                cfg.heading_prior_deg)),
                                2 * math.pi)
@@ -229,6 +245,8 @@ class SyntheticPairs:
 
 # ---------------------------------------------------------------------------- shards
 MANIFEST = 'manifest.json'
+RENDER_FIELDS = ('ground', 'pano_width', 'pano_height', 'pinhole_width', 'pinhole_height',
+                 'pinhole_hfov_deg', 'aerial_side_m', 'aerial_side_px')
 
 
 def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: PairConfig, *,
@@ -250,7 +268,11 @@ def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: Pai
     manifest = {'format_version': 1, **spec, 'shards': []}
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
-        if {k: old.get(k) for k in spec} != spec:
+        # renders depend on these; draw-time options (offsets, headings, FoV cuts) do not
+        same = {k: old.get(k) for k in spec if k != 'pair_config'} == \
+            {k: v for k, v in spec.items() if k != 'pair_config'} and all(
+                old['pair_config'].get(k) == spec['pair_config'][k] for k in RENDER_FIELDS)
+        if not same:
             raise ValueError(f'{out} holds shards of different settings; use another folder')
         manifest = old
     done = {s['index'] for s in manifest['shards']}
@@ -296,7 +318,8 @@ class ShardPairs:
             self.manifest = json.loads((self.dir / MANIFEST).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f'{self.dir} is not a pair shard folder: {e}') from None
-        stored = PairConfig(**self.manifest['pair_config'])
+        stored = PairConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in self.manifest['pair_config'].items()})
         self.cfg = cfg or stored
         if (self.cfg.ground, self.cfg.aerial_side_px, self.cfg.aerial_side_m) != \
                 (stored.ground, stored.aerial_side_px, stored.aerial_side_m):

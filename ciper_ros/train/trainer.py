@@ -211,7 +211,7 @@ class Trainer:
 
     def _forward(self, batch: dict):
         prior = batch['yaw_prior'].to(self.device)
-        use_prior = bool(torch.isfinite(prior).all())
+        use_prior = bool(torch.isfinite(prior).any())     # NaN items: no prior (mixed batches)
         with torch.autocast(self.device.type, enabled=self.use_amp):
             out = self.net(batch['ground'].to(self.device), batch['aerial'].to(self.device),
                            yaw_prior=prior if use_prior else None,
