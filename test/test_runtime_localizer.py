@@ -107,6 +107,25 @@ def test_bad_inputs_are_rejected_with_a_reason(scene):
     assert not res.ok and 'gate' in res.reason and np.isfinite(res.lat_deg)
 
 
+def test_forward_camera_image_goes_into_the_panorama_model(scene):
+    from ciper_ros.geo.camera import PinholeCamera
+
+    loc, world, r = scene['loc'], scene['world'], scene['renderer']
+    cam = PinholeCamera.from_hfov(320, 240, 90.0)
+    xy, yaw = sample_road_pose(world, np.random.default_rng(4), margin_m=60.0)
+    img = r.pinhole(CameraPose(xy[0], xy[1], yaw), cam)
+    with pytest.raises(ValueError, match='wrong camera'):      # a 4:3 image as it is
+        loc.localize(img, None)
+    pano = loc.as_model_input(img, cam)
+    assert pano.shape == (64, 256, 3) and not pano[:, :80].any() and pano[:, 128].any()
+    ll = world.plane.latlon_from_xy_m(xy[None])[0]
+    res = loc.localize(img, Prior(ll[0], ll[1], sigma_m=5.0, yaw_rad=yaw,
+                                  yaw_sigma_rad=math.radians(5)), camera=cam)
+    assert np.isfinite(res.lat_deg) and res.candidates
+    with pytest.raises(ValueError, match='the camera'):
+        loc.localize(img[:100], None, camera=cam)
+
+
 def test_onnxruntime_backend_localizes_like_torch(scene, tmp_path):
     from ciper_ros.runtime.backends import make_backend
     from ciper_ros.runtime.export import export_onnx

@@ -108,7 +108,8 @@ def offline_rows(localizer, bag: Path, *, params: NodeParams | None = None,
             row = {'ok': False, 'reason': fr.get('error', 'no image')}
         else:
             out = pipe.process(fr['image'], fr['t_ns'], frame_mount(fr, params), fr['prior'],
-                               prior_reason=fr['prior_reason'], fix_age_s=fr['fix_age_s'])
+                               prior_reason=fr['prior_reason'], fix_age_s=fr['fix_age_s'],
+                               camera=fr.get('camera'))
             row = out.row()
             row['cov_xy'] = out.covariance[:2, :2]
             row['latency_ms'] = out.timings_ms.get('pipeline', math.nan)

@@ -116,7 +116,7 @@ class PolarAnchors(nn.Module):
             diff = torch.remainder(self.azimuths[None] - yaw_prior[:, None] + math.pi,
                                    2 * math.pi) - math.pi                   # (B, A)
             allowed = diff.abs() <= yaw_prior_range + math.pi / self.n_azimuth
-            allowed |= ~torch.isfinite(yaw_prior)[:, None]      # NaN: no prior for this item
+            allowed = allowed | ~torch.isfinite(yaw_prior)[:, None]   # NaN: no prior, this item
             logits = logits.masked_fill(~allowed[:, None, :], -1e4)
         k = min(self.top_k, P * A)
         scores, index = logits.reshape(B, P * A).topk(k, dim=1)              # (B, K)

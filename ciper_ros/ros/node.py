@@ -275,9 +275,15 @@ class LocalizeNode(Node):
             self.counts['bad_images'] += 1
             self._reject(stamp, f'bad image: {e}')
             return
+        camera = None
+        if self.pipeline.needs_camera(rgb):      # a forward camera for a panorama model
+            camera, why = self._camera_for(rgb)
+            if camera is None:
+                self._reject(stamp, why)
+                return
         prior, why, age = self.fixes.prior_at(stamp)
         out = self.pipeline.process(rgb, stamp, self._mount(str(msg.header.frame_id)), prior,
-                                    prior_reason=why, fix_age_s=age)
+                                    prior_reason=why, fix_age_s=age, camera=camera)
         self.last['output'] = out
         if not out.ok:
             self._reject(stamp, out.reason)
@@ -287,6 +293,23 @@ class LocalizeNode(Node):
         self.last['ok'] = True
         self._processing_ms.append(1e3 * (time.monotonic() - t_recv))
         self._latency_ms.append(1e-6 * (self.get_clock().now().nanoseconds - stamp))
+
+    def _camera_for(self, rgb: np.ndarray):
+        """(PinholeCamera, '') from the latest CameraInfo matching the image, or (None, why)."""
+        from ciper_ros.ros.msgs import camera_info_to_camera, MessageError
+
+        info = self._camera_info
+        if info is None:
+            return None, (f'a {rgb.shape[1]}x{rgb.shape[0]} forward camera image needs its '
+                          f'intrinsics: no CameraInfo on {self.params.camera_info_topic}')
+        try:
+            cam = camera_info_to_camera(info)
+        except MessageError as e:
+            return None, str(e)
+        if (cam.width, cam.height) != (rgb.shape[1], rgb.shape[0]):
+            return None, (f'CameraInfo is {cam.width}x{cam.height}, the image '
+                          f'{rgb.shape[1]}x{rgb.shape[0]}')
+        return cam, ''
 
     def _mount(self, camera_frame: str):
         from ciper_ros.ros.frames import mount_from_edges

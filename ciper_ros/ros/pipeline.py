@@ -66,12 +66,17 @@ class FramePipeline:
         except Exception as e:       # anything a malformed message trips inside OpenCV/numpy
             raise MessageError(f'image message cannot be read: {e}') from None
 
+    def needs_camera(self, rgb: np.ndarray) -> bool:
+        """Tell whether the image is a forward camera's, to resample for a panorama model."""
+        return self.localizer.needs_camera(rgb)
+
     def process(self, rgb: np.ndarray, stamp_ns: int, mount: Mount, prior: Prior | None, *,
-                prior_reason: str = 'no GNSS prior', fix_age_s: float = math.nan
-                ) -> FrameOutput:
+                prior_reason: str = 'no GNSS prior', fix_age_s: float = math.nan,
+                camera=None) -> FrameOutput:
         """Localize one decoded frame; never raises for bad data (the reason is returned).
 
         ``prior``, ``prior_reason``, ``fix_age_s``: what ``FixBuffer.prior_at`` returned.
+        ``camera``: intrinsics of a forward camera's image (resampled for a panorama model).
         """
         t0 = time.perf_counter()
         out = FrameOutput(stamp_ns=stamp_ns, ok=False, fix_age_s=fix_age_s)
@@ -81,7 +86,7 @@ class FramePipeline:
         out.prior_sigma_m = prior.sigma_m
         out.prior_latlon_deg = (prior.lat_deg, prior.lon_deg)
         try:
-            res = self.localizer.localize(rgb, prior)
+            res = self.localizer.localize(rgb, prior, camera=camera)
         except ValueError as e:               # wrong image size / camera for the model
             out.reason = str(e)
             return out

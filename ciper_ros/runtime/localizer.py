@@ -180,13 +180,41 @@ class Localizer:
         return time.perf_counter()
 
     # ------------------------------------------------------------------ main entry
+    def needs_camera(self, image: np.ndarray) -> bool:
+        """Tell whether ``image`` is a forward camera's, to resample for a panorama model."""
+        cfg = self.model.config
+        h, w = cfg['ground_size']
+        shape = getattr(image, 'shape', (1, 1))
+        return cfg['ground'] == 'panorama' and len(shape) >= 2 and shape[0] > 0 and \
+            abs(shape[1] / shape[0] - w / h) > 0.5
+
+    def as_model_input(self, image: np.ndarray, camera=None) -> np.ndarray:
+        """Resample a forward camera's image into a panorama model's input (its footprint).
+
+        ``camera``: the image's :class:`~ciper_ros.geo.camera.PinholeCamera` (level; from
+        CameraInfo). Other images are returned as they are.
+        """
+        if camera is None or not self.needs_camera(image):
+            return image
+        from ciper_ros.geo.reproject import pinhole_to_panorama
+
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.dtype != np.uint8:
+            raise ValueError(f'image must be (H, W, 3) uint8 RGB, got '
+                             f'{getattr(image, "shape", None)}')
+        h, w = self.ground_hw
+        return pinhole_to_panorama(image, camera, width=w, height=h)[0]
+
     @torch.no_grad()
-    def localize(self, image: np.ndarray, prior: Prior | None = None) -> LocalizationResult:
-        """Localize one frame. Bad images raise ValueError; bad priors are rejected."""
+    def localize(self, image: np.ndarray, prior: Prior | None = None, *,
+                 camera=None) -> LocalizationResult:
+        """Localize one frame. Bad images raise ValueError; bad priors are rejected.
+
+        ``camera``: intrinsics of a forward (pinhole) image given to a panorama model.
+        """
         cfg, idx = self.cfg, self.index
         t = {}
         t0 = self._tic()
-        ground = self._ground_tensor(image)
+        ground = self._ground_tensor(self.as_model_input(image, camera))
         problem = prior.problem() if prior is not None else None
         if problem:
             return LocalizationResult(ok=False, reason=problem)

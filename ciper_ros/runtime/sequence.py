@@ -62,7 +62,7 @@ def bag_frames(bag: Path, image_topic: str | None = None, *,
     from ciper_ros.bag import messages as msgs
     from ciper_ros.ros.frames import tf_edges
 
-    fixes, truth, images, edges = [], [], [], []
+    fixes, truth, images, edges, infos = [], [], [], [], []
     try:
         reader = Reader(bag)
         reader.open()
@@ -74,6 +74,7 @@ def bag_frames(bag: Path, image_topic: str | None = None, *,
         if topic is None or topic not in topics:
             raise ValueError(f'no image topic in {bag} (looked for {image_topic or IMAGE_TOPICS});'
                              f' topics: {sorted(topics)}')
+        info_topic = topic.removesuffix('/compressed').rsplit('/', 1)[0] + '/camera_info'
         for conn, t_ns, raw in reader.messages():
             if conn.topic == GNSS_TOPIC:
                 fix = msgs.deserialize(raw, conn.msgtype)
@@ -86,17 +87,27 @@ def bag_frames(bag: Path, image_topic: str | None = None, *,
                 edges += tf_edges(msgs.deserialize(raw, conn.msgtype))
             elif conn.topic == topic:
                 images.append((t_ns, raw, conn.msgtype))
+            elif conn.topic == info_topic and not infos:
+                infos.append(msgs.deserialize(raw, conn.msgtype))
     finally:
         reader.close()
     info_file = bag / 'ciper_drive.json' if bag.is_dir() else None
     info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else None
+    camera = None           # intrinsics of a forward camera (for a panorama model)
+    if infos:
+        from ciper_ros.ros.msgs import camera_info_to_camera, MessageError
+
+        try:
+            camera = camera_info_to_camera(infos[0])
+        except MessageError:
+            camera = None
     buffer = FixBuffer(policy or FixPolicy())
     fixes.sort(key=lambda f: f[0])
     next_fix = 0            # fixes enter the buffer in time order, as a live node gets them
     truth_t = np.array([t[0] for t in truth]) if truth else np.zeros(0)
     for t_ns, raw, msgtype in images:
         frame = {'name': str(t_ns), 't_ns': t_ns, 'image': None, 'frame_id': '',
-                 'topic': topic, 'drive_info': info, 'tf_edges': edges}
+                 'topic': topic, 'drive_info': info, 'tf_edges': edges, 'camera': camera}
         try:
             msg = msgs.deserialize(raw, msgtype)
             frame['t_ns'] = _stamp_ns(msg, t_ns)
@@ -162,7 +173,7 @@ def localize_frames(localizer: Localizer, frames, *, prior: Prior | None = None,
             rows.append(row)
             continue
         try:
-            res = localizer.localize(fr['image'], p)
+            res = localizer.localize(fr['image'], p, camera=fr.get('camera'))
         except ValueError as e:
             row.update(ok=False, reason=str(e))
             rows.append(row)
