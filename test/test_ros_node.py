@@ -290,7 +290,16 @@ def test_node_survives_malformed_input_and_recovers(world, ros):
         h.send_image(t + S, rgb[:, :64].copy())
         n += 1
         h.wait_processed(n)
-        assert 'wrong camera' in h.diag()['last_rejection']
+        assert 'no CameraInfo' in h.diag()['last_rejection']     # a forward camera's image?
+        from sensor_msgs.msg import CameraInfo
+        info = CameraInfo(width=320, height=240)
+        info.k = [160.0, 0.0, 160.0, 0.0, 160.0, 120.0, 0.0, 0.0, 1.0]
+        h.pub_info.publish(info)
+        h.spin_until(lambda: 'camera_hfov_deg' in h.diag(), what='camera_info received')
+        h.send_image(t + S + 1, rgb[:, :64].copy())
+        n += 1
+        h.wait_processed(n)
+        assert 'CameraInfo is 320x240, the image 64x128' in h.diag()['last_rejection']
         # fixes: NaN, NO_FIX, then one far outside the map
         h.send_fix(t + 2 * S, math.nan, lon)
         h.send_fix(t + 2 * S, lat, lon, status=-1)
