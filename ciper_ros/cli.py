@@ -514,6 +514,15 @@ def cmd_model_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_snapshot(args: argparse.Namespace) -> int:
+    from ciper_ros.train.recipe import ModelRecipe, snapshot
+
+    path = snapshot(ModelRecipe(work_dir=args.work_dir), args.out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): commit it; a fresh clone's "
+          '`make model` continues from it')
+    return 0
+
+
 def _node_overrides(items: list[str]) -> dict:
     """--param KEY=VALUE (YAML values, as ros2 -p) -> dict."""
     import yaml
@@ -824,6 +833,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
                    help='training config overrides, e.g. max_steps=100')
     p.set_defaults(func=cmd_model_build)
+    p = model_sub.add_parser('snapshot', help="write the run's progress (float16) to "
+                             'models/progress/default_model.pt for the repository')
+    p.add_argument('--work-dir', default='runs/default_model')
+    p.add_argument('--out', help='default: models/progress/default_model.pt')
+    p.set_defaults(func=cmd_model_snapshot)
 
     p = sub.add_parser('export', help='ONNX graphs (ground encoder, aerial encoder, pose '
                        'decoder), each checked against torch in onnxruntime')

@@ -2,6 +2,7 @@
 
 import json
 
+import torch
 import yaml
 
 from ciper_ros.train.recipe import ModelRecipe, TEST_SEED, train, VAL_SEED
@@ -32,3 +33,29 @@ def test_recipe_runs_every_stage_and_resumes(tmp_path):
     assert state['step'] == 4 and state['last_record']['resumed']
     assert (recipe.city_dir(1000) / 'city.npz').stat().st_mtime_ns == mtime
     assert json.loads((tmp_path / 'work' / 'state.json').read_text())['step'] == 4
+
+
+def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
+    from ciper_ros.model.build import load_checkpoint
+    from ciper_ros.train.recipe import snapshot
+
+    cfg = tmp_path / 'tiny.yaml'
+    cfg.write_text(yaml.safe_dump({
+        'model_overrides': TINY_MODEL, 'pairs': {'aerial_side_m': 40.0}, 'batch_size': 2,
+        'max_steps': 2, 'warmup_steps': 1, 'log_every': 1, 'ckpt_every': 1, 'val_every': 2,
+        'val_samples': 2}))
+    progress = tmp_path / 'models' / 'progress' / 'default_model.pt'
+    common = {'train_config': str(cfg), 'n_train_cities': 1, 'city_size_m': 200.0,
+              'renders_per_city': 2, 'shard_size': 2, 'progress_file': str(progress)}
+    first = ModelRecipe(work_dir=str(tmp_path / 'a'), **common)
+    assert train(first, progress=False)['step'] == 2
+    snap = snapshot(first)
+    blob = load_checkpoint(snap)
+    assert blob['step'] == 2 and blob['curve'] and blob['elapsed_s'] > 0
+    assert all(v.dtype != torch.float32 for v in blob['model'].values()
+               if v.is_floating_point())                     # float16: small to commit
+    # another workspace (a fresh clone): starts from the snapshot, not from step 0
+    second = ModelRecipe(work_dir=str(tmp_path / 'b'), overrides=['max_steps=3'], **common)
+    state = train(second, progress=False)
+    assert state['step'] == 3 and state['last_record']['resumed']
+    assert load_checkpoint(state['checkpoint'])['elapsed_s'] >= blob['elapsed_s']

@@ -10,6 +10,12 @@ Stages, each resumable and skipped when already done:
 3. training from the bank (``config/train/default_model.yaml``) under a wall-clock budget
    per invocation; a later invocation resumes from the last checkpoint exactly.
 
+Across sessions (fresh clones): ``ciper model snapshot`` writes the run's weights, step,
+training time and validation curve as float16 into ``models/progress/default_model.pt``
+(about 5 MB; committed at the end of a session); a run that finds no checkpoint of its own
+starts from that snapshot (the optimizer's moments restart: a short re-warm-up, not a
+bit-exact resume -- within a workspace, resumes are exact).
+
 Evaluation, calibration and the model card follow once training has finished (the
 default-model issue's later steps).
 """
@@ -26,6 +32,7 @@ import time
 from ciper_ros.atomic import atomic_write_text
 
 TEST_SEED = 0          # the held-out evaluation city (test split)
+PROGRESS_FILE = Path('models') / 'progress' / 'default_model.pt'
 VAL_SEED = 500         # calibration and validation (validation split)
 
 
@@ -40,6 +47,7 @@ class ModelRecipe:
     shard_size: int = 256
     bank_seed: int = 0
     overrides: list[str] = field(default_factory=list)   # key=value for the train config
+    progress_file: str = str(PROGRESS_FILE)
 
     @property
     def root(self) -> Path:
@@ -115,6 +123,8 @@ def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -
         *recipe.overrides, f'out_dir={recipe.root / "train"}', f'shards={bank}',
         'cities=[]', f'val_cities=[{recipe.city_dir(VAL_SEED)}]', f'max_minutes={left}'])
     trainer = Trainer(cfg)
+    if not trainer.last_path.exists() and Path(recipe.progress_file).is_file():
+        _start_from_snapshot(trainer, Path(recipe.progress_file))
     record = trainer.run(progress=progress)
     state = {'recipe': asdict(recipe), 'step': trainer.step, 'max_steps': cfg.max_steps,
              'train_hours': round(trainer.elapsed_s / 3600.0, 3),
@@ -122,3 +132,35 @@ def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -
              'checkpoint': str(trainer.last_path)}
     atomic_write_text(recipe.root / 'state.json', json.dumps(state, indent=1, default=str) + '\n')
     return state
+
+
+def _start_from_snapshot(trainer, path: Path) -> None:
+    """Seed a run without a checkpoint from a committed progress snapshot."""
+    from ciper_ros.model.build import load_checkpoint
+
+    blob = load_checkpoint(path)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob['model'].items()}
+    trainer.model.load_state_dict(state)
+    trainer.step = int(blob['step'])
+    trainer.elapsed_s = float(blob.get('elapsed_s', 0.0))
+    trainer.save()             # the run's own checkpoint from here on (fresh optimizer)
+
+
+def snapshot(recipe: ModelRecipe, out: str | os.PathLike | None = None) -> Path:
+    """Write the run's progress (float16 weights, step, time, curve) for the repository."""
+    from ciper_ros.model.build import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    last = recipe.root / 'train' / 'last.pt'
+    blob = load_checkpoint(last)
+    curve = []
+    log = recipe.root / 'train' / 'metrics.jsonl'
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            rec = json.loads(line)
+            if any(k.startswith('val/') for k in rec):
+                curve.append(rec)
+    return save_checkpoint(out or recipe.progress_file, model_from_checkpoint(blob),
+                           step=int(blob['step']), half=True,
+                           extra={'elapsed_s': float(blob.get('elapsed_s', 0.0)),
+                                  'train_config': blob.get('train_config', {}),
+                                  'recipe': asdict(recipe), 'curve': curve})
