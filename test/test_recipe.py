@@ -10,15 +10,21 @@ from ciper_ros.train.recipe import ModelRecipe, TEST_SEED, train, VAL_SEED
 from tinymodel import TINY_MODEL
 
 
-def test_recipe_runs_every_stage_and_resumes(tmp_path):
+def tiny_recipe(tmp_path, work: str, **kw) -> ModelRecipe:
+    """Build a tiny-model recipe on 200 m cities, its snapshot file in tmp_path."""
     cfg = tmp_path / 'tiny.yaml'
     cfg.write_text(yaml.safe_dump({
         'model_overrides': TINY_MODEL, 'pairs': {'aerial_side_m': 40.0}, 'batch_size': 2,
-        'max_steps': 3, 'warmup_steps': 1, 'log_every': 1, 'ckpt_every': 1, 'val_every': 3,
-        'val_samples': 4}))
-    recipe = ModelRecipe(work_dir=str(tmp_path / 'work'), train_config=str(cfg),
-                         n_train_cities=2, city_size_m=200.0, renders_per_city=3,
-                         shard_size=4, overrides=['max_steps=2'])
+        'max_steps': 2, 'warmup_steps': 1, 'log_every': 1, 'ckpt_every': 1, 'val_every': 2,
+        'val_samples': 2}))
+    return ModelRecipe(**{'work_dir': str(tmp_path / work), 'train_config': str(cfg),
+                          'city_size_m': 200.0, 'progress_file': str(
+                              tmp_path / 'models' / 'progress' / 'default_model.pt'), **kw})
+
+
+def test_recipe_runs_every_stage_and_resumes(tmp_path):
+    recipe = tiny_recipe(tmp_path, 'work', n_train_cities=2, renders_per_city=3,
+                         shard_size=4)
     assert recipe.train_seeds == [1000, 1001]            # disjoint from val 500 and test 0
     state = train(recipe, progress=False)
     assert state['step'] == 2 and state['finished']
@@ -39,15 +45,8 @@ def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
     from ciper_ros.model.build import load_checkpoint
     from ciper_ros.train.recipe import snapshot
 
-    cfg = tmp_path / 'tiny.yaml'
-    cfg.write_text(yaml.safe_dump({
-        'model_overrides': TINY_MODEL, 'pairs': {'aerial_side_m': 40.0}, 'batch_size': 2,
-        'max_steps': 2, 'warmup_steps': 1, 'log_every': 1, 'ckpt_every': 1, 'val_every': 2,
-        'val_samples': 2}))
-    progress = tmp_path / 'models' / 'progress' / 'default_model.pt'
-    common = {'train_config': str(cfg), 'n_train_cities': 1, 'city_size_m': 200.0,
-              'renders_per_city': 2, 'shard_size': 2, 'progress_file': str(progress)}
-    first = ModelRecipe(work_dir=str(tmp_path / 'a'), **common)
+    common = {'n_train_cities': 1, 'renders_per_city': 2, 'shard_size': 2}
+    first = tiny_recipe(tmp_path, 'a', **common)
     assert train(first, progress=False)['step'] == 2
     snap = snapshot(first)
     blob = load_checkpoint(snap)
@@ -55,7 +54,7 @@ def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
     assert all(v.dtype != torch.float32 for v in blob['model'].values()
                if v.is_floating_point())                     # float16: small to commit
     # another workspace (a fresh clone): starts from the snapshot, not from step 0
-    second = ModelRecipe(work_dir=str(tmp_path / 'b'), overrides=['max_steps=3'], **common)
+    second = tiny_recipe(tmp_path, 'b', overrides=['max_steps=3'], **common)
     state = train(second, progress=False)
     assert state['step'] == 3 and state['last_record']['resumed']
     assert load_checkpoint(state['checkpoint'])['elapsed_s'] >= blob['elapsed_s']
