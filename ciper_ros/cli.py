@@ -461,8 +461,9 @@ def cmd_localize(args: argparse.Namespace) -> int:
         prior = Prior(parts[0], parts[1], sigma_m=parts[2] if len(parts) == 3 else 10.0)
     if not is_bag and prior is None and not args.no_prior:
         raise CliError('an image folder needs --prior LAT,LON[,SIGMA_M] or --no-prior')
-    policy = FixPolicy(max_prior_sigma_m=args.max_prior_sigma_m,
-                       max_fix_age_s=args.max_fix_age_s)
+    policy = FixPolicy(**{k: v for k, v in (('max_prior_sigma_m', args.max_prior_sigma_m),
+                                            ('max_fix_age_s', args.max_fix_age_s))
+                          if v is not None})
     frames = bag_frames(src, args.image_topic, policy=policy) if is_bag else \
         folder_frames(src)
     rows = localize_frames(loc, frames, prior=prior, use_prior=not args.no_prior)
@@ -806,10 +807,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-prior', action='store_true',
                    help='search the whole index (kidnapped vehicle)')
     p.add_argument('--calibration', help='covariance scales from ciper calibrate (JSON)')
-    p.add_argument('--max-prior-sigma-m', type=float, default=15.0,
-                   help='reject frames whose prior is broader (GNSS dropouts inflate it)')
-    p.add_argument('--max-fix-age-s', type=float, default=1.0,
-                   help='a GNSS fix older than this (before the image) is stale')
+    p.add_argument('--max-prior-sigma-m', type=float,
+                   help='reject frames whose prior is broader (GNSS dropouts inflate it; '
+                        "default: the node's rule)")
+    p.add_argument('--max-fix-age-s', type=float,
+                   help='a GNSS fix older than this (before the image) is stale (default: the '
+                        "node's rule)")
     p.add_argument('--out', required=True, help='results: .csv or .json')
     p.set_defaults(func=cmd_localize)
 

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from ciper_ros.geo.enu import LocalTangentPlane
-from ciper_ros.ros.frames import Mount, mount_from_edges
+from ciper_ros.ros.frames import Mount, mount_or_default
 from ciper_ros.ros.params import NodeParams
 from ciper_ros.runtime.sequence import bag_frames
 
@@ -39,12 +39,10 @@ class NodeRunError(RuntimeError):
 
 def frame_mount(frame: dict, params: NodeParams) -> Mount:
     """Pick the mount as the node does: /tf_static when it reaches the frame, else params."""
-    try:
-        m = mount_from_edges(frame['tf_edges'], base_frame=params.base_frame,
-                             camera_frame=frame['frame_id']) if frame['frame_id'] else None
-    except ValueError:
-        m = None
-    return m or Mount(params.camera_x_m, params.camera_y_m, params.camera_yaw_rad)
+    return mount_or_default(frame['tf_edges'], base_frame=params.base_frame,
+                            camera_frame=frame['frame_id'],
+                            default=Mount(params.camera_x_m, params.camera_y_m,
+                                          params.camera_yaw_rad))[0]
 
 
 def _reference(frame: dict, plane: LocalTangentPlane, datum: tuple[float, float] | None
@@ -199,7 +197,7 @@ def online_rows(bag: Path, *, index: str, model: str | None = None,
                    'no pose published (dropped or rejected by the node)'}
         else:
             row = dict(pose)
-            pub = sent.get(fr['t_ns'])
+            pub = sent.get(fr['bag_t_ns'])
             row['latency_ms'] = 1e3 * (row.pop('wall_s') - pub) if pub else math.nan
         rows.append(_with_errors(ref | row | {'stamp_ns': fr['t_ns']}))
     info = {'node_exit_code': proc.returncode, 'node_command': _node_command(node_args),
@@ -214,7 +212,6 @@ def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: flo
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from ciper_ros.bag import messages as bag_msgs
     from ciper_ros.bag.replay import BagPlayer
     from ciper_ros.ros.msgs import yaw_of
 
@@ -261,9 +258,8 @@ def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: flo
             return proc.poll() is None
 
         def on_publish(rec, raw, msgtype):
-            if rec.topic == image_topic:
-                hdr = bag_msgs.deserialize(raw, msgtype).header.stamp
-                sent[int(hdr.sec) * 1_000_000_000 + int(hdr.nanosec)] = rec.wall_s
+            if rec.topic == image_topic:      # keyed by bag time: frames carry theirs
+                sent[rec.t_ns] = rec.wall_s
 
         try:
             try:

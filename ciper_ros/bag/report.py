@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ciper_ros.atomic import atomic_path, atomic_write_text
+from ciper_ros.runtime.localizer import CHI2_95_2DOF
 
-CHI2_95_2DOF = 5.991464547107979      # 95 % ellipse of a 2-D Gaussian
 COLUMNS = ('stamp_ns', 't_s', 'ok', 'reason', 'x_m', 'y_m', 'yaw_rad', 'sigma_x_m',
            'sigma_y_m', 'sigma_yaw_rad', 'truth_x_m', 'truth_y_m', 'truth_yaw_rad',
            'gnss_x_m', 'gnss_y_m', 'prior_sigma_m', 'error_m', 'gnss_error_m',

@@ -77,6 +77,20 @@ def mount_from_edges(edges, *, base_frame: str, camera_frame: str) -> Mount | No
                  source='tf_static: ' + ' -> '.join(reversed(chain)))
 
 
+def mount_or_default(edges, *, base_frame: str, camera_frame: str,
+                     default: Mount) -> tuple[Mount, str]:
+    """Pick the node's mount: the static TF chain to ``camera_frame``, else ``default``.
+
+    Returns the mount and the reason a chain was refused ('' if none).
+    """
+    try:
+        mount = mount_from_edges(edges, base_frame=base_frame,
+                                 camera_frame=camera_frame) if camera_frame else None
+    except ValueError as e:
+        return default, str(e)
+    return mount or default, ''
+
+
 def base_from_camera(xy_m: np.ndarray, yaw_rad: float, cov: np.ndarray,
                      mount: Mount) -> tuple[np.ndarray, float, np.ndarray]:
     """base_link pose and (x, y, yaw) covariance from the camera's, through the mount.

@@ -276,7 +276,7 @@ class LocalizeNode(Node):
             self._reject(stamp, f'bad image: {e}')
             return
         camera = None
-        if self.pipeline.needs_camera(rgb):      # a forward camera for a panorama model
+        if self.pipeline.localizer.needs_camera(rgb):      # a forward camera for a panorama model
             camera, why = self._camera_for(rgb)
             if camera is None:
                 self._reject(stamp, why)
@@ -312,19 +312,16 @@ class LocalizeNode(Node):
         return cam, ''
 
     def _mount(self, camera_frame: str):
-        from ciper_ros.ros.frames import mount_from_edges
+        from ciper_ros.ros.frames import mount_or_default
 
         with self._lock:
             if camera_frame in self._mounts:
                 return self._mounts[camera_frame]
             edges = list(self._tf_static.values())
-        try:
-            mount = mount_from_edges(edges, base_frame=self.params.base_frame,
-                                     camera_frame=camera_frame) if camera_frame else None
-        except ValueError as e:
-            self.last['error'] = str(e)
-            mount = None
-        mount = mount or self.param_mount
+        mount, why = mount_or_default(edges, base_frame=self.params.base_frame,
+                                      camera_frame=camera_frame, default=self.param_mount)
+        if why:
+            self.last['error'] = why
         with self._lock:
             self._mounts[camera_frame] = mount
         return mount

@@ -66,10 +66,6 @@ class FramePipeline:
         except Exception as e:       # anything a malformed message trips inside OpenCV/numpy
             raise MessageError(f'image message cannot be read: {e}') from None
 
-    def needs_camera(self, rgb: np.ndarray) -> bool:
-        """Tell whether the image is a forward camera's, to resample for a panorama model."""
-        return self.localizer.needs_camera(rgb)
-
     def process(self, rgb: np.ndarray, stamp_ns: int, mount: Mount, prior: Prior | None, *,
                 prior_reason: str = 'no GNSS prior', fix_age_s: float = math.nan,
                 camera=None) -> FrameOutput:

@@ -323,6 +323,7 @@ class Localizer:
 
 CHI2_MEDIAN_2DOF = 1.3862943611198906      # median of chi-square with 2 degrees of freedom
 CHI2_MEDIAN_1DOF = 0.4549364231195724
+CHI2_95_2DOF = 5.991464547107979           # the 95 % ellipse of a 2-D Gaussian
 
 
 def calibrate_covariance(localizer: Localizer, frames) -> dict:

@@ -106,7 +106,7 @@ def bag_frames(bag: Path, image_topic: str | None = None, *,
     next_fix = 0            # fixes enter the buffer in time order, as a live node gets them
     truth_t = np.array([t[0] for t in truth]) if truth else np.zeros(0)
     for t_ns, raw, msgtype in images:
-        frame = {'name': str(t_ns), 't_ns': t_ns, 'image': None, 'frame_id': '',
+        frame = {'name': str(t_ns), 't_ns': t_ns, 'bag_t_ns': t_ns, 'image': None, 'frame_id': '',
                  'topic': topic, 'drive_info': info, 'tf_edges': edges, 'camera': camera}
         try:
             msg = msgs.deserialize(raw, msgtype)
@@ -138,13 +138,13 @@ def _truth_camera_latlon(frame: dict, info: dict | None):
     if info is None or 'truth_xy_yaw' not in frame:
         return None
     from ciper_ros.geo.enu import LocalTangentPlane
+    from ciper_ros.ros.frames import camera_from_base, Mount
 
     x, y, yaw = frame['truth_xy_yaw']
     fwd, left = info['drive']['camera_xyz_m'][:2]
-    cx = x + fwd * math.cos(yaw) - left * math.sin(yaw)
-    cy = y + fwd * math.sin(yaw) + left * math.cos(yaw)
+    cam_xy, _ = camera_from_base(np.array([x, y]), yaw, Mount(fwd, left, 0.0))
     plane = LocalTangentPlane(info['city']['lat0_deg'], info['city']['lon0_deg'])
-    return plane.latlon_from_xy_m(np.array([[cx, cy]]))[0], yaw
+    return plane.latlon_from_xy_m(cam_xy[None])[0], yaw
 
 
 COLUMNS = ('name', 't_ns', 'ok', 'reason', 'lat_deg', 'lon_deg', 'x_m', 'y_m', 'yaw_rad',

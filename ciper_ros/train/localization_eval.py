@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-CHI2_95_2DOF = 5.991464547107979
+from ciper_ros.runtime.localizer import CHI2_95_2DOF
 
 
 def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
