@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 import yaml
 
@@ -54,6 +55,10 @@ def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
     assert all(v.dtype != torch.float32 for v in blob['model'].values()
                if v.is_floating_point())                     # float16: small to commit
     # another workspace (a fresh clone): starts from the snapshot, not from step 0
+    # a run's --minutes are more minutes, on top of what the snapshot has trained
+    from ciper_ros.train.recipe import run_budget_minutes
+    budget = run_budget_minutes(tiny_recipe(tmp_path, 'b', **common), 5.0, setup_s=60.0)
+    assert budget == pytest.approx(blob['elapsed_s'] / 60.0 + 4.0)
     second = tiny_recipe(tmp_path, 'b', overrides=['max_steps=3'], **common)
     state = train(second, progress=False)
     assert state['step'] == 3 and state['last_record']['resumed']

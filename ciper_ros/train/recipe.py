@@ -117,11 +117,10 @@ def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -
     make_cities(recipe, progress=progress)
     model_config = build_model(base.model, **base.model_overrides).config
     bank = make_bank(recipe, model_config, base.pairs, progress=progress)
-    setup_s = time.perf_counter() - t0
-    left = max(minutes - setup_s / 60.0, 0.5) if minutes else 0.0
+    budget = run_budget_minutes(recipe, minutes, setup_s=time.perf_counter() - t0)
     cfg = load_config(recipe.train_config, [
         *recipe.overrides, f'out_dir={recipe.root / "train"}', f'shards={bank}',
-        'cities=[]', f'val_cities=[{recipe.city_dir(VAL_SEED)}]', f'max_minutes={left}'])
+        'cities=[]', f'val_cities=[{recipe.city_dir(VAL_SEED)}]', f'max_minutes={budget}'])
     trainer = Trainer(cfg)
     if not trainer.last_path.exists() and Path(recipe.progress_file).is_file():
         _start_from_snapshot(trainer, Path(recipe.progress_file))
@@ -132,6 +131,23 @@ def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -
              'checkpoint': str(trainer.last_path)}
     atomic_write_text(recipe.root / 'state.json', json.dumps(state, indent=1, default=str) + '\n')
     return state
+
+
+def run_budget_minutes(recipe: ModelRecipe, minutes: float, *, setup_s: float = 0.0) -> float:
+    """Compute the trainer's ``max_minutes`` for ``minutes`` more training in this run.
+
+    The trainer's budget counts training time summed over resumes (so a killed run stops
+    where an uninterrupted one would); this run adds its own minutes, less its set-up, to
+    the time the run (or the snapshot it starts from) has already trained. 0: no budget.
+    """
+    if not minutes:
+        return 0.0
+    from ciper_ros.model.build import load_checkpoint
+
+    last = recipe.root / 'train' / 'last.pt'
+    source = last if last.exists() else Path(recipe.progress_file)
+    done_s = float(load_checkpoint(source).get('elapsed_s', 0.0)) if source.is_file() else 0.0
+    return done_s / 60.0 + max(minutes - setup_s / 60.0, 0.5)
 
 
 def _start_from_snapshot(trainer, path: Path) -> None:

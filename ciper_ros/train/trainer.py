@@ -53,7 +53,8 @@ class TrainConfig:
     batch_size: int = 12
     accum_steps: int = 1
     max_steps: int = 1000
-    max_minutes: float = 0.0                         # wall-clock budget per run (0: none)
+    max_minutes: float = 0.0                         # training time budget, summed over
+    #                                                  resumes (0: none)
     warmup_steps: int = 50
     lr: float = 1e-4
     weight_decay: float = 1e-4
