@@ -274,8 +274,9 @@ def _eval_localization(args: argparse.Namespace) -> int:
     result = evaluate_localization(
         model=args.model, city=args.city[0], index_dir=args.index, n=args.n,
         prior_sigma_m=args.gnss_sigma_m, seed=args.seed, calibration=args.calibration,
-        top_k=args.top_k,
-        heading_prior_deg=10.0 if args.heading == 'prior' else None)
+        uncalibrated=args.uncalibrated, top_k=args.top_k, camera=args.camera,
+        heading_prior_deg=args.heading_prior_deg if args.heading == 'prior'
+        or args.camera == 'forward' else None)
     result['model'] = str(args.model)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -481,7 +482,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     loc, src, is_bag = _localizer_and_source(args)
     if not is_bag:
         raise CliError('calibration needs a bag with ground truth (ciper synth drive)')
-    result = calibrate_covariance(loc, calibration_frames(bag_frames(src, args.image_topic)))
+    result = calibrate_covariance(loc, calibration_frames(bag_frames(src, args.image_topic)),
+                                  statistic=args.statistic)
     result.update(model_sha256=loc.index.info['model_sha256'], top_k=args.top_k)
     atomic_write_text(args.out, json.dumps(result, indent=1) + '\n')
     print(json.dumps(result, indent=1))
@@ -512,7 +514,57 @@ def cmd_model_build(args: argparse.Namespace) -> int:
     print(f"step {state['step']} of {state['max_steps']} after {state['train_hours']:.2f} h "
           f"of training; checkpoint {state['checkpoint']}"
           + ('' if state['finished'] else ' (run the same command again to continue)'))
+    if args.no_finalize:
+        return 0
+    return _finalize(recipe, args)
+
+
+def _finalize(recipe, args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ciper_ros.train.finalize import finalize, PROTOCOL
+
+    protocol = replace(PROTOCOL, **{k: getattr(args, k) for k in (
+        'frames', 'calibration_frames', 'pairs') if getattr(args, k) is not None})
+    data = finalize(recipe, source=args.source, out_model=args.out_model, card=args.card,
+                    protocol=protocol)
+    for r in data['targets']:
+        print(f"{r['camera']:<9} {r['metric']:<26} {r['value']:9.3f}  target {r['how']} "
+              f"{r['target']}  {'met' if r['met'] else 'not met'}")
+    print(f"wrote {args.out_model} ({data['size_bytes'] / 1e6:.1f} MB, calibrated) and "
+          f'{args.card} in {data["finalize_s"]:.0f} s')
     return 0
+
+
+def cmd_model_finalize(args: argparse.Namespace) -> int:
+    from ciper_ros.train.recipe import ModelRecipe
+
+    return _finalize(ModelRecipe(work_dir=args.work_dir), args)
+
+
+def cmd_model_check(args: argparse.Namespace) -> int:
+    from ciper_ros.train.finalize import check
+
+    res = check(model=args.model, card_json=args.card_json, city=args.city,
+                index_dir=args.index)
+    for cam, rows in res['cameras'].items():
+        for r in rows:
+            print(f"{cam:<9} {r['metric']:<26} card {r['card']:9.4f}  now {r['now']:9.4f}  "
+                  f"{'ok' if r['ok'] else 'DIFFERS'}")
+    print('the model card reproduces' if res['ok'] else 'the model card does NOT reproduce')
+    return 0 if res['ok'] else 1
+
+
+def _finalize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--source', help="weights to finalize (default: the run's last.pt, else "
+                   'the progress snapshot)')
+    p.add_argument('--out-model', default='models/ciper_t_synthetic.pt')
+    p.add_argument('--card', default='models/MODEL_CARD.md',
+                   help='model card (model_card.json and training_curve.png beside it)')
+    p.add_argument('--frames', type=int, help='chained test frames per camera (default 200)')
+    p.add_argument('--calibration-frames', type=int,
+                   help='validation frames per camera (default 200)')
+    p.add_argument('--pairs', type=int, help='GT-crop pairs per camera (default 300)')
 
 
 def cmd_model_snapshot(args: argparse.Namespace) -> int:
@@ -763,7 +815,15 @@ def build_parser() -> argparse.ArgumentParser:
                         'the candidates of --index (one --city), then pose, per frame')
     p.add_argument('--index', help='tile index of the --city (with --gnss-sigma-m; built if '
                    'missing)')
-    p.add_argument('--calibration', help='covariance scales (with --gnss-sigma-m)')
+    p.add_argument('--calibration', help='covariance scales (with --gnss-sigma-m; default: '
+                   "the checkpoint's own)")
+    p.add_argument('--uncalibrated', action='store_true',
+                   help='unit covariance scales (with --gnss-sigma-m)')
+    p.add_argument('--camera', choices=['native', 'forward'], default='native',
+                   help="with --gnss-sigma-m: the model's own input or a forward 90-degree "
+                        'pinhole camera (512x288) with a heading prior')
+    p.add_argument('--heading-prior-deg', type=float, default=10.0,
+                   help='heading prior half-width (--heading prior or --camera forward)')
     p.add_argument('--out', help='write the metrics as JSON')
     p.set_defaults(func=cmd_eval)
 
@@ -819,6 +879,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('calibrate', help='covariance scale factors from a recorded drive with '
                        'ground truth (validation data)')
     _localizer_args(p, images='rosbag2 with ground truth (ciper synth drive)')
+    p.add_argument('--statistic', choices=('p95', 'median'), default='p95',
+                   help='fit the 95 %% ellipse to 95 %% of errors (p95, default) or the '
+                        'median normalised error to the chi-square median')
     p.add_argument('--out', required=True, help='calibration JSON to write')
     p.set_defaults(func=cmd_calibrate)
 
@@ -833,9 +896,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--renders-per-city', type=int, default=96)
     p.add_argument('--minutes', type=float, default=0.0,
                    help='wall-clock budget of this run (0: train to max_steps)')
+    p.add_argument('--no-finalize', action='store_true',
+                   help='train only (no calibration, evaluation, shipped model or card)')
+    _finalize_args(p)
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
                    help='training config overrides, e.g. max_steps=100')
     p.set_defaults(func=cmd_model_build)
+
+    p = model_sub.add_parser('finalize', help='calibrate on the validation city, evaluate on '
+                             'the test city, write the shipped model and its card')
+    p.add_argument('--work-dir', default='runs/default_model')
+    _finalize_args(p)
+    p.set_defaults(func=cmd_model_finalize)
+
+    p = model_sub.add_parser('check', help="rerun the model card's chained evaluation and "
+                             'compare (exit 1 when a metric is off by more than 5 %%)')
+    p.add_argument('--model', default='models/ciper_t_synthetic.pt')
+    p.add_argument('--card-json', default='models/model_card.json')
+    p.add_argument('--city', help='the test city folder (default: regenerated from its seed)')
+    p.add_argument('--index', help='tile index folder to use or build (default: temporary)')
+    p.set_defaults(func=cmd_model_check)
     p = model_sub.add_parser('snapshot', help="write the run's progress (float16) to "
                              'models/progress/default_model.pt for the repository')
     p.add_argument('--work-dir', default='runs/default_model')

@@ -63,3 +63,47 @@ def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
     state = train(second, progress=False)
     assert state['step'] == 3 and state['last_record']['resumed']
     assert load_checkpoint(state['checkpoint'])['elapsed_s'] >= blob['elapsed_s']
+
+
+def test_finalize_ships_a_calibrated_model_whose_card_reproduces(tmp_path):
+    from ciper_ros.model.build import load_checkpoint, load_model
+    from ciper_ros.train.finalize import check, finalize, Protocol
+    from ciper_ros.train.localization_eval import evaluate_localization
+
+    recipe = tiny_recipe(tmp_path, 'work', n_train_cities=1, renders_per_city=2,
+                         shard_size=2)
+    train(recipe, progress=False)
+    protocol = Protocol(frames=6, calibration_frames=8, pairs=4)
+    out_model, card = tmp_path / 'models' / 'm.pt', tmp_path / 'models' / 'CARD.md'
+    data = finalize(recipe, out_model=out_model, card=card, protocol=protocol,
+                    progress=False)
+    blob = load_checkpoint(out_model)
+    calib = blob['calibration']
+    assert blob['step'] == 2 and all(calib[k] > 0 for k in (
+        'cov_scale', 'yaw_cov_scale', 'forward_cov_scale', 'forward_yaw_cov_scale'))
+    assert load_model(out_model).config == blob['config']
+    assert data['size_bytes'] == out_model.stat().st_size
+    text = card.read_text()
+    assert '| panorama | position_error_m_median | <= 0.5 |' in text
+    assert '| forward | position_error_m_p95 | <= 8 |' in text
+    assert (card.parent / 'training_curve.png').stat().st_size > 1000
+    saved = json.loads((card.parent / 'model_card.json').read_text())
+    assert saved['protocol']['frames'] == 6 and saved['chained']['forward']['frames'] == 6
+    assert saved['chained']['forward']['camera'] == 'forward'
+    # the runtime applies the checkpoint's own scales unless told otherwise
+    assert saved['chained']['panorama']['cov_scale'] == pytest.approx(calib['cov_scale'])
+    assert saved['chained']['forward']['cov_scale'] == pytest.approx(
+        calib['forward_cov_scale'])
+    plain = evaluate_localization(model=out_model, city=recipe.city_dir(TEST_SEED),
+                                  index_dir=tmp_path / 'idx', n=6, uncalibrated=True,
+                                  progress=False)
+    assert plain['cov_scale'] == 1.0
+    # the check regenerates the test city from its seed and reruns the chained mode
+    res = check(model=out_model, card_json=card.parent / 'model_card.json', progress=False)
+    assert res['ok'], res
+    saved['chained']['panorama']['position_error_m_median'] *= 1.2
+    (tmp_path / 'bad.json').write_text(json.dumps(saved))
+    res = check(model=out_model, card_json=tmp_path / 'bad.json',
+                city=recipe.city_dir(TEST_SEED), index_dir=tmp_path / 'idx', progress=False)
+    assert not res['ok']
+    assert [r['ok'] for r in res['cameras']['panorama']][0] is False

@@ -16,7 +16,11 @@ from ciper_ros.runtime.localizer import Localizer, LocalizerConfig
 
 
 def read_calibration(path: str | os.PathLike) -> dict:
-    """``cov_scale`` / ``yaw_cov_scale`` from a ``ciper calibrate`` JSON file."""
+    """LocalizerConfig scales from a ``ciper calibrate`` JSON file.
+
+    The file was fitted to one camera (the user's), so its factors apply to every frame:
+    they replace the checkpoint's built-in ones for forward cameras too.
+    """
     try:
         calib = json.loads(Path(path).read_text())
         scales = {k: float(calib[k]) for k in ('cov_scale', 'yaw_cov_scale')}
@@ -26,7 +30,24 @@ def read_calibration(path: str | os.PathLike) -> dict:
         raise ValueError(f'{path} is not a ciper calibrate file: {e}') from None
     if not all(v > 0 and v < float('inf') for v in scales.values()):
         raise ValueError(f'{path}: covariance scales must be positive and finite, got {scales}')
-    return scales
+    return scales | {'forward_cov_scale': scales['cov_scale'],
+                     'forward_yaw_cov_scale': scales['yaw_cov_scale']}
+
+
+CALIBRATION_KEYS = ('cov_scale', 'yaw_cov_scale', 'forward_cov_scale', 'forward_yaw_cov_scale')
+
+
+def checkpoint_calibration(blob: dict) -> dict:
+    """Read the covariance scales a checkpoint carries, as LocalizerConfig fields.
+
+    ``calibration`` is fitted on validation data by ``ciper model finalize``; {} when the
+    checkpoint has none.
+    """
+    calib = blob.get('calibration') or {}
+    out = {k: float(calib[k]) for k in CALIBRATION_KEYS if calib.get(k) is not None}
+    if not all(0 < v < float('inf') for v in out.values()):
+        raise ValueError(f'checkpoint calibration scales must be positive and finite: {out}')
+    return out
 
 
 def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None = None,
@@ -34,9 +55,13 @@ def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None 
                    export_dir: str | os.PathLike | None = None, device: str = 'cpu',
                    calibration: str | os.PathLike | None = None,
                    config: LocalizerConfig | None = None) -> Localizer:
-    """Open everything a Localizer needs; ``model`` None or '' means the shipped default."""
+    """Open everything a Localizer needs; ``model`` None or '' means the shipped default.
+
+    Covariance scales: ``calibration`` (a ``ciper calibrate`` file) when given, else the
+    ones the checkpoint carries, else none (1.0).
+    """
     from ciper_ros.maps.open import open_store
-    from ciper_ros.model.build import default_model_path
+    from ciper_ros.model.build import default_model_path, load_checkpoint
     from ciper_ros.runtime.backends import make_backend
     from ciper_ros.runtime.index import file_sha256, TileIndex
 
@@ -49,4 +74,7 @@ def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None 
     config = config or LocalizerConfig()
     if calibration:
         config = replace(config, **read_calibration(calibration))
+    elif tuple(getattr(config, k) for k in CALIBRATION_KEYS) == (1.0, 1.0, None, None):
+        # the caller set no scales of its own: use the checkpoint's
+        config = replace(config, **checkpoint_calibration(load_checkpoint(model)))
     return Localizer(model=net, index=tiles, store=store, config=config, device=device)

@@ -234,4 +234,4 @@ def calibration_frames(frames):
             continue
         (lat, lon), yaw = truth
         yield {'image': fr['image'], 'prior': fr.get('prior'), 'truth_latlon_deg': (lat, lon),
-               'truth_yaw_rad': yaw}
+               'truth_yaw_rad': yaw, 'camera': fr.get('camera')}

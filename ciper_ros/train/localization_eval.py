@@ -24,44 +24,47 @@ import numpy as np
 
 from ciper_ros.runtime.localizer import CHI2_95_2DOF
 
+FORWARD_CAMERA = {'width': 512, 'height': 288, 'hfov_deg': 90.0}   # a KITTI/Ford-like camera
 
-def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
-                          index_dir: str | os.PathLike, n: int = 200,
-                          prior_sigma_m: float = 10.0, heading_prior_deg: float | None = None,
-                          seed: int = 12345, calibration: str | os.PathLike | None = None,
-                          top_k: int = 5, progress: bool = True) -> dict:
-    """Localize ``n`` frames of ``city`` with GNSS priors; build the index if missing."""
-    from tqdm import tqdm
 
-    from ciper_ros.model.build import load_checkpoint
-    from ciper_ros.runtime.assemble import open_localizer
-    from ciper_ros.runtime.index import build_index
-    from ciper_ros.runtime.localizer import LocalizerConfig, Prior
-    from ciper_ros.synth.folder import city_paths
+def forward_camera():
+    """Return the forward pinhole camera of the chained evaluation (90 deg, 16:9)."""
+    from ciper_ros.geo.camera import PinholeCamera
+
+    c = FORWARD_CAMERA
+    return PinholeCamera.from_hfov(c['width'], c['height'], c['hfov_deg'])
+
+
+def chained_frames(*, world, plane, crop_side_m: float, model_config: dict, n: int,
+                   prior_sigma_m: float, heading_prior_deg: float | None, seed: int,
+                   camera: str = 'native'):
+    """Yield ``n`` frames at random road poses of ``world`` with GNSS priors.
+
+    ``camera``: ``'native'`` renders the model's own ground input (a panorama with unknown
+    heading unless ``heading_prior_deg``), ``'forward'`` a level 90-degree pinhole camera
+    (:data:`FORWARD_CAMERA`) looking along the road, passed with its intrinsics. Each frame:
+    ``image``, ``camera`` (or None), ``prior``, ``prior_xy_m`` (index plane), ``truth_xy_m``,
+    ``truth_latlon_deg``, ``truth_yaw_rad``, ``prior_error_m``. Deterministic in ``seed``.
+    """
+    from ciper_ros.runtime.localizer import Prior
     from ciper_ros.synth.pairs import PairConfig, sample_road_pose
     from ciper_ros.synth.render import CameraPose, GroundRenderer
-    from ciper_ros.synth.world import World
 
-    world_path, map_path = city_paths(city)
-    index_dir = Path(index_dir)
-    if not (index_dir / 'index.json').exists():
-        build_index(map_path=map_path, model_path=model, out_dir=index_dir, progress=progress)
-    loc = open_localizer(index=index_dir, model=model, calibration=calibration,
-                         config=LocalizerConfig(top_k=top_k))
-    mc = load_checkpoint(model)['config']
+    if camera not in ('native', 'forward'):
+        raise ValueError(f"camera must be 'native' or 'forward', got {camera!r}")
+    mc = model_config
     cam_cfg = PairConfig.for_model(mc)
-    world = World.load(world_path)
+    fwd = forward_camera() if camera == 'forward' else None
     renderer = GroundRenderer(world, epoch=1)
-    plane, idx = loc.index.plane, loc.index
-    quarter = idx.crop_side_m / 4.0
-    rows = []
-    for i in tqdm(range(n), desc='localize', unit='frame', disable=not progress):
+    for i in range(n):
         rng = np.random.default_rng([seed, i])
-        xy, yaw = sample_road_pose(world, rng, margin_m=idx.crop_side_m)
+        xy, yaw = sample_road_pose(world, rng, margin_m=crop_side_m)
         yaw = float(rng.uniform(-math.pi, math.pi)) if mc['ground'] == 'panorama' and \
-            heading_prior_deg is None else float(yaw)
+            heading_prior_deg is None and fwd is None else float(yaw)
         pose = CameraPose(xy[0], xy[1], yaw, z_m=float(rng.uniform(1.4, 2.0)))
-        if mc['ground'] == 'panorama':
+        if fwd is not None:
+            img = renderer.pinhole(pose, fwd)
+        elif mc['ground'] == 'panorama':
             img = renderer.panorama(pose, width=cam_cfg.pano_width, height=cam_cfg.pano_height)
         else:
             img = renderer.pinhole(pose, cam_cfg.camera)
@@ -72,18 +75,77 @@ def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
             yaw_prior = yaw + math.radians(float(rng.uniform(-heading_prior_deg,
                                                              heading_prior_deg)))
             yaw_sigma = math.radians(heading_prior_deg) / 3.0
-        prior = Prior(float(p_ll[0]), float(p_ll[1]), sigma_m=prior_sigma_m, yaw_rad=yaw_prior,
-                      yaw_sigma_rad=yaw_sigma)
-        truth = plane.xy_m_from_latlon(world.plane.latlon_from_xy_m(xy[None]))[0]
+        t_ll = world.plane.latlon_from_xy_m(xy[None])[0]
+        yield {'image': img, 'camera': fwd,
+               'prior': Prior(float(p_ll[0]), float(p_ll[1]), sigma_m=prior_sigma_m,
+                              yaw_rad=yaw_prior, yaw_sigma_rad=yaw_sigma),
+               'prior_xy_m': plane.xy_m_from_latlon(np.asarray(p_ll)[None])[0],
+               'truth_xy_m': plane.xy_m_from_latlon(t_ll[None])[0],
+               'truth_latlon_deg': (float(t_ll[0]), float(t_ll[1])), 'truth_yaw_rad': yaw,
+               'prior_error_m': float(np.linalg.norm(noise))}
+
+
+def open_city_localizer(*, model: str | os.PathLike, city: str | os.PathLike,
+                        index_dir: str | os.PathLike, top_k: int = 5,
+                        calibration: str | os.PathLike | None = None,
+                        uncalibrated: bool = False, progress: bool = True):
+    """(localizer, world) for a synthetic city; builds the city's tile index if missing.
+
+    Covariance scales: ``calibration`` file, else the checkpoint's own (``uncalibrated``:
+    none).
+    """
+    from ciper_ros.runtime.assemble import open_localizer
+    from ciper_ros.runtime.index import build_index
+    from ciper_ros.runtime.localizer import LocalizerConfig
+    from ciper_ros.synth.folder import city_paths
+    from ciper_ros.synth.world import World
+
+    world_path, map_path = city_paths(city)
+    index_dir = Path(index_dir)
+    if not (index_dir / 'index.json').exists():
+        build_index(map_path=map_path, model_path=model, out_dir=index_dir, progress=progress)
+    config = LocalizerConfig(top_k=top_k)
+    if uncalibrated:      # explicit unit scales (open_localizer would use the checkpoint's)
+        config = LocalizerConfig(top_k=top_k, forward_cov_scale=1.0, forward_yaw_cov_scale=1.0)
+    loc = open_localizer(index=index_dir, model=model, calibration=calibration, config=config)
+    return loc, World.load(world_path)
+
+
+def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
+                          index_dir: str | os.PathLike, n: int = 200,
+                          prior_sigma_m: float = 10.0, heading_prior_deg: float | None = None,
+                          seed: int = 12345, calibration: str | os.PathLike | None = None,
+                          uncalibrated: bool = False, camera: str = 'native', top_k: int = 5,
+                          progress: bool = True) -> dict:
+    """Localize ``n`` frames of ``city`` with GNSS priors; build the index if missing.
+
+    ``camera``: see :func:`chained_frames` (``'forward'``: a 90-degree pinhole camera).
+    """
+    from tqdm import tqdm
+
+    from ciper_ros.model.build import load_checkpoint
+
+    loc, world = open_city_localizer(model=model, city=city, index_dir=index_dir, top_k=top_k,
+                                     calibration=calibration, uncalibrated=uncalibrated,
+                                     progress=progress)
+    mc = load_checkpoint(model)['config']
+    idx = loc.index
+    quarter = idx.crop_side_m / 4.0
+    frames = chained_frames(world=world, plane=idx.plane, crop_side_m=idx.crop_side_m,
+                            model_config=mc, n=n, prior_sigma_m=prior_sigma_m,
+                            heading_prior_deg=heading_prior_deg, seed=seed, camera=camera)
+    rows = []
+    for fr in tqdm(frames, total=n, desc=f'localize ({camera})', unit='frame',
+                   disable=not progress):
+        truth = fr['truth_xy_m']
         t0 = time.perf_counter()
-        res = loc.localize(img, prior)
+        res = loc.localize(fr['image'], fr['prior'], camera=fr['camera'])
         ms = 1e3 * (time.perf_counter() - t0)
         holds = np.all(np.abs(idx.xy_m - truth) <= quarter, axis=1)   # tiles "containing" it
         # the Localizer's gate: tiles whose central half meets the prior's k-sigma circle
-        p_xy = plane.xy_m_from_latlon(np.asarray(p_ll)[None])[0]
-        gated = np.all(np.abs(idx.xy_m - p_xy) <= loc.cfg.candidate_sigmas * prior_sigma_m
-                       + quarter, axis=1)
-        row = {'ok': bool(res.ok), 'ms': ms, 'prior_error_m': float(np.linalg.norm(noise)),
+        gated = np.all(np.abs(idx.xy_m - fr['prior_xy_m']) <= loc.cfg.candidate_sigmas
+                       * prior_sigma_m + quarter, axis=1)
+        row = {'ok': bool(res.ok), 'ms': ms, 'prior_error_m': fr['prior_error_m'],
                'truth_in_gated_tiles': bool(np.any(holds & gated)),
                'gated_tiles': int(gated.sum()),
                'truth_in_decoded_candidates': bool(np.any(holds[res.candidates])),
@@ -92,15 +154,18 @@ def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
         if math.isfinite(res.yaw_rad):
             e = res.xy_m - truth
             row['error_m'] = float(np.linalg.norm(e))
-            row['yaw_error_deg'] = abs(math.degrees(math.remainder(res.yaw_rad - yaw,
-                                                                   2 * math.pi)))
+            row['yaw_error_deg'] = abs(math.degrees(math.remainder(
+                res.yaw_rad - fr['truth_yaw_rad'], 2 * math.pi)))
             cov = np.asarray(res.covariance)[:2, :2]
             row['nees_xy'] = float(e @ np.linalg.solve(cov, e))
         rows.append(row)
+    s_pos, s_head = loc.scales(forward=camera == 'forward' and loc.needs_camera(fr['image']))
     return summarize(rows) | {'n': n, 'prior_sigma_m': prior_sigma_m,
                               'heading_prior_deg': heading_prior_deg, 'seed': seed,
-                              'ground': mc['ground'], 'index_tiles': len(idx),
-                              'calibration': str(calibration) if calibration else None}
+                              'camera': camera, 'ground': mc['ground'],
+                              'index_tiles': len(idx),
+                              'calibration': str(calibration) if calibration else None,
+                              'cov_scale': s_pos, 'yaw_cov_scale': s_head}
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -16,8 +16,9 @@ training time and validation curve as float16 into ``models/progress/default_mod
 starts from that snapshot (the optimizer's moments restart: a short re-warm-up, not a
 bit-exact resume -- within a workspace, resumes are exact).
 
-Evaluation, calibration and the model card follow once training has finished (the
-default-model issue's later steps).
+Then ``ciper model finalize`` (:mod:`ciper_ros.train.finalize`; ``make model`` runs it
+after training): calibration on the validation city, evaluation on the test city, the
+shipped checkpoint and its model card.
 """
 
 from __future__ import annotations
