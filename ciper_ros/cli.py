@@ -254,7 +254,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     sources = [CitySource.from_folder(c) for c in args.city]
     data = PairTensors(SyntheticPairs(sources, cfg, length=args.n, seed=args.seed))
     prior = math.radians(cfg.heading_prior_deg) if cfg.heading == 'prior' else None
-    result = evaluate(model, data, top_k=args.top_k, yaw_prior_range_rad=prior)
+    result = evaluate(model, data, top_k=args.top_k or 5, yaw_prior_range_rad=prior)
     result['model'] = str(args.model)
     result['pairs'] = {'style': cfg.style, 'heading': cfg.heading, 'seed': args.seed}
     if args.out:
@@ -333,7 +333,8 @@ def _eval_dataset(args: argparse.Namespace, model) -> int:
     spec.setdefault('split', 'test' if args.dataset in ('vigor', 'ford') else 'test1')
     data = build_dataset(spec, model.config)
     prior = spec.get('rotation_range_deg', spec.get('heading_prior_deg', 10.0))
-    result = evaluate(model, data, top_k=args.top_k, yaw_prior_range_rad=math.radians(prior),
+    result = evaluate(model, data, top_k=args.top_k or 5,
+                      yaw_prior_range_rad=math.radians(prior),
                       progress=True)
     result['model'] = str(args.model)
     result['dataset'] = spec
@@ -435,7 +436,7 @@ def _localizer_and_source(args: argparse.Namespace, *, calibration: str | None =
 
     loc = open_localizer(index=args.index, model=args.model, map_path=args.map,
                          backend=args.backend, export_dir=args.export, calibration=calibration,
-                         config=LocalizerConfig(top_k=args.top_k))
+                         config=LocalizerConfig(top_k=args.top_k or LocalizerConfig.top_k))
     src = Path(args.images)
     if not src.exists():
         raise CliError(f'{src} does not exist')
@@ -484,7 +485,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise CliError('calibration needs a bag with ground truth (ciper synth drive)')
     result = calibrate_covariance(loc, calibration_frames(bag_frames(src, args.image_topic)),
                                   statistic=args.statistic)
-    result.update(model_sha256=loc.index.info['model_sha256'], top_k=args.top_k)
+    result.update(model_sha256=loc.index.info['model_sha256'], top_k=loc.cfg.top_k)
     atomic_write_text(args.out, json.dumps(result, indent=1) + '\n')
     print(json.dumps(result, indent=1))
     print(f'wrote {args.out}: use it with ciper localize --calibration {args.out}')
@@ -685,7 +686,8 @@ def _localizer_args(p: argparse.ArgumentParser, *, images: str) -> None:
     p.add_argument('--image-topic', help='bag image topic (default: the first of '
                    '/camera_pano/image_raw/compressed, /camera/image_raw/compressed, '
                    '/camera/image_raw)')
-    p.add_argument('--top-k', type=int, default=5, help='candidate tiles decoded per frame')
+    p.add_argument('--top-k', type=int,
+                   help="candidate tiles decoded per frame (default: the runtime's, 9)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -809,7 +811,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--style', choices=['vigor', 'kitti'], default='vigor')
     p.add_argument('--heading', choices=['unknown', 'prior'], default='unknown')
     p.add_argument('--aerial-side-m', type=float, default=64.0)
-    p.add_argument('--top-k', type=int, default=5, help='retrieved crops decoded (chained)')
+    p.add_argument('--top-k', type=int,
+                   help='crops decoded per query (default: 5 in the gallery mode, the '
+                        "runtime's 9 with --gnss-sigma-m)")
     p.add_argument('--gnss-sigma-m', type=float,
                    help='chained through the runtime instead: GNSS priors with this sigma gate '
                         'the candidates of --index (one --city), then pose, per frame')

@@ -42,7 +42,7 @@ class NodeParams:
     camera_y_m: float = 0.0
     camera_z_m: float = 1.6
     camera_yaw_rad: float = 0.0
-    top_k: int = 5                       # candidate tiles decoded per frame
+    top_k: int = 9                       # candidate tiles decoded per frame
     max_fix_age_s: float = 1.0           # a fix older than this (image stamp) is stale
     default_fix_sigma_m: float = 5.0     # when a fix reports no covariance
     max_speed_mps: float = 15.0          # a fix's sigma grows by this times its age

@@ -62,7 +62,7 @@ class Protocol:
     calibration_seed: int = 777
     prior_sigma_m: float = 10.0
     forward_heading_prior_deg: float = 10.0
-    top_k: int = 5
+    top_k: int = 9                    # the runtime's default (LocalizerConfig)
 
 
 PROTOCOL = Protocol()

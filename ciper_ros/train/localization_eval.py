@@ -86,7 +86,7 @@ def chained_frames(*, world, plane, crop_side_m: float, model_config: dict, n: i
 
 
 def open_city_localizer(*, model: str | os.PathLike, city: str | os.PathLike,
-                        index_dir: str | os.PathLike, top_k: int = 5,
+                        index_dir: str | os.PathLike, top_k: int | None = None,
                         calibration: str | os.PathLike | None = None,
                         uncalibrated: bool = False, progress: bool = True):
     """(localizer, world) for a synthetic city; builds the city's tile index if missing.
@@ -104,6 +104,7 @@ def open_city_localizer(*, model: str | os.PathLike, city: str | os.PathLike,
     index_dir = Path(index_dir)
     if not (index_dir / 'index.json').exists():
         build_index(map_path=map_path, model_path=model, out_dir=index_dir, progress=progress)
+    top_k = top_k or LocalizerConfig.top_k
     config = LocalizerConfig(top_k=top_k)
     if uncalibrated:      # explicit unit scales (open_localizer would use the checkpoint's)
         config = LocalizerConfig(top_k=top_k, forward_cov_scale=1.0, forward_yaw_cov_scale=1.0)
@@ -115,7 +116,8 @@ def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
                           index_dir: str | os.PathLike, n: int = 200,
                           prior_sigma_m: float = 10.0, heading_prior_deg: float | None = None,
                           seed: int = 12345, calibration: str | os.PathLike | None = None,
-                          uncalibrated: bool = False, camera: str = 'native', top_k: int = 5,
+                          uncalibrated: bool = False, camera: str = 'native',
+                          top_k: int | None = None,
                           progress: bool = True) -> dict:
     """Localize ``n`` frames of ``city`` with GNSS priors; build the index if missing.
 
