@@ -59,6 +59,24 @@ def test_offset_label_points_at_the_camera(style):
         assert np.std(offsets) == pytest.approx(cfg.kitti_gnss_sigma_m, rel=0.35)
 
 
+def test_negative_crops_hold_the_camera_outside_their_central_half():
+    cfg = PairConfig(aerial_side_px=128, aerial_side_m=64.0, negative_crops=True)
+    render = marked_render(cfg)
+    rng = np.random.default_rng(1)
+    S, far = cfg.aerial_side_px, []
+    for _ in range(60):
+        p = draw_pair(render, cfg, rng)
+        neg = p['aerial_negative']
+        assert neg.shape == (S, S, 3)
+        rr, cc = np.nonzero(neg[..., 0] == 255)        # the camera dot is inside the crop
+        du, dv = cc.mean() + 0.5 - S / 2, rr.mean() + 0.5 - S / 2
+        off = max(abs(du), abs(dv))
+        assert cfg.negative_min_fraction * S / 2 - 1 <= off < S / 2   # beyond the central half
+        far.append(off)
+    assert max(far) > 0.9 * S / 2 and min(far) < 0.7 * S / 2
+    assert 'aerial_negative' not in draw_pair(render, PairConfig(aerial_side_px=128), rng)
+
+
 @pytest.mark.parametrize('heading', ['unknown', 'prior'])
 def test_panorama_roll_matches_the_yaw_label(heading):
     cfg = PairConfig(heading=heading, heading_prior_deg=10.0)

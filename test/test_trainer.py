@@ -231,3 +231,30 @@ def test_tensorboard_scalars_when_installed(city, tmp_path):
     acc = EventAccumulator(str(tmp_path / 'run' / 'tb'))
     acc.Reload()
     assert 'loss' in acc.Tags()['scalars']
+
+
+def test_negative_crops_train_the_confidence_down(city, tmp_path):
+    cfg = config(city, tmp_path / 'neg', max_steps=3, batch_size=3,
+                 pairs={'aerial_side_m': 40.0, 'negative_crops': True})
+    t = Trainer(cfg)
+    batch = next(iter(t._batches()))
+    assert batch['aerial_negative'].shape == batch['aerial'].shape
+    out, losses = t._forward(batch)
+    assert out['neg_logits'].shape == out['pred_logits'].shape
+    assert losses['loss_negative'] > 0
+    t.run(progress=False)
+    log = [json.loads(ln) for ln in (tmp_path / 'neg' / 'metrics.jsonl').open()]
+    assert all('loss_negative' in r for r in log if 'loss' in r)
+    # without negatives in the data there is no such loss (older configs train as before)
+    _, plain = Trainer(config(city, tmp_path / 'plain'))._forward(batch | {
+        'aerial_negative': None})
+    assert 'loss_negative' not in plain
+
+
+def test_a_partial_loss_weights_override_keeps_the_other_losses():
+    # the ablation's cascade models set one weight to 0; the others must stay on (a partial
+    # dict once replaced the defaults, leaving the retrieval model with no loss at all)
+    w = load_config(None, ['cities=[c]', 'loss_weights.loss_conf=0']).loss_weights
+    assert w['loss_conf'] == 0 and w['loss_retrieval'] == 1.0 and w['loss_xy'] == 1.0
+    with pytest.raises(ValueError, match='unknown loss_weights'):
+        load_config(None, ['cities=[c]', 'loss_weights.loss_retreival=0'])

@@ -9,6 +9,8 @@ Item schema (one dict per query; :func:`collate` stacks them):
   prior (rad) or NaN when the heading is unknown
 * ``camera_latlon_deg`` (2,) float64 WGS84 camera position; ``group`` int64: the city, drive
   or log the query belongs to (retrieval galleries and per-log metrics are per group)
+* optional ``aerial_negative`` (3, S, S): a crop of the same place without the camera in
+  its central half (synthetic pairs with ``negative_crops``; trains ``loss_negative``)
 
 Datasets may also expose a retrieval *gallery* (VIGOR: every satellite image of the split's
 cities) through :class:`Gallery`; without one, the gallery is the queries' own crops.
@@ -94,14 +96,19 @@ def to_tensor_image(img: np.ndarray) -> torch.Tensor:
 
 def make_item(*, ground: np.ndarray, aerial: np.ndarray, offset_xy_m: np.ndarray,
               yaw_rad: float, yaw_prior_rad: float, half_side_m: float,
-              camera_latlon_deg: tuple[float, float], group: int) -> dict:
-    """Build one item of the schema above from uint8 images and metric labels."""
+              camera_latlon_deg: tuple[float, float], group: int,
+              aerial_negative: np.ndarray | None = None) -> dict:
+    """Build one item of the schema above from uint8 images and metric labels.
+
+    ``aerial_negative``: optional crop that does not hold the camera in its central half
+    (item key ``aerial_negative``; trains the confidence to say "not here").
+    """
     if aerial.shape[0] != aerial.shape[1]:
         raise DatasetError(f'aerial crop must be square, got {aerial.shape}')
     off = np.asarray(offset_xy_m, np.float64)
     if not (np.all(np.isfinite(off)) and math.isfinite(yaw_rad) and half_side_m > 0):
         raise DatasetError(f'non-finite label: offset {off}, yaw {yaw_rad}')
-    return {
+    item = {
         'ground': to_tensor_image(ground),
         'aerial': to_tensor_image(aerial),
         'xy': torch.from_numpy((off / half_side_m).astype(np.float32)),
@@ -111,6 +118,9 @@ def make_item(*, ground: np.ndarray, aerial: np.ndarray, offset_xy_m: np.ndarray
         'camera_latlon_deg': torch.tensor(np.asarray(camera_latlon_deg, np.float64)),
         'group': torch.tensor(int(group), dtype=torch.int64),
     }
+    if aerial_negative is not None:
+        item['aerial_negative'] = to_tensor_image(aerial_negative)
+    return item
 
 
 def collate(items: list[dict]) -> dict:

@@ -28,4 +28,5 @@ class PairTensors(Dataset):
                          yaw_rad=float(p['yaw_rad']), yaw_prior_rad=float(p['yaw_prior_rad']),
                          half_side_m=float(p['aerial'].shape[0] * p['m_per_px'] / 2.0),
                          camera_latlon_deg=np.asarray(p['camera_latlon_deg'], np.float64),
-                         group=int(p['city_seed']))
+                         group=int(p['city_seed']),
+                         aerial_negative=p.get('aerial_negative'))

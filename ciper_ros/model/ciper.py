@@ -64,10 +64,15 @@ class CIPER(nn.Module):
 
     def forward(self, ground: torch.Tensor, aerial: torch.Tensor, *,
                 yaw_prior: torch.Tensor | None = None,
-                yaw_prior_range: float = math.pi) -> dict:
+                yaw_prior_range: float = math.pi,
+                aerial_negative: torch.Tensor | None = None) -> dict:
         g = self.encode_ground(ground)
         a = self.encode_aerial(aerial)
         out = self.decode(g, a, yaw_prior=yaw_prior, yaw_prior_range=yaw_prior_range)
         out['desc_ground'] = g['desc']
         out['desc_aerial'] = a['desc']
+        if aerial_negative is not None:     # (B, 3, Ha, Wa) crops without the camera
+            neg = self.decode(g, self.encode_aerial(aerial_negative), yaw_prior=yaw_prior,
+                              yaw_prior_range=yaw_prior_range)
+            out['neg_logits'] = neg['pred_logits']          # (B, Q)
         return out

@@ -8,7 +8,7 @@ from torch import nn
 from ciper_ros.model.matcher import HungarianMatcher
 
 DEFAULT_WEIGHTS = {'loss_retrieval': 1.0, 'loss_conf': 1.0, 'loss_xy': 1.0, 'loss_yaw': 1.0,
-                   'loss_anchor': 1.0}
+                   'loss_anchor': 1.0, 'loss_negative': 1.0}
 
 
 def soft_margin_triplet(desc_a: torch.Tensor, desc_b: torch.Tensor, *,
@@ -94,6 +94,11 @@ class SetCriterion(nn.Module):
         matched_cs = outputs['pred_yaw'][b_idx, q_idx]
         losses['loss_xy'] = nn.functional.l1_loss(matched_xy, tgt[b_idx, :2])
         losses['loss_yaw'] = nn.functional.l1_loss(matched_cs, tgt[b_idx, 2:])
+        if 'neg_logits' in outputs:     # no hypothesis is right on a crop without the camera:
+            # the runtime compares tiles by their best hypothesis, so the loss takes the max
+            best = outputs['neg_logits'].max(dim=1).values
+            losses['loss_negative'] = nn.functional.binary_cross_entropy_with_logits(
+                best, torch.zeros_like(best))
         if 'anchor_logits' in outputs and self.anchors is not None:
             cell = self.anchors.target_cell(xy, yaw)
             losses['loss_anchor'] = nn.functional.cross_entropy(

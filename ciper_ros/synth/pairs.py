@@ -59,6 +59,11 @@ class PairConfig:
     limited_hfov_deg: tuple[float, float] = (75.0, 110.0)
     limited_aspect: tuple[float, float] = (1.3, 2.0)       # width / height
     limited_fov_heading_prior: bool = True
+    # a second crop of the same render with the camera outside the crop's central half
+    # (where the runtime's neighbouring tiles see it): the confidence learns "not here"
+    negative_crops: bool = False
+    negative_min_fraction: float = 0.6     # camera offset >= this x half-side (0.5: the edge
+    #                                        of the central half) on one axis at least
 
     def __post_init__(self) -> None:
         for name, allowed in (('style', ('vigor', 'kitti')), ('ground', ('panorama', 'pinhole')),
@@ -118,6 +123,8 @@ def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict
     r0 = S - S // 2 - dv
     aerial = render.aerial[r0:r0 + S, c0:c0 + S]
     offset_xy_m = np.array([du * m, -dv * m])
+    negative = _negative_crop(render.aerial, S, cfg.negative_min_fraction, rng) \
+        if cfg.negative_crops else None
     ground = render.ground
     yaw = render.yaw_rad
     if cfg.ground == 'panorama':
@@ -141,11 +148,29 @@ def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict
         prior = math.remainder(yaw + math.radians(rng.uniform(-cfg.heading_prior_deg,
                                                                cfg.heading_prior_deg)),
                                2 * math.pi)
-    return {'ground': np.ascontiguousarray(ground), 'aerial': np.ascontiguousarray(aerial),
-            'offset_xy_m': offset_xy_m.astype(np.float32), 'yaw_rad': np.float32(yaw),
-            'yaw_prior_rad': np.float32(prior), 'm_per_px': np.float32(m),
-            'city_seed': render.city_seed,
-            'camera_latlon_deg': np.asarray(render.camera_latlon_deg, np.float64)}
+    out = {'ground': np.ascontiguousarray(ground), 'aerial': np.ascontiguousarray(aerial),
+           'offset_xy_m': offset_xy_m.astype(np.float32), 'yaw_rad': np.float32(yaw),
+           'yaw_prior_rad': np.float32(prior), 'm_per_px': np.float32(m),
+           'city_seed': render.city_seed,
+           'camera_latlon_deg': np.asarray(render.camera_latlon_deg, np.float64)}
+    if negative is not None:
+        out['aerial_negative'] = negative
+    return out
+
+
+def _negative_crop(big: np.ndarray, S: int, min_fraction: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Cut an (S, S) crop of a 2S render with the camera outside the crop's central half.
+
+    The camera is at the render's centre; in the crop its offset is >= ``min_fraction`` x
+    S/2 on one axis and < S/2 on both.
+    """
+    lo, hi = int(math.ceil(min_fraction * S / 2)), S // 2 - 1
+    far = int(rng.integers(lo, hi + 1)) * (1 if rng.random() < 0.5 else -1)
+    near = int(rng.integers(-hi, hi + 1))
+    du, dv = (far, near) if rng.random() < 0.5 else (near, far)
+    c0, r0 = S - S // 2 - du, S - S // 2 - dv
+    return np.ascontiguousarray(big[r0:r0 + S, c0:c0 + S])
 
 
 class CitySource:

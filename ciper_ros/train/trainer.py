@@ -68,7 +68,15 @@ class TrainConfig:
     ckpt_every: int = 100
     retrieval_loss: str = 'triplet'
     conf_loss: str = 'bce'
-    loss_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    loss_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))   # partial
+    #                                        dicts change those named; the rest keep defaults
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.loss_weights) - set(DEFAULT_WEIGHTS))
+        if unknown:
+            raise ValueError(f'unknown loss_weights {unknown}; the losses are '
+                             f'{sorted(DEFAULT_WEIGHTS)}')
+        self.loss_weights = {**DEFAULT_WEIGHTS, **self.loss_weights}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -214,9 +222,11 @@ class Trainer:
         prior = batch['yaw_prior'].to(self.device)
         use_prior = bool(torch.isfinite(prior).any())     # NaN items: no prior (mixed batches)
         with torch.autocast(self.device.type, enabled=self.use_amp):
+            neg = batch.get('aerial_negative')
             out = self.net(batch['ground'].to(self.device), batch['aerial'].to(self.device),
                            yaw_prior=prior if use_prior else None,
-                           yaw_prior_range=self.prior_range_rad)
+                           yaw_prior_range=self.prior_range_rad,
+                           aerial_negative=None if neg is None else neg.to(self.device))
         targets = {'xy': batch['xy'].to(self.device), 'yaw': batch['yaw'].to(self.device)}
         losses = self.criterion({k: v.float() for k, v in out.items()}, targets)
         return out, losses
