@@ -42,5 +42,14 @@ def test_ablation_script_runs_every_variant(tmp_path):
         if name != 'geometric':
             assert 0.0 <= v['eval']['retrieval']['recall@1'] <= 1.0
     assert result['variants']['cascade']['steps'] == [4, 4]
+    # every learned variant trained on a non-zero loss; the cascade's parts on their own
+    retrieval, pose = result['variants']['cascade']['last_losses']
+    assert retrieval['loss_retrieval'] > 0
+    assert retrieval['loss'] == pytest.approx(retrieval['loss_retrieval'])
+    assert pose['loss'] == pytest.approx(sum(v for k, v in pose.items()
+                                             if k not in ('loss', 'loss_retrieval')))
+    for name, v in result['variants'].items():
+        if name != 'geometric':
+            assert all(part['loss'] > 0 for part in v['last_losses']), name
     table = (out / 'ablations.md').read_text()
     assert '| metric | joint | single_query |' in table or '| joint |' in table

@@ -88,6 +88,7 @@ def run_suite(config: str | None, overrides: list[str], out_dir: str | Path, *,
         result['variants'][name] = {
             'eval': evaluate(model, data, yaw_prior_range_rad=prior),
             'steps': [int(blobs[p]['step']) for p in parts],
+            'last_losses': [_last_losses(runs[p]) for p in parts],
             'train_seconds': sum(float(blobs[p].get('elapsed_s', 0.0)) for p in parts)}
     if geometric:
         result['variants']['geometric'] = {
@@ -97,6 +98,17 @@ def run_suite(config: str | None, overrides: list[str], out_dir: str | Path, *,
     atomic_write_text(out / 'ablations.json', json.dumps(result, indent=1) + '\n')
     atomic_write_text(out / 'ablations.md', markdown(result))
     return result
+
+
+def _last_losses(run: Path) -> dict:
+    """Read the last logged total and named losses of a run (total 0: nothing trained)."""
+    last: dict = {}
+    log = run / 'metrics.jsonl'
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        rec = json.loads(line)
+        if 'loss' in rec:
+            last = {k: v for k, v in rec.items() if k == 'loss' or k.startswith('loss_')}
+    return last
 
 
 def markdown(result: dict) -> str:

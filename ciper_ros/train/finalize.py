@@ -403,20 +403,28 @@ def check(*, model: str | os.PathLike = MODEL_FILE, card_json: str | os.PathLike
     from ciper_ros.runtime.index import file_sha256
     from ciper_ros.synth.folder import write_city_folder
     from ciper_ros.synth.world import CityConfig
-    from ciper_ros.train.localization_eval import evaluate_localization
 
     data = json.loads(Path(card_json).read_text())
     p = Protocol(**data['protocol'])
     if data.get('size_bytes') and Path(model).stat().st_size != data['size_bytes']:
         raise ValueError(f'{model} is not the checkpoint {card_json} describes (size '
                          f'{Path(model).stat().st_size} != {data["size_bytes"]})')
-    tmp = Path(tempfile.mkdtemp(prefix='ciper_check_'))
-    if city is None:
-        city = tmp / 'city'
-        rc = data['recipe']
-        write_city_folder(city, CityConfig(seed=p.test_seed, size_m=rc['city_size_m']),
-                          zooms=tuple(rc['zooms']), progress=progress)
-    index_dir = Path(index_dir) if index_dir else tmp / f'index_{file_sha256(model)[:12]}'
+    with tempfile.TemporaryDirectory(prefix='ciper_check_') as tmp:
+        if city is None:
+            city = Path(tmp) / 'city'
+            rc = data['recipe']
+            write_city_folder(city, CityConfig(seed=p.test_seed, size_m=rc['city_size_m']),
+                              zooms=tuple(rc['zooms']), progress=progress)
+        index_dir = Path(index_dir) if index_dir else \
+            Path(tmp) / f'index_{file_sha256(model)[:12]}'
+        return _compare(data, p, model=model, city=city, index_dir=index_dir,
+                        rel_tol=rel_tol, share_tol=share_tol, progress=progress)
+
+
+def _compare(data: dict, p: Protocol, *, model, city, index_dir, rel_tol: float,
+             share_tol: float, progress: bool) -> dict:
+    from ciper_ros.train.localization_eval import evaluate_localization
+
     out = {'ok': True, 'cameras': {}}
     for name, cam in _cameras(p).items():
         got = evaluate_localization(
@@ -427,7 +435,7 @@ def check(*, model: str | os.PathLike = MODEL_FILE, card_json: str | os.PathLike
         for key in CHECKED:
             want, have = data['chained'][name][key], got[key]
             tol = share_tol if key in SHARES else rel_tol * abs(want)
-            ok = abs(have - want) <= tol + 1e-12
+            ok = bool(abs(have - want) <= tol + 1e-12)
             out['ok'] &= ok
             rows.append({'metric': key, 'card': want, 'now': have, 'tolerance': tol, 'ok': ok})
         out['cameras'][name] = rows
