@@ -142,19 +142,3 @@ def test_onnxruntime_backend_localizes_like_torch(scene, tmp_path):
         assert np.linalg.norm(a.xy_m - b.xy_m) < 1e-3
         assert abs(a.yaw_rad - b.yaw_rad) < 1e-4
 
-
-def test_consensus_rewards_hypotheses_other_tiles_agree_with():
-    from ciper_ros.runtime.localizer import consensus
-
-    # tile 0: a right guess (10, 0) and a lone confident wrong one (40, 0); tile 1 agrees
-    # with the right one 1 m away, tile 2 with it too but facing the other way
-    pts = np.array([[[10.0, 0.0], [40.0, 0.0]], [[11.0, 0.0], [-30.0, 5.0]],
-                    [[10.0, 0.5], [60.0, 0.0]]])
-    yaw = np.array([[0.1, 0.1], [0.12, 2.0], [0.1 + math.pi, 0.0]])
-    score = np.array([[0.3, 0.45], [0.2, 0.1], [0.4, 0.1]])
-    s = consensus(pts, yaw, score, radius_m=2.0, yaw_tol_rad=math.radians(20))
-    assert s.shape == (3, 2)
-    assert s[0, 0] == pytest.approx(0.2 * math.exp(-0.5 / 4.0))   # tile 1 only (tile 2 flipped)
-    assert s[0, 1] == pytest.approx(0.0, abs=1e-12)                # nobody near (40, 0)
-    assert s[1, 0] == pytest.approx(0.3 * math.exp(-0.5 / 4.0))   # from tile 0, not itself
-    assert np.argmax((score + s).ravel()) != np.argmax(score.ravel())

@@ -60,8 +60,6 @@ class LocalizerConfig:
     heading_sigmas: float = 3.0          # heading prior narrows hypotheses to +-k sigma
     cache_mb: float = 64.0               # aerial encodings of recently used tiles
     spread_top: int = 8                  # hypotheses entering the covariance
-    consensus_radius_m: float = 0.0      # > 0: hypotheses gain the support of overlapping
-    consensus_yaw_deg: float = 20.0      # tiles that agree within this (see consensus)
     cov_scale: float = 1.0               # calibration factors (validation data):
     yaw_cov_scale: float = 1.0           # see calibrate_covariance
     forward_cov_scale: float | None = None      # the same for forward-camera frames a
@@ -304,9 +302,6 @@ class Localizer:
         if prior is not None:     # fuse the prior: a Gaussian likelihood of each hypothesis
             d2 = np.sum((pts - prior_xy) ** 2, axis=-1)
             score = score * np.exp(-0.5 * d2 / prior.sigma_m ** 2)
-        if cfg.consensus_radius_m > 0 and len(ids) > 1:
-            score = score + consensus(pts, yaw, score, radius_m=cfg.consensus_radius_m,
-                                      yaw_tol_rad=math.radians(cfg.consensus_yaw_deg))
         flat = np.argsort(-score, axis=None)
         j, q = np.unravel_index(flat[0], score.shape)
         best_xy, best_yaw = pts[j, q], float(yaw[j, q])
@@ -340,25 +335,6 @@ class Localizer:
                 res.reason = (f'{dist:.1f} m from the prior, beyond the {limit:.1f} m gate '
                               f'({cfg.gate_sigmas:g} sigma)')
         return res
-
-
-def consensus(pts: np.ndarray, yaw: np.ndarray, score: np.ndarray, *, radius_m: float,
-              yaw_tol_rad: float) -> np.ndarray:
-    """Support each hypothesis gets from the other candidate tiles; shape (k, Q).
-
-    Tiles overlap, so the true pose is seen by several crops, each of which should predict
-    it; a wrong tile's confident guess has no such company. For every other tile, its best
-    hypothesis within ``yaw_tol_rad`` counts with its score times a Gaussian of the distance
-    (sigma ``radius_m``). ``pts``: (k, Q, 2) in one metric frame; ``yaw``, ``score``: (k, Q).
-    """
-    k, q = score.shape
-    p, y, s = pts.reshape(-1, 2), yaw.ravel(), score.ravel()
-    d2 = np.sum((p[:, None] - p[None]) ** 2, axis=-1)
-    dyaw = np.abs(np.remainder(y[:, None] - y[None] + np.pi, 2 * np.pi) - np.pi)
-    w = np.exp(-0.5 * d2 / radius_m ** 2) * (dyaw <= yaw_tol_rad) * s[None, :]
-    best = w.reshape(k * q, k, q).max(axis=-1)                  # best supporter per tile
-    best[np.arange(k * q), np.repeat(np.arange(k), q)] = 0.0    # not from its own tile
-    return best.sum(axis=-1).reshape(k, q)
 
 
 CHI2_MEDIAN_2DOF = 1.3862943611198906      # median of chi-square with 2 degrees of freedom
