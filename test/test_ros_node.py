@@ -190,9 +190,10 @@ def _truth_xy(frame, root):
 
 
 def _compose(a, b):
-    """(x, y, yaw) of planar transform a * b."""
+    """(x, y, yaw) of planar transform a * b, yaw wrapped to [-pi, pi]."""
     c, s = math.cos(a[2]), math.sin(a[2])
-    return a[0] + c * b[0] - s * b[1], a[1] + s * b[0] + c * b[1], a[2] + b[2]
+    return (a[0] + c * b[0] - s * b[1], a[1] + s * b[0] + c * b[1],
+            math.remainder(a[2] + b[2], 2 * math.pi))
 
 
 def test_node_publishes_poses_tf_and_diagnostics(world, ros, repo_root):
