@@ -129,4 +129,7 @@ def markdown(result: dict) -> str:
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     lines.append('| training (min) | ' + ' | '.join(
         f"{result['variants'][n]['train_seconds'] / 60:.1f}" for n in names) + ' |')
+    lines.append('| training steps | ' + ' | '.join(
+        ' + '.join(str(s) for s in result['variants'][n]['steps']) or '-' for n in names)
+        + ' |')
     return '\n'.join(lines) + '\n'

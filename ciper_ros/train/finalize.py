@@ -58,6 +58,7 @@ class Protocol:
     frames: int = 200                 # chained frames per camera (test city)
     calibration_frames: int = 200     # chained frames per camera (validation city)
     pairs: int = 300                  # GT-crop / gallery pairs (test city)
+    ablation_pairs: int = 150         # the ablation's pairs (training's pair options)
     frame_seed: int = 12345
     calibration_seed: int = 777
     prior_sigma_m: float = 10.0
@@ -198,11 +199,14 @@ def evaluate_pairs(model, blob: dict, city: Path, protocol: Protocol, *,
     from ciper_ros.train.evaluate import evaluate
 
     pairs = dict((blob.get('train_config') or {}).get('pairs') or {})
+    pairs.pop('negative_crops', None)
     out = {}
-    for name, over in (('panorama', {'limited_fov_prob': 0.0}),
-                       ('forward', {'limited_fov_prob': 1.0})):
+    for name, over, n in (('panorama', {'limited_fov_prob': 0.0}, protocol.pairs),
+                          ('forward', {'limited_fov_prob': 1.0}, protocol.pairs),
+                          ('ablation', {}, protocol.ablation_pairs)):
         data, pcfg = synthetic_eval_set(blob['config'], {**pairs, **over}, [str(city)],
-                                        n=protocol.pairs, seed=protocol.frame_seed)
+                                        n=n, seed=protocol.frame_seed)
+        # the ablation's rule (run_suite) uses a heading prior only for 'prior' tasks
         prior = math.radians(pcfg.heading_prior_deg) if name == 'forward' or \
             pcfg.heading == 'prior' else None
         out[name] = evaluate(model, data, yaw_prior_range_rad=prior, progress=progress)
@@ -354,6 +358,18 @@ def render_card(d: dict) -> str:
         lines.append(f'| {section}: {key} | ' + ' | '.join(
             _fmt(pr[c].get(section, {}).get(key), pct=pct)
             for c in ('panorama', 'forward')) + ' |')
+    ab = pr.get('ablation')
+    if ab:
+        g = ab['gt_tile']
+        lines += ['', "## On the ablation's pairs", '',
+                  f"The {p.get('ablation_pairs', 150)} pairs `bench/ablation.py` scores its "
+                  'variants on (test city, seed '
+                  f"{p['frame_seed']}, the training pair options): GT crop median "
+                  f"{_fmt(g.get('position_error_m_median'))} m, within 1 m "
+                  f"{_fmt(g.get('position_within_1m'), pct=True)}, heading median "
+                  f"{_fmt(g.get('orientation_error_deg_median'), 1)} deg; retrieval "
+                  f"recall@1 {_fmt(ab['retrieval'].get('recall@1'), pct=True)}; see "
+                  '[docs/ablations.md](../docs/ablations.md).']
     lines += ['', '## Training curve', '', '![validation curve](training_curve.png)', '',
               '| step | hours | position median (m) | heading median (deg) |',
               '| --- | --- | --- | --- |']
