@@ -35,7 +35,8 @@ help:
 	@echo 'make test-all  every test, slow ones included'
 	@echo 'make lint      ruff (ament flake8 rules)'
 	@echo 'make bench     benchmarks -> bench/results/*.json'
-	@echo 'make model     train the default model (resumable; MODEL_MINUTES=120 per run)'
+	@echo 'make model     train the default model (resumable; MODEL_MINUTES=120 per run), then'
+	@echo '               calibrate, evaluate and write models/ciper_t_synthetic.pt + MODEL_CARD.md'
 	@echo 'make venv      create .venv with pinned dependencies and tf2_msgs'
 
 venv: $(PKG_STAMP)
