@@ -528,7 +528,7 @@ def _finalize(recipe, args: argparse.Namespace) -> int:
     protocol = replace(PROTOCOL, **{k: getattr(args, k) for k in (
         'frames', 'calibration_frames', 'pairs') if getattr(args, k) is not None})
     data = finalize(recipe, source=args.source, out_model=args.out_model, card=args.card,
-                    protocol=protocol)
+                    protocol=protocol, notes=tuple(args.note))
     for r in data['targets']:
         print(f"{r['camera']:<9} {r['metric']:<26} {r['value']:9.3f}  target {r['how']} "
               f"{r['target']}  {'met' if r['met'] else 'not met'}")
@@ -566,6 +566,8 @@ def _finalize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--calibration-frames', type=int,
                    help='validation frames per camera (default 200)')
     p.add_argument('--pairs', type=int, help='GT-crop pairs per camera (default 300)')
+    p.add_argument('--note', action='append', default=[],
+                   help="a line for the card's training history (repeatable)")
 
 
 def cmd_model_snapshot(args: argparse.Namespace) -> int:

@@ -76,7 +76,7 @@ def test_finalize_ships_a_calibrated_model_whose_card_reproduces(tmp_path):
     protocol = Protocol(frames=6, calibration_frames=8, pairs=4)
     out_model, card = tmp_path / 'models' / 'm.pt', tmp_path / 'models' / 'CARD.md'
     data = finalize(recipe, out_model=out_model, card=card, protocol=protocol,
-                    progress=False)
+                    notes=('schedule shortened at step 1',), progress=False)
     blob = load_checkpoint(out_model)
     calib = blob['calibration']
     assert blob['step'] == 2 and all(calib[k] > 0 for k in (
@@ -87,6 +87,7 @@ def test_finalize_ships_a_calibrated_model_whose_card_reproduces(tmp_path):
     assert '| panorama | position_error_m_median | <= 0.5 |' in text
     assert '| forward | position_error_m_p95 | <= 8 |' in text
     assert (card.parent / 'training_curve.png').stat().st_size > 1000
+    assert '## Training history\n\n- schedule shortened at step 1' in text
     saved = json.loads((card.parent / 'model_card.json').read_text())
     assert saved['protocol']['frames'] == 6 and saved['chained']['forward']['frames'] == 6
     assert saved['chained']['forward']['camera'] == 'forward'

@@ -102,8 +102,12 @@ def calibrate_on_city(*, model: Path, city: Path, index_dir: Path, protocol: Pro
 
 def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
              out_model: str | os.PathLike = MODEL_FILE, card: str | os.PathLike = CARD_FILE,
-             protocol: Protocol = PROTOCOL, progress: bool = True) -> dict:
-    """Calibrate, evaluate and ship the recipe's current weights; return the card's data."""
+             protocol: Protocol = PROTOCOL, notes: tuple[str, ...] = (),
+             progress: bool = True) -> dict:
+    """Calibrate, evaluate and ship the recipe's current weights; return the card's data.
+
+    ``notes``: lines for the card's training history (what changed during training).
+    """
     from ciper_ros.model.build import load_checkpoint, model_from_checkpoint, save_checkpoint
     from ciper_ros.train.localization_eval import evaluate_localization
 
@@ -149,7 +153,7 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
             'train_config': blob.get('train_config', {}), 'recipe': asdict(recipe),
             'protocol': asdict(protocol), 'calibration': calibration,
             'calibration_fit': calib, 'chained': chained, 'pairs': pairs, 'curve': curve,
-            'targets': targets_table(chained),
+            'targets': targets_table(chained), 'notes': list(notes),
             'host': {'machine': platform.machine(), 'cpus': os.cpu_count(),
                      'python': platform.python_version()},
             'finalize_s': round(time.perf_counter() - t0, 1)}
@@ -307,7 +311,8 @@ def render_card(d: dict) -> str:
         f"| training | {tr['step']} steps x batch {tc.get('batch_size')}, AdamW lr "
         f"{tc.get('lr')}, warm-up {tc.get('warmup_steps')}, cosine over "
         f"{tc.get('max_steps')} steps; {tr['elapsed_s'] / 3600:.2f} h on "
-        f"{d['host']['cpus']} CPU cores ({d['host']['machine']}) |",
+        f"{d['host']['cpus']} CPU cores ({d['host']['machine']}); negative crops "
+        f"{'on' if tc.get('pairs', {}).get('negative_crops') else 'off'} |",
         f"| calibration | {d['calibration']['fitted_on']}: position x "
         f"{d['calibration']['cov_scale']:.3g}, heading x "
         f"{d['calibration']['yaw_cov_scale']:.3g} (panorama); x "
@@ -378,6 +383,8 @@ def render_card(d: dict) -> str:
             lines.append(f"| {r['step']} | {r.get('elapsed_s', 0) / 3600:.2f} | "
                          f"{r['val/position_error_m_median']:.2f} | "
                          f"{r.get('val/orientation_error_deg_median', math.nan):.1f} |")
+    if d.get('notes'):
+        lines += ['', '## Training history', ''] + [f'- {n}' for n in d['notes']]
     lines += ['', '## Reproduce', '', '```bash',
               'make model MODEL_MINUTES=120   # cities, render bank, training (resumes), '
               'then ciper model finalize',
