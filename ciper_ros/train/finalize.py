@@ -146,7 +146,9 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
             n=protocol.frames, prior_sigma_m=protocol.prior_sigma_m,
             heading_prior_deg=cam['heading_prior_deg'], seed=protocol.frame_seed,
             camera=cam['camera'], top_k=protocol.top_k, progress=progress)
-    pairs = evaluate_pairs(model, blob, test_city, protocol, progress=progress)
+    # the pair modes on the shipped (float16-rounded) weights, as users get them
+    pairs = evaluate_pairs(model_from_checkpoint(load_checkpoint(shipped)), blob, test_city,
+                           protocol, progress=progress)
     data = {'model': str(out_model), 'size_bytes': shipped.stat().st_size,
             'parameters': sum(p.numel() for p in model.parameters()),
             'config': dict(model.config), 'train': train_info,
