@@ -20,7 +20,8 @@ def tiny_recipe(tmp_path, work: str, **kw) -> ModelRecipe:
         'val_samples': 2}))
     return ModelRecipe(**{'work_dir': str(tmp_path / work), 'train_config': str(cfg),
                           'city_size_m': 200.0, 'progress_file': str(
-                              tmp_path / 'models' / 'progress' / 'default_model.pt'), **kw})
+                              tmp_path / 'models' / 'progress' / 'default_model.pt'),
+                          'shipped_file': str(tmp_path / 'models' / 'shipped.pt'), **kw})
 
 
 def test_recipe_runs_every_stage_and_resumes(tmp_path):
@@ -99,6 +100,12 @@ def test_finalize_ships_a_calibrated_model_whose_card_reproduces(tmp_path):
                                   index_dir=tmp_path / 'idx', n=6, uncalibrated=True,
                                   progress=False)
     assert plain['cov_scale'] == 1.0
+    # a fresh clone's make model continues from the shipped model (no progress snapshot)
+    fresh = tiny_recipe(tmp_path, 'fresh', n_train_cities=1, renders_per_city=2, shard_size=2,
+                        shipped_file=str(out_model), overrides=['max_steps=3'])
+    assert fresh.resume_source() == out_model
+    state = train(fresh, progress=False)
+    assert state['step'] == 3 and state['last_record']['resumed']
     # the check regenerates the test city from its seed and reruns the chained mode
     res = check(model=out_model, card_json=card.parent / 'model_card.json', progress=False)
     assert res['ok'], res

@@ -115,7 +115,10 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
     root = recipe.root / 'final'
     last = recipe.root / 'train' / 'last.pt'
     source = Path(source) if source else (last if last.is_file()
-                                          else Path(recipe.progress_file))
+                                          else recipe.resume_source())
+    if source is None:
+        raise FileNotFoundError(f'nothing to finalize: no {last}, progress snapshot or '
+                                'shipped recipe checkpoint')
     blob = load_checkpoint(source)
     model = model_from_checkpoint(blob)
     curve = blob.get('curve') or _curve_from_log(recipe.root / 'train' / 'metrics.jsonl')

@@ -10,10 +10,11 @@ Stages, each resumable and skipped when already done:
 3. training from the bank (``config/train/default_model.yaml``) under a wall-clock budget
    per invocation; a later invocation resumes from the last checkpoint exactly.
 
-Across sessions (fresh clones): ``ciper model snapshot`` writes the run's weights, step,
-training time and validation curve as float16 into ``models/progress/default_model.pt``
-(about 5 MB; committed at the end of a session); a run that finds no checkpoint of its own
-starts from that snapshot (the optimizer's moments restart: a short re-warm-up, not a
+Across sessions (fresh clones): a run that finds no checkpoint of its own starts from the
+committed weights (:meth:`ModelRecipe.resume_source`): the shipped model, which
+``ciper model finalize`` writes with its step, training time and validation curve, or a
+mid-training snapshot (``ciper model snapshot`` -> ``models/progress/default_model.pt``),
+whichever has trained more. The optimizer's moments restart (a short re-warm-up, not a
 bit-exact resume -- within a workspace, resumes are exact).
 
 Then ``ciper model finalize`` (:mod:`ciper_ros.train.finalize`; ``make model`` runs it
@@ -34,6 +35,7 @@ from ciper_ros.atomic import atomic_write_text
 
 TEST_SEED = 0          # the held-out evaluation city (test split)
 PROGRESS_FILE = Path('models') / 'progress' / 'default_model.pt'
+SHIPPED_FILE = Path('models') / 'ciper_t_synthetic.pt'
 VAL_SEED = 500         # calibration and validation (validation split)
 
 
@@ -48,11 +50,30 @@ class ModelRecipe:
     shard_size: int = 256
     bank_seed: int = 0
     overrides: list[str] = field(default_factory=list)   # key=value for the train config
-    progress_file: str = str(PROGRESS_FILE)
+    progress_file: str = str(PROGRESS_FILE)     # mid-training snapshots (ciper model snapshot)
+    shipped_file: str = str(SHIPPED_FILE)       # finalize's output carries the same state
 
     @property
     def root(self) -> Path:
         return Path(self.work_dir)
+
+    def resume_source(self) -> Path | None:
+        """Pick the committed weights a run without its own checkpoint starts from.
+
+        The progress snapshot or the shipped model (``ciper model finalize`` writes the same
+        step, training time and curve into it), whichever has trained more steps; None when
+        neither is a recipe checkpoint.
+        """
+        from ciper_ros.model.build import load_checkpoint
+
+        best, best_step = None, -1
+        for path in (Path(self.progress_file), Path(self.shipped_file)):
+            if not path.is_file():
+                continue
+            blob = load_checkpoint(path)
+            if 'elapsed_s' in blob and 'recipe' in blob and int(blob['step']) > best_step:
+                best, best_step = path, int(blob['step'])
+        return best
 
     def city_dir(self, seed: int) -> Path:
         return self.root / 'cities' / str(seed)
@@ -123,8 +144,9 @@ def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -
         *recipe.overrides, f'out_dir={recipe.root / "train"}', f'shards={bank}',
         'cities=[]', f'val_cities=[{recipe.city_dir(VAL_SEED)}]', f'max_minutes={budget}'])
     trainer = Trainer(cfg)
-    if not trainer.last_path.exists() and Path(recipe.progress_file).is_file():
-        _start_from_snapshot(trainer, Path(recipe.progress_file))
+    source = None if trainer.last_path.exists() else recipe.resume_source()
+    if source is not None:
+        _start_from_snapshot(trainer, source)
     record = trainer.run(progress=progress)
     state = {'recipe': asdict(recipe), 'step': trainer.step, 'max_steps': cfg.max_steps,
              'train_hours': round(trainer.elapsed_s / 3600.0, 3),
@@ -146,8 +168,8 @@ def run_budget_minutes(recipe: ModelRecipe, minutes: float, *, setup_s: float = 
     from ciper_ros.model.build import load_checkpoint
 
     last = recipe.root / 'train' / 'last.pt'
-    source = last if last.exists() else Path(recipe.progress_file)
-    done_s = float(load_checkpoint(source).get('elapsed_s', 0.0)) if source.is_file() else 0.0
+    source = last if last.exists() else recipe.resume_source()
+    done_s = float(load_checkpoint(source).get('elapsed_s', 0.0)) if source else 0.0
     return done_s / 60.0 + max(minutes - setup_s / 60.0, 0.5)
 
 
