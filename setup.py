@@ -25,7 +25,8 @@ setup(
         (os.path.join(SHARE, 'launch'), sorted(glob('launch/*.launch.py'))),
         (os.path.join(SHARE, 'config'), sorted(glob('config/*.yaml') + glob('config/*.xml'))),
         (os.path.join(SHARE, 'config', 'train'), sorted(glob('config/train/*.yaml'))),
-        (os.path.join(SHARE, 'models'), sorted(glob('models/*.pt') + glob('models/*.md'))),
+        (os.path.join(SHARE, 'models'), sorted(glob('models/*.pt') + glob('models/*.md')
+                                               + glob('models/*.json') + glob('models/*.png'))),
     ],
     # Python dependencies come from rosdep (package.xml) in a ROS workspace and from
     # requirements/*.txt in a venv; setup.py must not pull them (colcon runs it offline).
