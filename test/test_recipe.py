@@ -106,6 +106,10 @@ def test_finalize_ships_a_calibrated_model_whose_card_reproduces(tmp_path):
     assert fresh.resume_source() == out_model
     state = train(fresh, progress=False)
     assert state['step'] == 3 and state['last_record']['resumed']
+    # its log keeps the shipped model's validation curve (the card's history)
+    from ciper_ros.train.recipe import validation_curve
+    assert [r['step'] for r in validation_curve(tmp_path / 'fresh' / 'train' / 'metrics.jsonl')
+            ][:len(blob['curve'])] == [r['step'] for r in blob['curve']]
     # the check regenerates the test city from its seed and reruns the chained mode
     res = check(model=out_model, card_json=card.parent / 'model_card.json', progress=False)
     assert res['ok'], res

@@ -119,9 +119,7 @@ def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict
     else:
         off_px = np.clip(rng.normal(0.0, cfg.kitti_gnss_sigma_m / m, 2), -S / 2 + 4, S / 2 - 4)
     du, dv = int(round(off_px[0])), int(round(off_px[1]))   # camera at (S/2 + du, S/2 + dv)
-    c0 = S - S // 2 - du    # window origin in the 2S render: camera (at S, S) lands there
-    r0 = S - S // 2 - dv
-    aerial = render.aerial[r0:r0 + S, c0:c0 + S]
+    aerial = _window(render.aerial, S, du, dv)
     offset_xy_m = np.array([du * m, -dv * m])
     negative = _negative_crop(render.aerial, S, cfg.negative_min_fraction, rng) \
         if cfg.negative_crops else None
@@ -169,8 +167,13 @@ def _negative_crop(big: np.ndarray, S: int, min_fraction: float,
     far = int(rng.integers(lo, hi + 1)) * (1 if rng.random() < 0.5 else -1)
     near = int(rng.integers(-hi, hi + 1))
     du, dv = (far, near) if rng.random() < 0.5 else (near, far)
+    return np.ascontiguousarray(_window(big, S, du, dv))
+
+
+def _window(big: np.ndarray, S: int, du: int, dv: int) -> np.ndarray:
+    """Cut the (S, S) window of a 2S render that puts its centre camera at (S/2+du, S/2+dv)."""
     c0, r0 = S - S // 2 - du, S - S // 2 - dv
-    return np.ascontiguousarray(big[r0:r0 + S, c0:c0 + S])
+    return big[r0:r0 + S, c0:c0 + S]
 
 
 class CitySource:

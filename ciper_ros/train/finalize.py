@@ -28,7 +28,7 @@ import platform
 import time
 
 from ciper_ros.atomic import atomic_path, atomic_write_text
-from ciper_ros.train.recipe import ModelRecipe, TEST_SEED, VAL_SEED
+from ciper_ros.train.recipe import ModelRecipe, TEST_SEED, VAL_SEED, validation_curve
 
 MODEL_FILE = Path('models') / 'ciper_t_synthetic.pt'
 CARD_FILE = Path('models') / 'MODEL_CARD.md'
@@ -121,7 +121,7 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
                                 'shipped recipe checkpoint')
     blob = load_checkpoint(source)
     model = model_from_checkpoint(blob)
-    curve = blob.get('curve') or _curve_from_log(recipe.root / 'train' / 'metrics.jsonl')
+    curve = blob.get('curve') or validation_curve(recipe.root / 'train' / 'metrics.jsonl')
     train_info = {'step': int(blob['step']), 'elapsed_s': float(blob.get('elapsed_s', 0.0)),
                   'source': str(source)}
     extra = {'elapsed_s': train_info['elapsed_s'], 'train_config': blob.get('train_config', {}),
@@ -188,13 +188,6 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
-
-
-def _curve_from_log(log: Path) -> list[dict]:
-    if not log.is_file():
-        return []
-    recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return [r for r in recs if any(k.startswith('val/') for k in r)]
 
 
 def evaluate_pairs(model, blob: dict, city: Path, protocol: Protocol, *,

@@ -125,12 +125,10 @@ def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
     """
     from tqdm import tqdm
 
-    from ciper_ros.model.build import load_checkpoint
-
     loc, world = open_city_localizer(model=model, city=city, index_dir=index_dir, top_k=top_k,
                                      calibration=calibration, uncalibrated=uncalibrated,
                                      progress=progress)
-    mc = load_checkpoint(model)['config']
+    mc = loc.model.config
     idx = loc.index
     quarter = idx.crop_side_m / 4.0
     frames = chained_frames(world=world, plane=idx.plane, crop_side_m=idx.crop_side_m,
@@ -161,7 +159,7 @@ def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
             cov = np.asarray(res.covariance)[:2, :2]
             row['nees_xy'] = float(e @ np.linalg.solve(cov, e))
         rows.append(row)
-    s_pos, s_head = loc.scales(forward=camera == 'forward' and loc.needs_camera(fr['image']))
+    s_pos, s_head = loc.scales(forward=camera == 'forward' and mc['ground'] == 'panorama')
     return summarize(rows) | {'n': n, 'prior_sigma_m': prior_sigma_m,
                               'heading_prior_deg': heading_prior_deg, 'seed': seed,
                               'camera': camera, 'ground': mc['ground'],

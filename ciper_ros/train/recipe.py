@@ -183,6 +183,20 @@ def _start_from_snapshot(trainer, path: Path) -> None:
     trainer.step = int(blob['step'])
     trainer.elapsed_s = float(blob.get('elapsed_s', 0.0))
     trainer.save()             # the run's own checkpoint from here on (fresh optimizer)
+    # the run's log starts with the snapshot's validation curve, so snapshots and the card
+    # written from this run keep the whole history
+    trainer.out.mkdir(parents=True, exist_ok=True)
+    with open(trainer.out / 'metrics.jsonl', 'a') as f:
+        for rec in blob.get('curve') or []:
+            f.write(json.dumps(rec) + '\n')
+
+
+def validation_curve(log: Path) -> list[dict]:
+    """Read the validation records of a run's ``metrics.jsonl`` ([] when there is none)."""
+    if not log.is_file():
+        return []
+    recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [r for r in recs if any(k.startswith('val/') for k in r)]
 
 
 def snapshot(recipe: ModelRecipe, out: str | os.PathLike | None = None) -> Path:
@@ -191,13 +205,7 @@ def snapshot(recipe: ModelRecipe, out: str | os.PathLike | None = None) -> Path:
 
     last = recipe.root / 'train' / 'last.pt'
     blob = load_checkpoint(last)
-    curve = []
-    log = recipe.root / 'train' / 'metrics.jsonl'
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            rec = json.loads(line)
-            if any(k.startswith('val/') for k in rec):
-                curve.append(rec)
+    curve = validation_curve(recipe.root / 'train' / 'metrics.jsonl')
     return save_checkpoint(out or recipe.progress_file, model_from_checkpoint(blob),
                            step=int(blob['step']), half=True,
                            extra={'elapsed_s': float(blob.get('elapsed_s', 0.0)),
