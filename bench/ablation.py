@@ -18,7 +18,7 @@ import sys
 
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from ciper_ros.train.ablations import run_suite, VARIANTS
+    from ciper_ros.experiments.ablations import run_suite, VARIANTS
 
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--config', default='config/train/default_model.yaml')

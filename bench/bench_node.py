@@ -37,12 +37,13 @@ def _summary(m: dict, duration_s: float) -> dict:
 
 
 def run() -> dict:
-    from ciper_ros.bag.evaluate import offline_rows, online_rows
-    from ciper_ros.bag.report import metrics
+    from ciper_ros.bag.drive import write_drive_bag
+    from ciper_ros.experiments.bag_eval import offline_rows, online_rows
+    from ciper_ros.experiments.report import metrics
     from ciper_ros.runtime.assemble import open_localizer
     from ciper_ros.runtime.index import build_index
-    from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
     from ciper_ros.synth.folder import MAP_FILE, write_city_folder
+    from ciper_ros.synth.recording import DriveConfig
     from ciper_ros.synth.world import CityConfig
 
     tmp = Path(tempfile.mkdtemp(prefix='ciper_bench_node_'))

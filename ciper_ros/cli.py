@@ -14,9 +14,10 @@ from pathlib import Path
 import sys
 
 from ciper_ros import __version__
+from ciper_ros.util.errors import CiperError
 
 
-class CliError(Exception):
+class CliError(CiperError):
     """A user-facing error: printed as one line, exit status 2."""
 
 
@@ -140,9 +141,10 @@ def cmd_synth_city(args: argparse.Namespace) -> int:
 
 
 def cmd_synth_drive(args: argparse.Namespace) -> int:
+    from ciper_ros.bag.drive import write_drive_bag
     from ciper_ros.synth.drive import GnssConfig
-    from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
     from ciper_ros.synth.folder import city_paths
+    from ciper_ros.synth.recording import DriveConfig
     from ciper_ros.synth.world import World
 
     world_path, _ = city_paths(args.city)
@@ -232,10 +234,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ciper_ros.data.synthetic import PairTensors
+    from ciper_ros.metrics.pose import markdown_table
     from ciper_ros.model.build import load_model
     from ciper_ros.synth.pairs import CitySource, PairConfig, SyntheticPairs
     from ciper_ros.train.evaluate import evaluate
-    from ciper_ros.train.metrics import markdown_table
 
     if args.baseline:
         return _eval_geometric(args)
@@ -267,7 +269,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval_localization(args: argparse.Namespace) -> int:
     """Chained through the runtime: GNSS-gated candidates, then pose (per frame)."""
-    from ciper_ros.train.localization_eval import evaluate_localization
+    from ciper_ros.experiments.localization_eval import evaluate_localization
 
     if len(args.city) != 1 or not args.index:
         raise CliError('--gnss-sigma-m needs one --city and --index DIR (built if missing)')
@@ -290,9 +292,9 @@ def _eval_localization(args: argparse.Namespace) -> int:
 def _eval_geometric(args: argparse.Namespace) -> int:
     """Evaluate the non-learned baseline on the pairs `ciper eval` gives a model."""
     from ciper_ros.baselines.geometric import evaluate_pairs
+    from ciper_ros.metrics.pose import markdown_table
     from ciper_ros.model.build import load_checkpoint, ModelConfig
     from ciper_ros.synth.pairs import CitySource, PairConfig, SyntheticPairs
-    from ciper_ros.train.metrics import markdown_table
 
     if not args.city:
         raise CliError('the geometric baseline runs on synthetic cities: give --city FOLDER')
@@ -319,8 +321,8 @@ def _eval_dataset(args: argparse.Namespace, model) -> int:
     import yaml
 
     from ciper_ros.data.build import build_dataset
+    from ciper_ros.metrics.pose import markdown_table
     from ciper_ros.train.evaluate import evaluate
-    from ciper_ros.train.metrics import markdown_table
 
     if not args.root:
         raise CliError('--dataset needs --root FOLDER')
@@ -339,7 +341,7 @@ def _eval_dataset(args: argparse.Namespace, model) -> int:
     result['model'] = str(args.model)
     result['dataset'] = spec
     if args.out:
-        from ciper_ros.atomic import atomic_write_text
+        from ciper_ros.util.atomic import atomic_write_text
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps(result, indent=2) + '\n')
@@ -444,15 +446,15 @@ def _localizer_and_source(args: argparse.Namespace, *, calibration: str | None =
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
-    from ciper_ros.ros.gnss import FixPolicy
-    from ciper_ros.runtime.localizer import Prior
-    from ciper_ros.runtime.sequence import (
+    from ciper_ros.runtime.frames import (
         bag_frames,
         folder_frames,
         localize_frames,
         summary,
         write_rows,
     )
+    from ciper_ros.runtime.gnss import FixPolicy
+    from ciper_ros.runtime.localizer import Prior
 
     loc, src, is_bag = _localizer_and_source(args, calibration=args.calibration)
     prior = None
@@ -476,9 +478,9 @@ def cmd_localize(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from ciper_ros.atomic import atomic_write_text
+    from ciper_ros.runtime.frames import bag_frames, calibration_frames
     from ciper_ros.runtime.localizer import calibrate_covariance
-    from ciper_ros.runtime.sequence import bag_frames, calibration_frames
+    from ciper_ros.util.atomic import atomic_write_text
 
     loc, src, is_bag = _localizer_and_source(args)
     if not is_bag:
@@ -506,7 +508,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_model_build(args: argparse.Namespace) -> int:
-    from ciper_ros.train.recipe import ModelRecipe, train
+    from ciper_ros.experiments.recipe import ModelRecipe, train
 
     recipe = ModelRecipe(work_dir=args.work_dir, train_config=args.config,
                          n_train_cities=args.cities, renders_per_city=args.renders_per_city,
@@ -523,7 +525,7 @@ def cmd_model_build(args: argparse.Namespace) -> int:
 def _finalize(recipe, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ciper_ros.train.finalize import finalize, PROTOCOL
+    from ciper_ros.experiments.finalize import finalize, PROTOCOL
 
     protocol = replace(PROTOCOL, **{k: getattr(args, k) for k in (
         'frames', 'calibration_frames', 'pairs') if getattr(args, k) is not None})
@@ -538,13 +540,13 @@ def _finalize(recipe, args: argparse.Namespace) -> int:
 
 
 def cmd_model_finalize(args: argparse.Namespace) -> int:
-    from ciper_ros.train.recipe import ModelRecipe
+    from ciper_ros.experiments.recipe import ModelRecipe
 
     return _finalize(ModelRecipe(work_dir=args.work_dir), args)
 
 
 def cmd_model_check(args: argparse.Namespace) -> int:
-    from ciper_ros.train.finalize import check
+    from ciper_ros.experiments.finalize import check
 
     res = check(model=args.model, card_json=args.card_json, city=args.city,
                 index_dir=args.index)
@@ -571,7 +573,7 @@ def _finalize_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_model_snapshot(args: argparse.Namespace) -> int:
-    from ciper_ros.train.recipe import ModelRecipe, snapshot
+    from ciper_ros.experiments.recipe import ModelRecipe, snapshot
 
     path = snapshot(ModelRecipe(work_dir=args.work_dir), args.out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): commit it; a fresh clone's "
@@ -609,8 +611,8 @@ def cmd_bag_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_bag_eval(args: argparse.Namespace) -> int:
-    from ciper_ros.bag.evaluate import NodeRunError, offline_rows, online_rows
-    from ciper_ros.bag.report import write_report
+    from ciper_ros.experiments.bag_eval import NodeRunError, offline_rows, online_rows
+    from ciper_ros.experiments.report import write_report
     from ciper_ros.geo.enu import LocalTangentPlane
     from ciper_ros.maps.open import open_store
     from ciper_ros.ros.params import NodeParams, ParameterError
@@ -666,7 +668,7 @@ def _headline(m: dict) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ciper_ros.demo import run_demo
+    from ciper_ros.experiments.demo import run_demo
 
     metrics = run_demo(args.out)
     if metrics['marker_error_px_max'] > 1.0:

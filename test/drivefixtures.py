@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+from ciper_ros.bag.drive import write_drive_bag
 from ciper_ros.runtime.index import build_index
-from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
 from ciper_ros.synth.folder import city_paths, write_city_folder
+from ciper_ros.synth.recording import DriveConfig
 from ciper_ros.synth.world import CityConfig, World
 
 SHIPPED = Path(__file__).resolve().parents[1] / 'models' / 'ciper_t_synthetic.pt'

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ciper_ros.atomic import atomic_path, atomic_write_text, FILE_MODE
+from ciper_ros.util.atomic import atomic_path, atomic_write_text, FILE_MODE
 
 
 def test_atomic_write_replaces_whole_files_with_the_umask_mode(tmp_path):

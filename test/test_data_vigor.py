@@ -14,7 +14,7 @@ from ciper_ros.data.vigor import (
     VigorDataset,
 )
 from ciper_ros.geo.enu import LocalTangentPlane
-from ciper_ros.train.metrics import retrieval_metrics
+from ciper_ros.metrics.pose import retrieval_metrics
 
 from datafixtures import build_vigor, CITY_CENTRES
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ciper_ros.demo import run_demo
+from ciper_ros.experiments.demo import run_demo
 
 pytestmark = pytest.mark.ros
 pytest.importorskip('rclpy')

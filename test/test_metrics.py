@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ciper_ros.train.metrics import markdown_table, pose_metrics, retrieval_metrics, wrap_deg
+from ciper_ros.metrics.pose import markdown_table, pose_metrics, retrieval_metrics, wrap_deg
 
 
 def test_recall_at_k_hand_computed():

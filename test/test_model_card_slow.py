@@ -9,7 +9,7 @@ MODELS = Path(__file__).resolve().parents[1] / 'models'
 
 
 def test_shipped_model_reproduces_its_card_within_5_percent(tmp_path):
-    from ciper_ros.train.finalize import check
+    from ciper_ros.experiments.finalize import check
 
     if not (MODELS / 'model_card.json').is_file():
         pytest.skip('no models/model_card.json yet')

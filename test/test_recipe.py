@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from ciper_ros.train.recipe import ModelRecipe, TEST_SEED, train, VAL_SEED
+from ciper_ros.experiments.recipe import ModelRecipe, TEST_SEED, train, VAL_SEED
 
 from tinymodel import TINY_MODEL
 
@@ -44,8 +44,8 @@ def test_recipe_runs_every_stage_and_resumes(tmp_path):
 
 
 def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
+    from ciper_ros.experiments.recipe import snapshot
     from ciper_ros.model.build import load_checkpoint
-    from ciper_ros.train.recipe import snapshot
 
     common = {'n_train_cities': 1, 'renders_per_city': 2, 'shard_size': 2}
     first = tiny_recipe(tmp_path, 'a', **common)
@@ -57,7 +57,7 @@ def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
                if v.is_floating_point())                     # float16: small to commit
     # another workspace (a fresh clone): starts from the snapshot, not from step 0
     # a run's --minutes are more minutes, on top of what the snapshot has trained
-    from ciper_ros.train.recipe import run_budget_minutes
+    from ciper_ros.experiments.recipe import run_budget_minutes
     budget = run_budget_minutes(tiny_recipe(tmp_path, 'b', **common), 5.0, setup_s=60.0)
     assert budget == pytest.approx(blob['elapsed_s'] / 60.0 + 4.0)
     second = tiny_recipe(tmp_path, 'b', overrides=['max_steps=3'], **common)
@@ -67,9 +67,9 @@ def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
 
 
 def test_finalize_ships_a_calibrated_model_whose_card_reproduces(tmp_path):
+    from ciper_ros.experiments.finalize import check, finalize, Protocol
+    from ciper_ros.experiments.localization_eval import evaluate_localization
     from ciper_ros.model.build import load_checkpoint, load_model
-    from ciper_ros.train.finalize import check, finalize, Protocol
-    from ciper_ros.train.localization_eval import evaluate_localization
 
     recipe = tiny_recipe(tmp_path, 'work', n_train_cities=1, renders_per_city=2,
                          shard_size=2)
@@ -107,7 +107,7 @@ def test_finalize_ships_a_calibrated_model_whose_card_reproduces(tmp_path):
     state = train(fresh, progress=False)
     assert state['step'] == 3 and state['last_record']['resumed']
     # its log keeps the shipped model's validation curve (the card's history)
-    from ciper_ros.train.recipe import validation_curve
+    from ciper_ros.experiments.recipe import validation_curve
     assert [r['step'] for r in validation_curve(tmp_path / 'fresh' / 'train' / 'metrics.jsonl')
             ][:len(blob['curve'])] == [r['step'] for r in blob['curve']]
     # the check regenerates the test city from its seed and reruns the chained mode

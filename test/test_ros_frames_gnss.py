@@ -5,15 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from ciper_ros.bag import messages as m
-from ciper_ros.ros.frames import (
+from ciper_ros.rosmsg import build as m
+from ciper_ros.runtime.gnss import FixBuffer, FixPolicy
+from ciper_ros.runtime.mount import (
     base_from_camera,
     camera_from_base,
     Mount,
     mount_from_edges,
     tf_edges,
 )
-from ciper_ros.ros.gnss import FixBuffer, FixPolicy
 
 Q_OPTICAL = (-0.5, 0.5, -0.5, 0.5)         # base_link -> optical frame, looking forward
 
@@ -90,7 +90,7 @@ def test_fix_buffer_picks_the_latest_fix_at_or_before_the_image():
     prior, why, age = buf.prior_at(13 * S)
     assert prior is None and why.startswith('GNSS fix is stale') and age == pytest.approx(2.0)
     # refused fixes are never buffered, and say why
-    assert buf.add(12 * S, _fix(12 * S, status=-1)) == 'GNSS status is NO_FIX'
+    assert buf.add(12 * S, _fix(12 * S, status=-1)) == 'GNSS status is STATUS_NO_FIX (-1)'
     assert 'invalid' in buf.add(12 * S, _fix(12 * S, lat=math.nan))
     assert 'covariance' in buf.add(12 * S, _fix(12 * S, sigma=math.nan))
     assert len(buf) == 3 and buf.rejected == 3

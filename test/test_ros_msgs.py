@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ciper_ros.ros.msgs import (
+from ciper_ros.rosmsg.convert import (
     camera_info_to_camera,
     compressed_to_rgb,
     fill_compressed,
@@ -115,7 +115,7 @@ def test_pose_with_covariance():
 
 
 def test_navsatfix_to_prior():
-    from ciper_ros.ros.msgs import navsatfix_to_prior
+    from ciper_ros.runtime.gnss import navsatfix_to_prior
 
     fix = sensor_msgs.NavSatFix()
     fix.status.status = 0
@@ -127,7 +127,9 @@ def test_navsatfix_to_prior():
     fix.position_covariance_type = 0
     assert navsatfix_to_prior(fix)[0].sigma_m == 5.0
     fix.status.status = -1
-    assert navsatfix_to_prior(fix) == (None, 'GNSS status is NO_FIX')
+    assert navsatfix_to_prior(fix) == (None, 'GNSS status is STATUS_NO_FIX (-1)')
+    fix.status.status = -2
+    assert navsatfix_to_prior(fix) == (None, 'GNSS status is STATUS_UNKNOWN (-2)')
     fix.status.status = 0
     fix.latitude = math.nan
     assert 'lat/lon invalid' in navsatfix_to_prior(fix)[1]

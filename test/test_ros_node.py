@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from ciper_ros.ros.msgs import fill_image
-from ciper_ros.runtime.sequence import bag_frames
+from ciper_ros.rosmsg.convert import fill_image
+from ciper_ros.runtime.frames import bag_frames
 
 from drivefixtures import city_index_drive
 
@@ -136,7 +136,7 @@ class Harness:
     def send_odom(self, stamp_ns, x, y, yaw):
         from nav_msgs.msg import Odometry
 
-        from ciper_ros.ros.msgs import fill_pose
+        from ciper_ros.rosmsg.convert import fill_pose
 
         o = Odometry()
         o.header.stamp.sec, o.header.stamp.nanosec = divmod(int(stamp_ns), S)
@@ -197,7 +197,7 @@ def _compose(a, b):
 
 
 def test_node_publishes_poses_tf_and_diagnostics(world, ros, repo_root):
-    from ciper_ros.ros.msgs import yaw_of
+    from ciper_ros.rosmsg.convert import yaw_of
 
     root, _, frames = world
     # started like `ros2 run ciper_ros localize_node --ros-args --params-file ...`

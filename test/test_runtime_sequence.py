@@ -7,9 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from ciper_ros.bag.drive import write_drive_bag
 from ciper_ros.cli import main
-from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
 from ciper_ros.synth.folder import city_paths
+from ciper_ros.synth.recording import DriveConfig
 from ciper_ros.synth.world import World
 
 from drivefixtures import city_index_drive, SHIPPED
@@ -123,8 +124,8 @@ def test_gnss_dropouts_inflate_the_prior_then_reject(drive, tmp_path):
 
 
 def test_bag_priors_do_not_depend_on_the_fix_buffer_horizon(drive):
-    from ciper_ros.ros.gnss import FixPolicy
-    from ciper_ros.runtime.sequence import bag_frames
+    from ciper_ros.runtime.frames import bag_frames
+    from ciper_ros.runtime.gnss import FixPolicy
 
     _, bag = drive
     # fixes enter the buffer in time order (as the live node receives them): a buffer that
@@ -166,8 +167,8 @@ def test_chained_evaluation_with_gnss_priors(drive, tmp_path):
 def test_forward_frames_take_their_own_covariance_scales(drive):
     from dataclasses import replace
 
+    from ciper_ros.experiments.localization_eval import chained_frames, open_city_localizer
     from ciper_ros.runtime.localizer import LocalizerConfig
-    from ciper_ros.train.localization_eval import chained_frames, open_city_localizer
 
     root, _ = drive
     loc, world = open_city_localizer(model=SHIPPED, city=root / 'city',

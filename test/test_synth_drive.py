@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from ciper_ros.bag import messages as m
+from ciper_ros.bag.drive import TOPICS, write_drive_bag
+from ciper_ros.rosmsg import build as m
 from ciper_ros.synth.city import generate_city
 from ciper_ros.synth.drive import (
     drive_trajectory,
@@ -17,7 +18,7 @@ from ciper_ros.synth.drive import (
     simulate_odometry,
     Trajectory,
 )
-from ciper_ros.synth.drivebag import DriveConfig, TOPICS, write_drive_bag
+from ciper_ros.synth.recording import DriveConfig
 from ciper_ros.synth.world import CityConfig
 
 

@@ -208,7 +208,7 @@ def test_query_mode_ablation_end_to_end(city, tmp_path):
 
 
 def test_speed_up_arithmetic():
-    from ciper_ros.train.ablate import speed_up
+    from ciper_ros.experiments.ablate import speed_up
 
     def curve(steps, errs):
         return [{'step': s, 'elapsed_s': 2.0 * s, 'position_error_m_median': e}

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from ciper_ros.experiments.ablate import synthetic_eval_set
 from ciper_ros.synth.folder import write_city_folder
 from ciper_ros.synth.world import CityConfig
-from ciper_ros.train.ablate import synthetic_eval_set
 from ciper_ros.train.evaluate import evaluate
 from ciper_ros.train.trainer import TrainConfig, Trainer
 

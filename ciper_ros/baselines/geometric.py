@@ -142,7 +142,7 @@ def evaluate_pairs(pairs, *, ground_kind: str, yaw_prior_range_rad: float | None
 
     from tqdm import tqdm
 
-    from ciper_ros.train.metrics import pose_metrics
+    from ciper_ros.metrics.pose import pose_metrics
 
     pred, true, pyaw, tyaw, ms = [], [], [], [], []
     for i in tqdm(range(len(pairs)), desc='geometric baseline', unit='pair',

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ciper_ros.configs import unknown_keys
 from ciper_ros.data.common import DatasetError
+from ciper_ros.util.config import unknown_keys
 
 KINDS = ('vigor', 'kitti', 'ford')
 

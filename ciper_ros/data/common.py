@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ciper_ros.util.errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError):
     """A dataset tree or file is missing, malformed or inconsistent (one clear line)."""
 
 

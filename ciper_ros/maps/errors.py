@@ -1,7 +1,9 @@
 """Errors of the map imagery stores: one clear message each, never a raw sqlite traceback."""
 
+from ciper_ros.util.errors import CiperError
 
-class MapStoreError(Exception):
+
+class MapStoreError(CiperError):
     """Base class of every map store error."""
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ciper_ros.atomic import atomic_write_bytes
 from ciper_ros.geo import mercator
 from ciper_ros.geo.bounds import LatLonBounds
 from ciper_ros.maps.codec import (
@@ -24,6 +23,7 @@ from ciper_ros.maps.codec import (
 )
 from ciper_ros.maps.errors import MapStoreError, NotAMapError
 from ciper_ros.maps.store import MapMetadata, TileStore
+from ciper_ros.util.atomic import atomic_write_bytes
 
 METADATA_FILE = 'metadata.json'
 

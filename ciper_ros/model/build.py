@@ -14,13 +14,13 @@ import sys
 
 import torch
 
-from ciper_ros.atomic import atomic_path
-from ciper_ros.configs import check_keys
 from ciper_ros.model.anchors import PolarAnchors
 from ciper_ros.model.ciper import CIPER, DescriptorHead
 from ciper_ros.model.pose_decoder import PoseDecoder
 from ciper_ros.model.two_way import TwoWayTransformer
 from ciper_ros.model.vit import ViTEncoder
+from ciper_ros.util.atomic import atomic_path
+from ciper_ros.util.config import check_keys
 
 FORMAT_VERSION = 1
 

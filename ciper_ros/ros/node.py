@@ -23,6 +23,7 @@ import traceback
 import numpy as np
 
 from ciper_ros.ros.params import NodeParams, ParameterError
+from ciper_ros.util.errors import CiperError
 
 try:
     import rclpy
@@ -37,7 +38,7 @@ ODOM_TOLERANCE_S = 0.05      # else the nearest message, when this close to the 
 RATE_WINDOW_S = 5.0
 
 
-class StartupError(RuntimeError):
+class StartupError(CiperError, RuntimeError):
     """The node cannot start (missing model, index or map, wrong combination)."""
 
 
@@ -76,7 +77,7 @@ class LocalizeNode(Node):
 
         self.params = p = self._read_parameters()
         self._build_pipeline(p)
-        from ciper_ros.ros.frames import Mount
+        from ciper_ros.runtime.mount import Mount
 
         self.param_mount = Mount(p.camera_x_m, p.camera_y_m, p.camera_yaw_rad)
         self._lock = threading.Lock()
@@ -166,10 +167,10 @@ class LocalizeNode(Node):
 
     def _build_pipeline(self, p: NodeParams) -> None:
         from ciper_ros.maps import MapStoreError
-        from ciper_ros.ros.gnss import FixBuffer
-        from ciper_ros.ros.pipeline import FramePipeline
         from ciper_ros.runtime.assemble import open_localizer
+        from ciper_ros.runtime.gnss import FixBuffer
         from ciper_ros.runtime.index import TileIndexError
+        from ciper_ros.runtime.pipeline import FramePipeline
 
         try:
             loc = open_localizer(**p.localizer_args())
@@ -201,7 +202,7 @@ class LocalizeNode(Node):
             self.last['fix_reason'] = why
 
     def _on_odom(self, msg) -> None:
-        from ciper_ros.ros.msgs import yaw_of
+        from ciper_ros.rosmsg.convert import yaw_of
 
         self.rates['odom'].tick()
         p = msg.pose.pose
@@ -215,7 +216,7 @@ class LocalizeNode(Node):
             self._odom.append((t, *vals))
 
     def _on_tf_static(self, msg) -> None:
-        from ciper_ros.ros.frames import tf_edges
+        from ciper_ros.runtime.mount import tf_edges
 
         try:
             edges = tf_edges(msg)
@@ -251,7 +252,7 @@ class LocalizeNode(Node):
         self.last['reason_stamp'] = '' if stamp is None else f'{stamp * 1e-9:.3f}'
 
     def _handle(self, msg, t_recv: float) -> None:
-        from ciper_ros.ros.msgs import MessageError
+        from ciper_ros.rosmsg.convert import MessageError
 
         self.counts['processed'] += 1
         stamp = stamp_ns(msg.header.stamp)
@@ -296,7 +297,7 @@ class LocalizeNode(Node):
 
     def _camera_for(self, rgb: np.ndarray):
         """(PinholeCamera, '') from the latest CameraInfo matching the image, or (None, why)."""
-        from ciper_ros.ros.msgs import camera_info_to_camera, MessageError
+        from ciper_ros.rosmsg.convert import camera_info_to_camera, MessageError
 
         info = self._camera_info
         if info is None:
@@ -312,7 +313,7 @@ class LocalizeNode(Node):
         return cam, ''
 
     def _mount(self, camera_frame: str):
-        from ciper_ros.ros.frames import mount_or_default
+        from ciper_ros.runtime.mount import mount_or_default
 
         with self._lock:
             if camera_frame in self._mounts:
@@ -358,7 +359,7 @@ class LocalizeNode(Node):
         from sensor_msgs.msg import NavSatFix
         from tf2_msgs.msg import TFMessage
 
-        from ciper_ros.ros.msgs import (
+        from ciper_ros.rosmsg.convert import (
             fill_fix_estimate,
             fill_pose,
             fill_transform,

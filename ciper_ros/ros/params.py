@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 import math
 
-from ciper_ros.configs import unknown_keys
+from ciper_ros.util.config import unknown_keys
+from ciper_ros.util.errors import UserError
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 
 
-class ParameterError(ValueError):
+class ParameterError(UserError):
     """A parameter value the node cannot start with (the message names the parameter)."""
 
 
@@ -85,8 +86,8 @@ class NodeParams:
                                           cache_mb=self.cache_mb)}
 
     def fix_policy(self):
-        """Return the GNSS prior rule (:class:`ciper_ros.ros.gnss.FixPolicy`) they set."""
-        from ciper_ros.ros.gnss import FixPolicy
+        """Return the GNSS prior rule (:class:`ciper_ros.runtime.gnss.FixPolicy`) they set."""
+        from ciper_ros.runtime.gnss import FixPolicy
 
         return FixPolicy(max_fix_age_s=self.max_fix_age_s,
                          default_fix_sigma_m=self.default_fix_sigma_m,

@@ -205,7 +205,7 @@ class TensorRTBackend(_GraphBackend):
                f'{"fp16" if self.fp16 else "fp32"}'
 
     def _engine_bytes(self, name: str, *, rebuild: bool = False) -> bytes:
-        from ciper_ros.atomic import atomic_write_bytes
+        from ciper_ros.util.atomic import atomic_write_bytes
 
         path = self.cache_dir / f'{self.cache_key(name)}.engine'
         if path.is_file() and not rebuild:

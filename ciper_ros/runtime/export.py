@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ciper_ros.atomic import atomic_path, atomic_write_text
+from ciper_ros.util.atomic import atomic_path, atomic_write_text
 
 OPSET = 17
 MAX_REL_ERROR = 1e-4

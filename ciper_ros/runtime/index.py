@@ -29,9 +29,10 @@ import sqlite3
 
 import numpy as np
 
-from ciper_ros.atomic import atomic_path, atomic_write_text
 from ciper_ros.geo.bounds import LatLonBounds
 from ciper_ros.geo.enu import LocalTangentPlane
+from ciper_ros.util.atomic import atomic_path, atomic_write_text
+from ciper_ros.util.errors import UserError
 
 FORMAT_VERSION = 1
 CHUNK_TILES = 256
@@ -39,7 +40,7 @@ FLAT_MAX_TILES = 100_000            # exact search below, HNSW above (overridabl
 FAISS_KINDS = ('auto', 'flat', 'hnsw', 'ivf')
 
 
-class TileIndexError(ValueError):
+class TileIndexError(UserError):
     """An index directory is missing, incomplete, corrupt or built for another model."""
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ciper_ros.atomic import atomic_path, atomic_write_text
 from ciper_ros.geo.camera import PinholeCamera
 from ciper_ros.synth.roads import arc_length, point_on_polyline
+from ciper_ros.util.atomic import atomic_path, atomic_write_text
 
 # city seeds per split: disjoint by construction
 SPLIT_SEED_BASE = {'test': 0, 'val': 500, 'train': 1000}

@@ -24,8 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ciper_ros.atomic import atomic_path
 from ciper_ros.geo.enu import LocalTangentPlane
+from ciper_ros.util.atomic import atomic_path
 
 FORMAT_VERSION = 1
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from ciper_ros.data.common import collate, Gallery
 from ciper_ros.geo.enu import LocalTangentPlane
-from ciper_ros.train.metrics import pose_metrics, retrieval_metrics
+from ciper_ros.metrics.pose import pose_metrics, retrieval_metrics
 
 RECALL_1PCT = 'recall@1% = the positive within the top ceil(1 % of the gallery)'
 

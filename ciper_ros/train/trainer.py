@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ciper_ros.configs import check_keys
 from ciper_ros.data.build import build_dataset
 from ciper_ros.data.common import collate, IndexedDraws
 from ciper_ros.data.synthetic import PairTensors
+from ciper_ros.metrics.pose import pose_metrics, retrieval_metrics
 from ciper_ros.model.build import (
     build_model,
     init_from_deit,
@@ -32,8 +32,8 @@ from ciper_ros.model.build import (
     save_checkpoint,
 )
 from ciper_ros.model.criterion import DEFAULT_WEIGHTS, SetCriterion
-from ciper_ros.train.metrics import pose_metrics, retrieval_metrics
 from ciper_ros.train.schedule import get_lr
+from ciper_ros.util.config import check_keys
 
 
 @dataclass

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ciper_ros.atomic import atomic_path, atomic_write_text
 from ciper_ros.runtime.localizer import CHI2_95_2DOF
+from ciper_ros.util.atomic import atomic_path, atomic_write_text
 
 COLUMNS = ('stamp_ns', 't_s', 'ok', 'reason', 'x_m', 'y_m', 'yaw_rad', 'sigma_x_m',
            'sigma_y_m', 'sigma_yaw_rad', 'truth_x_m', 'truth_y_m', 'truth_yaw_rad',

@@ -1,12 +1,12 @@
 """``ciper bag eval``: localize a recorded drive offline or through the live node.
 
-Offline: the bag's frames go straight through :class:`~ciper_ros.ros.pipeline.FramePipeline`
+Offline: the bag's frames go straight through :class:`~ciper_ros.runtime.pipeline.FramePipeline`
 (the node's own per-frame code). Online: the real node runs as a separate process under
 ``use_sim_time``, this process replays the bag over DDS with /clock and records the node's
 ``~/pose_with_covariance``; frames the node dropped (it keeps only the newest) or rejected
 have no pose. Both return one row per camera frame, with base_link ground truth, the GNSS
-prior the node's rule picks, and the errors; :mod:`ciper_ros.bag.report` turns them into the
-report.
+prior the node's rule picks, and the errors; :mod:`ciper_ros.experiments.report` turns them
+into the report.
 
 Online DDS stays on this machine: unless ``isolate`` is False the run gets its own domain
 id, LOCALHOST discovery and a shared-memory-only profile (ciper_ros.ros.isolation).
@@ -26,14 +26,15 @@ import time
 import numpy as np
 
 from ciper_ros.geo.enu import LocalTangentPlane
-from ciper_ros.ros.frames import Mount, mount_or_default
 from ciper_ros.ros.params import NodeParams
-from ciper_ros.runtime.sequence import bag_frames
+from ciper_ros.runtime.frames import bag_frames
+from ciper_ros.runtime.mount import Mount, mount_or_default
+from ciper_ros.util.errors import CiperError
 
 NODE_NAME = 'ciper_localizer'
 
 
-class NodeRunError(RuntimeError):
+class NodeRunError(CiperError, RuntimeError):
     """The node of an online evaluation did not start or did not answer."""
 
 
@@ -92,7 +93,7 @@ def offline_rows(localizer, bag: Path, *, params: NodeParams | None = None,
     """Run every frame of ``bag`` through the node's pipeline in this process."""
     from tqdm import tqdm
 
-    from ciper_ros.ros.pipeline import FramePipeline
+    from ciper_ros.runtime.pipeline import FramePipeline
 
     params = params or NodeParams(index=str(localizer.index.dir))
     pipe = FramePipeline(localizer=localizer)
@@ -213,7 +214,7 @@ def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: flo
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from ciper_ros.bag.replay import BagPlayer
-    from ciper_ros.ros.msgs import yaw_of
+    from ciper_ros.rosmsg.convert import yaw_of
 
     poses: dict[int, dict] = {}
     diag: dict = {}

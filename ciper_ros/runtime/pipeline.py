@@ -2,7 +2,7 @@
 
 The node and ``ciper bag eval`` (offline) both call :meth:`FramePipeline.process`, so a bag
 replayed through the live node and the same bag evaluated offline go through identical
-code: decode, the prior (chosen by :class:`~ciper_ros.ros.gnss.FixBuffer` in both), the
+code: decode, the prior (chosen by :class:`~ciper_ros.runtime.gnss.FixBuffer` in both), the
 Localizer, camera -> base_link through the mount.
 """
 
@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from ciper_ros.ros.frames import base_from_camera, Mount
-from ciper_ros.ros.msgs import MessageError, to_rgb
+from ciper_ros.rosmsg.convert import MessageError, to_rgb
 from ciper_ros.runtime.localizer import LocalizationResult, Localizer, Prior
+from ciper_ros.runtime.mount import base_from_camera, Mount
 
 
 @dataclass

@@ -6,7 +6,6 @@ rosbags ones have the same field names), so they serve the node, bag replay and 
 * images: sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, mono16, any row padding in
   ``step``, either endianness) and sensor_msgs/CompressedImage (jpeg, png) <-> RGB uint8
 * sensor_msgs/CameraInfo -> :class:`~ciper_ros.geo.camera.PinholeCamera`
-* sensor_msgs/NavSatFix -> a Localizer prior (or the reason it cannot be one)
 * poses: the 6x6 row-major covariance of PoseWithCovariance from our (x, y, yaw) 3x3, with
   the axes we do not estimate (z, roll, pitch) set to a large variance
 """
@@ -18,13 +17,14 @@ import math
 import numpy as np
 
 from ciper_ros.geo.camera import PinholeCamera
+from ciper_ros.util.errors import UserError
 
 ENCODINGS = {'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3), 'rgba8': (np.uint8, 4),
              'bgra8': (np.uint8, 4), 'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1)}
 UNUSED_VARIANCE = 1e6            # z, roll, pitch: "not estimated" for robot_localization
 
 
-class MessageError(ValueError):
+class MessageError(UserError):
     """A message that cannot be converted (one clear line: what is wrong with it)."""
 
 
@@ -184,31 +184,3 @@ def map_to_odom(x_m: float, y_m: float, yaw_rad: float, odom_xyyaw) -> tuple[flo
 def yaw_of(q) -> float:
     """Yaw (rad) of a geometry_msgs/Quaternion."""
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
-STATUS_NO_FIX = -1
-DEFAULT_FIX_SIGMA_M = 5.0        # when a fix reports no covariance
-
-
-def navsatfix_to_prior(msg, *, default_sigma_m: float = DEFAULT_FIX_SIGMA_M):
-    """(Prior, None) from a sensor_msgs/NavSatFix, or (None, reason) when it cannot be one.
-
-    Rejected: status NO_FIX, non-finite or out-of-range latitude/longitude, a non-finite or
-    negative covariance. The prior's sigma is the larger horizontal standard deviation of
-    the reported covariance (``default_sigma_m`` when its type is UNKNOWN).
-    """
-    from ciper_ros.runtime.localizer import Prior
-
-    if int(msg.status.status) < 0:
-        return None, 'GNSS status is NO_FIX'
-    lat, lon = float(msg.latitude), float(msg.longitude)
-    if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
-        return None, f'GNSS fix lat/lon invalid ({lat}, {lon})'
-    if int(msg.position_covariance_type) == 0:
-        sigma = default_sigma_m
-    else:
-        cov = np.asarray(msg.position_covariance, np.float64)
-        if cov.size != 9 or not np.all(np.isfinite(cov)) or cov[0] < 0 or cov[4] < 0:
-            return None, 'GNSS fix covariance is not finite and non-negative'
-        sigma = max(math.sqrt(max(cov[0], cov[4])), 0.1)
-    return Prior(lat, lon, sigma_m=sigma), None

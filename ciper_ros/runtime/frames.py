@@ -2,7 +2,7 @@
 
 Frames come from a folder (images sorted by name, one prior for all, or none) or a bag
 (compressed or raw images; the prior of each frame is chosen from the bag's GNSS fixes by
-the node's own rule, :mod:`ciper_ros.ros.gnss`). When the bag has ground truth
+the node's own rule, :mod:`ciper_ros.runtime.gnss`). When the bag has ground truth
 (``/ground_truth/pose``), each row also gets the error of the localized camera position
 against it (the truth is base_link: the camera offset comes from ``ciper_drive.json``).
 Results are written atomically as CSV or JSON.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ciper_ros.atomic import atomic_write_text
-from ciper_ros.ros.gnss import FixBuffer, FixPolicy
-from ciper_ros.ros.msgs import to_rgb, yaw_of
+from ciper_ros.rosmsg.convert import to_rgb, yaw_of
+from ciper_ros.runtime.gnss import FixBuffer, FixPolicy
 from ciper_ros.runtime.localizer import Localizer, Prior
+from ciper_ros.util.atomic import atomic_write_text
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 IMAGE_TOPICS = ('/camera_pano/image_raw/compressed', '/camera/image_raw/compressed',
@@ -51,7 +51,7 @@ def bag_frames(bag: Path, image_topic: str | None = None, *,
     """Frames of a rosbag2 with their GNSS priors and ground truth (when recorded).
 
     Each frame: ``name``, ``t_ns``, ``image`` (RGB or None with ``error``), ``frame_id``,
-    ``prior`` (or None with ``prior_reason``, chosen by :class:`~ciper_ros.ros.gnss.FixBuffer`
+    ``prior`` (or None with ``prior_reason``, chosen by :class:`~ciper_ros.runtime.gnss.FixBuffer`
     exactly as the node does), ``truth_xy_yaw`` (base_link in the drive's ENU frame),
     ``drive_info`` (``ciper_drive.json``) and ``tf_edges`` (the bag's /tf_static).
     ``truth_topic``: PoseStamped, PoseWithCovarianceStamped or Odometry. With ``decode``
@@ -59,8 +59,8 @@ def bag_frames(bag: Path, image_topic: str | None = None, *,
     """
     from rosbags.rosbag2 import Reader
 
-    from ciper_ros.bag import messages as msgs
-    from ciper_ros.ros.frames import tf_edges
+    from ciper_ros.rosmsg import build as msgs
+    from ciper_ros.runtime.mount import tf_edges
 
     fixes, truth, images, edges, infos = [], [], [], [], []
     try:
@@ -95,7 +95,7 @@ def bag_frames(bag: Path, image_topic: str | None = None, *,
     info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else None
     camera = None           # intrinsics of a forward camera (for a panorama model)
     if infos:
-        from ciper_ros.ros.msgs import camera_info_to_camera, MessageError
+        from ciper_ros.rosmsg.convert import camera_info_to_camera, MessageError
 
         try:
             camera = camera_info_to_camera(infos[0])
@@ -138,7 +138,7 @@ def _truth_camera_latlon(frame: dict, info: dict | None):
     if info is None or 'truth_xy_yaw' not in frame:
         return None
     from ciper_ros.geo.enu import LocalTangentPlane
-    from ciper_ros.ros.frames import camera_from_base, Mount
+    from ciper_ros.runtime.mount import camera_from_base, Mount
 
     x, y, yaw = frame['truth_xy_yaw']
     fwd, left = info['drive']['camera_xyz_m'][:2]

@@ -19,10 +19,39 @@ from dataclasses import dataclass
 import math
 import threading
 
-from ciper_ros.ros.msgs import navsatfix_to_prior
+import numpy as np
+
 from ciper_ros.runtime.localizer import Prior
 
 TIME_JUMP_BACK_S = 1.0      # a fix this much older than the newest: the clock went back
+DEFAULT_FIX_SIGMA_M = 5.0        # when a fix reports no covariance
+# sensor_msgs/NavSatStatus: STATUS_UNKNOWN (-2, Jazzy and later), STATUS_NO_FIX (-1)
+FIX_STATUS_NAMES = {-2: 'STATUS_UNKNOWN', -1: 'STATUS_NO_FIX'}
+
+
+def navsatfix_to_prior(msg, *, default_sigma_m: float = DEFAULT_FIX_SIGMA_M):
+    """(Prior, None) from a sensor_msgs/NavSatFix, or (None, reason) when it cannot be one.
+
+    Rejected: status below STATUS_FIX (NO_FIX, UNKNOWN), non-finite or out-of-range
+    latitude/longitude, a non-finite or negative covariance. The prior's sigma is the larger
+    horizontal standard deviation of the reported covariance (``default_sigma_m`` when its
+    type is UNKNOWN).
+    """
+    status = int(msg.status.status)
+    if status < 0:
+        name = FIX_STATUS_NAMES.get(status, 'below STATUS_FIX')
+        return None, f'GNSS status is {name} ({status})'
+    lat, lon = float(msg.latitude), float(msg.longitude)
+    if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
+        return None, f'GNSS fix lat/lon invalid ({lat}, {lon})'
+    if int(msg.position_covariance_type) == 0:
+        sigma = default_sigma_m
+    else:
+        cov = np.asarray(msg.position_covariance, np.float64)
+        if cov.size != 9 or not np.all(np.isfinite(cov)) or cov[0] < 0 or cov[4] < 0:
+            return None, 'GNSS fix covariance is not finite and non-negative'
+        sigma = max(math.sqrt(max(cov[0], cov[4])), 0.1)
+    return Prior(lat, lon, sigma_m=sigma), None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from ciper_ros.atomic import atomic_write_text
+from ciper_ros.util.atomic import atomic_write_text
 
 MODES = ('anchored', 'free')
 CURVE_KEYS = ('val/position_error_m_median', 'val/orientation_error_deg_median',

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ciper_ros.atomic import atomic_write_text
-from ciper_ros.train.ablate import synthetic_eval_set, train_runs
+from ciper_ros.experiments.ablate import synthetic_eval_set, train_runs
+from ciper_ros.util.atomic import atomic_write_text
 
 POSE_LOSSES = ('loss_conf', 'loss_xy', 'loss_yaw', 'loss_anchor')
 VARIANTS: dict[str, list[str]] = {

@@ -27,8 +27,8 @@ from pathlib import Path
 import platform
 import time
 
-from ciper_ros.atomic import atomic_path, atomic_write_text
-from ciper_ros.train.recipe import ModelRecipe, TEST_SEED, VAL_SEED, validation_curve
+from ciper_ros.experiments.recipe import ModelRecipe, TEST_SEED, VAL_SEED, validation_curve
+from ciper_ros.util.atomic import atomic_path, atomic_write_text
 
 MODEL_FILE = Path('models') / 'ciper_t_synthetic.pt'
 CARD_FILE = Path('models') / 'MODEL_CARD.md'
@@ -78,8 +78,8 @@ def _cameras(protocol: Protocol) -> dict[str, dict]:
 def calibrate_on_city(*, model: Path, city: Path, index_dir: Path, protocol: Protocol,
                       progress: bool = True) -> dict:
     """Fit the covariance scales (panorama and forward camera) on a validation city."""
+    from ciper_ros.experiments.localization_eval import chained_frames, open_city_localizer
     from ciper_ros.runtime.localizer import calibrate_covariance
-    from ciper_ros.train.localization_eval import chained_frames, open_city_localizer
 
     loc, world = open_city_localizer(model=model, city=city, index_dir=index_dir,
                                      top_k=protocol.top_k, uncalibrated=True,
@@ -108,8 +108,8 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
 
     ``notes``: lines for the card's training history (what changed during training).
     """
+    from ciper_ros.experiments.localization_eval import evaluate_localization
     from ciper_ros.model.build import load_checkpoint, model_from_checkpoint, save_checkpoint
-    from ciper_ros.train.localization_eval import evaluate_localization
 
     t0 = time.perf_counter()
     root = recipe.root / 'final'
@@ -197,7 +197,7 @@ def evaluate_pairs(model, blob: dict, city: Path, protocol: Protocol, *,
     ``panorama``: the training task (heading unknown); ``forward``: every pair cut to a
     forward camera's footprint, with the heading prior training gave those.
     """
-    from ciper_ros.train.ablate import synthetic_eval_set
+    from ciper_ros.experiments.ablate import synthetic_eval_set
     from ciper_ros.train.evaluate import evaluate
 
     pairs = dict((blob.get('train_config') or {}).get('pairs') or {})
@@ -445,7 +445,7 @@ def check(*, model: str | os.PathLike = MODEL_FILE, card_json: str | os.PathLike
 
 def _compare(data: dict, p: Protocol, *, model, city, index_dir, rel_tol: float,
              share_tol: float, progress: bool) -> dict:
-    from ciper_ros.train.localization_eval import evaluate_localization
+    from ciper_ros.experiments.localization_eval import evaluate_localization
 
     out = {'ok': True, 'cameras': {}}
     for name, cam in _cameras(p).items():

@@ -17,7 +17,7 @@ mid-training snapshot (``ciper model snapshot`` -> ``models/progress/default_mod
 whichever has trained more. The optimizer's moments restart (a short re-warm-up, not a
 bit-exact resume -- within a workspace, resumes are exact).
 
-Then ``ciper model finalize`` (:mod:`ciper_ros.train.finalize`; ``make model`` runs it
+Then ``ciper model finalize`` (:mod:`ciper_ros.experiments.finalize`; ``make model`` runs it
 after training): calibration on the validation city, evaluation on the test city, the
 shipped checkpoint and its model card.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 import shutil
 import time
 
-from ciper_ros.atomic import atomic_write_text
+from ciper_ros.util.atomic import atomic_write_text
 
 TEST_SEED = 0          # the held-out evaluation city (test split)
 PROGRESS_FILE = Path('models') / 'progress' / 'default_model.pt'

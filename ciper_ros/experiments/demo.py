@@ -173,15 +173,16 @@ def run_localization_demo(out: Path, *, seed: int = 0, city_size_m: float = 600.
     """
     import shutil
 
-    from ciper_ros.bag.evaluate import online_rows
-    from ciper_ros.bag.report import write_report
+    from ciper_ros.bag.drive import write_drive_bag
+    from ciper_ros.experiments.bag_eval import online_rows
+    from ciper_ros.experiments.report import write_report
     from ciper_ros.model.build import default_model_path
     from ciper_ros.runtime.assemble import open_localizer
+    from ciper_ros.runtime.frames import bag_frames, calibration_frames
     from ciper_ros.runtime.index import build_index
     from ciper_ros.runtime.localizer import calibrate_covariance
-    from ciper_ros.runtime.sequence import bag_frames, calibration_frames
-    from ciper_ros.synth.drivebag import DriveConfig, write_drive_bag
     from ciper_ros.synth.folder import MAP_FILE, write_city_folder
+    from ciper_ros.synth.recording import DriveConfig
     from ciper_ros.synth.world import CityConfig
 
     model = default_model_path()
