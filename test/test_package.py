@@ -7,6 +7,8 @@ import sys
 import xml.etree.ElementTree as ET
 import zipfile
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,10 +19,11 @@ def test_package_xml():
     assert root.get('format') == '3'
     assert root.findtext('name') == 'ciper_ros'
     assert root.find('export').findtext('build_type') == 'ament_python'
-    assert root.findtext('buildtool_depend') == 'ament_python'
+    # ament_python is a build type, not a package: rosdep cannot resolve it as a depend
+    assert root.find('buildtool_depend') is None
     exec_deps = {e.text for e in root.findall('exec_depend')}
     for dep in ('rclpy', 'sensor_msgs', 'geometry_msgs', 'nav_msgs', 'diagnostic_msgs',
-                'tf2_ros', 'tf2_msgs'):
+                'tf2_msgs', 'launch', 'launch_ros'):
         assert dep in exec_deps
     from ciper_ros import __version__
     assert root.findtext('version') == __version__
@@ -49,6 +52,9 @@ def test_wheel_installs_ament_resources_and_entry_points(wheel):
     data = [n for n in names if '.data/data/' in n]
     assert any(n.endswith('share/ament_index/resource_index/packages/ciper_ros') for n in data)
     assert any(n.endswith('share/ciper_ros/package.xml') for n in data)
+    for shared in ('launch/localize.launch.py', 'launch/fusion.launch.py',
+                   'config/localize.yaml', 'config/ekf_fusion.yaml'):
+        assert any(n.endswith('share/ciper_ros/' + shared) for n in data), shared
     assert any(n.startswith('ciper_ros/geo/') for n in names)
     assert any(n.startswith('ciper_ros/maps/') for n in names)
     assert not any(n.startswith(('test/', 'bench/')) for n in names)
@@ -79,14 +85,31 @@ def test_ci_runs_exactly_make_test_and_readme_says_so():
     assert 'make demo' in readme and 'make test' in readme
 
 
-def test_requirements_pin_everything_exactly():
-    for name in ('base.txt', 'ros.txt', 'ros-build.txt', 'dev.txt'):
-        for line in (ROOT / 'requirements' / name).read_text().splitlines():
-            line = line.split('#')[0].strip()
-            if line:
-                assert '==' in line, f'{name}: {line} is not an exact pin'
-    base = (ROOT / 'requirements' / 'base.txt').read_text()
-    assert 'torch==2.13.0\n' in base
+def requirements(name: str) -> list[Requirement]:
+    lines = (ROOT / 'requirements' / name).read_text().splitlines()
+    return [Requirement(line.split('#')[0]) for line in lines if line.split('#')[0].strip()]
+
+
+def test_venv_requirements_pin_everything_exactly():
+    for name in ('ros.txt', 'ros-build.txt', 'dev.txt', 'constraints.txt'):
+        for req in requirements(name):
+            assert len(req.specifier) == 1 and next(iter(req.specifier)).operator == '==', (
+                f'{name}: {req} is not an exact pin')
+
+
+def test_base_requirements_are_ranges_the_venv_pins_satisfy():
+    """base.txt serves ROS workspaces on Python 3.10-3.12; the venv's constraints pin it."""
+    pins = {canonicalize_name(r.name): next(iter(r.specifier)).version
+            for r in requirements('constraints.txt')}
+    base = requirements('base.txt')
+    assert 'torch' in {r.name for r in base}
+    for req in base:
+        assert not any(s.operator in ('==', '===', '~=') for s in req.specifier), (
+            f'base.txt: {req} is a pin, not a range (pins go in constraints.txt)')
+        pin = pins.get(canonicalize_name(req.name))
+        assert pin is not None, f'{req.name} is not pinned in constraints.txt'
+        assert req.specifier.contains(pin, prereleases=True), f'{req.name}=={pin} vs {req}'
+    assert pins['torch'] == '2.13.0'          # the CPU build on this machine's local disk
 
 
 def test_installed_package_finds_the_shipped_model_without_ament_or_pythonpath(tmp_path):
