@@ -39,8 +39,8 @@ def _train_samples_per_s(model, batch: int, steps: int, *, amp: bool = False) ->
     crit = SetCriterion(anchors=model.pose_decoder.anchors)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    g = torch.rand(batch, 3, *cfg['ground_size'], device=device)
-    a = torch.rand(batch, 3, *cfg['aerial_size'], device=device)
+    g = torch.rand(batch, 3, *cfg.ground_size, device=device)
+    a = torch.rand(batch, 3, *cfg.aerial_size, device=device)
     tgt = {'xy': torch.rand(batch, 2, device=device) - 0.5,
            'yaw': torch.rand(batch, device=device) * 6.28 - 3.14}
     model.train()
@@ -67,10 +67,10 @@ def run() -> dict:
     for name, repeats in (('ciper_t', 20), ('ciper_s', 3)):
         model = build_model(name).eval()
         cfg = model.config
-        g = torch.rand(1, 3, *cfg['ground_size'])
-        a = torch.rand(1, 3, *cfg['aerial_size'])
+        g = torch.rand(1, 3, *cfg.ground_size)
+        a = torch.rand(1, 3, *cfg.aerial_size)
         out[name] = {'params_m': round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-                     'ground_size': cfg['ground_size'], 'aerial_size': cfg['aerial_size'],
+                     'ground_size': cfg.ground_size, 'aerial_size': cfg.aerial_size,
                      'forward_ms_batch1_cpu': round(_latency_ms(model, g, a,
                                                                 repeats=repeats), 2)}
         if cuda:

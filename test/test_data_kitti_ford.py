@@ -162,7 +162,9 @@ def test_ford_train_split_selection_and_errors(ford, tmp_path):
 
 
 def test_build_dataset_from_a_spec(kitti, ford):
-    mc = {'ground_size': (32, 128), 'aerial_size': (64, 64)}
+    from ciper_ros.model.config import ModelConfig
+
+    mc = ModelConfig(ground_size=(32, 128), aerial_size=(64, 64))
     ds = build_dataset({'kind': 'kitti', 'root': str(kitti[0]), 'split': 'test1'}, mc)
     item = ds[0]
     assert item['ground'].shape == (3, 32, 128) and item['aerial'].shape == (3, 64, 64)

@@ -102,7 +102,8 @@ def test_shared_encoder_switch():
     assert out['pred_xy'].shape[:2] == (2, 8)
     # the tie survives a save / load round trip
     from ciper_ros.model.build import model_from_checkpoint
-    again = model_from_checkpoint({'config': model.config, 'model': model.state_dict()})
+    again = model_from_checkpoint({'config': model.config.to_dict(),
+                                   'model': model.state_dict()})
     assert again.ground_encoder.blocks is again.aerial_encoder.blocks
     assert torch.equal(again.aerial_encoder.pos_embed, model.aerial_encoder.pos_embed)
 
@@ -277,7 +278,7 @@ def test_init_from_a_local_deit_file(tmp_path, distilled):
 
     model = build_model('ciper_t', **{**TINY_MODEL, 'query_mode': 'anchored'})
     cfg = model.config
-    state = _deit_state(cfg['dim'], cfg['depth'], cfg['num_heads'], distilled=distilled)
+    state = _deit_state(cfg.dim, cfg.depth, cfg.num_heads, distilled=distilled)
     path = tmp_path / 'deit.pth'
     torch.save({'model': state}, path)
     report = init_from_deit(model, path)

@@ -82,7 +82,7 @@ def test_finalize_ships_a_calibrated_model_whose_card_reproduces(tmp_path):
     calib = blob['calibration']
     assert blob['step'] == 2 and all(calib[k] > 0 for k in (
         'cov_scale', 'yaw_cov_scale', 'forward_cov_scale', 'forward_yaw_cov_scale'))
-    assert load_model(out_model).config == blob['config']
+    assert load_model(out_model).config.to_dict() == blob['config']
     assert data['size_bytes'] == out_model.stat().st_size
     text = card.read_text()
     assert '| panorama | position_error_m_median | <= 0.5 |' in text

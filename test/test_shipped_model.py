@@ -16,8 +16,8 @@ def test_shipped_checkpoint_loads_and_runs():
     assert SHIPPED.stat().st_size < 20 * 2 ** 20
     model = load_model(SHIPPED)
     cfg = model.config
-    ground = torch.rand(2, 3, *cfg['ground_size'])
-    aerial = torch.rand(2, 3, *cfg['aerial_size'])
+    ground = torch.rand(2, 3, *cfg.ground_size)
+    aerial = torch.rand(2, 3, *cfg.aerial_size)
     with torch.no_grad():
         out = model(ground, aerial)
     assert all(torch.isfinite(v).all() for v in out.values())

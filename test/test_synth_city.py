@@ -110,3 +110,25 @@ def test_aerial_shows_roofs_not_facades(city, tmp_path):
     c_roof = np.corrcoef(seen, roof)[0, 1]
     c_facade = np.corrcoef(seen, facade)[0, 1]
     assert c_roof > 0.5 and c_roof > c_facade + 0.3, (c_roof, c_facade)
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'zeroed_middle', 'empty'])
+def test_a_damaged_city_file_is_reported_as_corrupt(city, tmp_path, damage):
+    from ciper_ros.util.errors import CorruptFileError
+
+    data = city.save(tmp_path / 'city.npz').read_bytes()
+    bad = tmp_path / 'damaged' / 'city.npz'
+    bad.parent.mkdir()
+    if damage == 'truncated':          # a copy or a download cut short
+        bad.write_bytes(data[:len(data) // 2])
+    elif damage == 'zeroed_middle':    # inside an array: found by the member's CRC
+        mid = len(data) // 2
+        bad.write_bytes(data[:mid] + bytes(256) + data[mid + 256:])
+    else:
+        bad.write_bytes(b'')
+    with pytest.raises(CorruptFileError) as e:
+        World.load(bad)
+    assert str(e.value).startswith(f'corrupt city file {bad} (')
+    assert 'regenerate it' in str(e.value) and '\n' not in str(e.value)
+    with pytest.raises(ValueError, match='does not exist'):
+        World.load(tmp_path / 'missing.npz')

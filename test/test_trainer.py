@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,7 +90,7 @@ def test_config_loading_and_overrides(tmp_path):
     assert cfg.model_overrides == {'dim': 64, 'depth': 2}
     with pytest.raises(ValueError, match='unknown training config keys'):
         load_config(None, ['bogus=1'])
-    with pytest.raises(ValueError, match='key=value'):
+    with pytest.raises(ValueError, match='not KEY=VALUE'):
         load_config(None, ['lr'])
 
 
@@ -121,7 +122,7 @@ def test_ciper_train_cli(city, tmp_path):
     assert (tmp_path / 'out' / 'last.pt').is_file()
     from ciper_ros.model.build import load_model
     model = load_model(tmp_path / 'out' / 'last.pt')
-    assert model.config['dim'] == 32
+    assert model.config.dim == 32
     bad = subprocess.run([sys.executable, '-m', 'ciper_ros.cli', 'train', 'bogus=1'],
                          capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(root)))
@@ -258,3 +259,100 @@ def test_a_partial_loss_weights_override_keeps_the_other_losses():
     assert w['loss_conf'] == 0 and w['loss_retrieval'] == 1.0 and w['loss_xy'] == 1.0
     with pytest.raises(ValueError, match='unknown loss_weights'):
         load_config(None, ['cities=[c]', 'loss_weights.loss_retreival=0'])
+
+
+def test_a_run_killed_between_checkpoints_resumes_clean(city, tmp_path):
+    """No duplicate log rows for the steps redone, no temp file a killed write left."""
+    import os
+    import tempfile
+
+    out = tmp_path / 'run'
+    Trainer(config(city, out)).run(stop_after=2, progress=False)      # checkpoint at step 2
+    at_step_2 = (out / 'last.pt').read_bytes()
+    Trainer(config(city, out)).run(stop_after=1, progress=False)      # step 3 logged
+    # the kill: after step 3 was logged, while its checkpoint was being written (atomic_path's
+    # temp name beside the target), and in the middle of the next log line
+    (out / 'last.pt').write_bytes(at_step_2)
+    fd, stale = tempfile.mkstemp(dir=out, prefix='.last.pt.', suffix='.tmp')
+    os.write(fd, at_step_2[:1000])
+    os.close(fd)
+    with open(out / 'metrics.jsonl', 'a') as f:
+        f.write('{"step": 4, "lr": 0.0')
+    (out / 'notes.tmp').write_text('not ours')
+    logged = [json.loads(ln) for ln in (out / 'metrics.jsonl').read_text().splitlines()[:-1]]
+    assert [r['step'] for r in logged] == [1, 2, 3]
+    resumed = Trainer(config(city, out))
+    record = resumed.run(progress=False)
+    assert record['resumed'] and resumed.step == 6
+    assert not Path(stale).exists() and (out / 'notes.tmp').exists()
+    assert list(out.glob('.*.tmp')) == []
+    log = [json.loads(ln) for ln in (out / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in log] == [1, 2, 3, 4, 5, 6]
+    # step 3 taken again from the step-2 checkpoint: the row kept is the same step's loss
+    assert log[2]['loss'] == pytest.approx(logged[2]['loss'], rel=1e-5, abs=1e-6)
+
+
+def test_resuming_the_shipped_weights_only_model_is_a_user_error(city, tmp_path, repo_root):
+    import shutil
+
+    from ciper_ros.util.errors import UserError
+
+    out = tmp_path / 'run'
+    out.mkdir()
+    shutil.copy(repo_root / 'models' / 'ciper_t_synthetic.pt', out / 'last.pt')
+    with pytest.raises(UserError) as e:
+        Trainer(config(city, out, model_overrides={})).run(progress=False)
+    msg = str(e.value)
+    assert msg.startswith(f'{out / "last.pt"} is a weights-only checkpoint (no optimizer')
+    assert 'shipped float16 model' in msg and 'another out_dir' in msg
+
+
+def test_resuming_a_corrupt_or_foreign_checkpoint_is_a_user_error(city, tmp_path):
+    from ciper_ros.util.errors import CorruptFileError, UserError
+
+    out = tmp_path / 'run'
+    Trainer(config(city, out)).run(stop_after=1, progress=False)
+    data = (out / 'last.pt').read_bytes()
+    # another model's checkpoint: the config keys that differ are named
+    with pytest.raises(UserError, match=r"another model than this run builds \(config "
+                                        r"differs in \['desc_dim'\]\)"):
+        Trainer(config(city, out, model_overrides={**TINY_MODEL, 'desc_dim': 24})).run(
+            progress=False)
+    (out / 'last.pt').write_bytes(data[:len(data) // 3])                  # a copy cut short
+    with pytest.raises(CorruptFileError, match=f'corrupt checkpoint {out / "last.pt"}'):
+        Trainer(config(city, out)).run(progress=False)
+
+
+def test_gradient_clipping_bounds_the_norm_the_optimizer_steps_with(city, tmp_path):
+    clip = 1e-3
+    t = Trainer(config(city, tmp_path / 'run', max_steps=3, grad_clip=clip))
+    seen = []
+
+    def grad_norm_at_step(optimizer, args, kwargs):
+        grads = [p.grad for g in optimizer.param_groups for p in g['params']
+                 if p.grad is not None]
+        seen.append(float(torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    t.optimizer.register_step_pre_hook(grad_norm_at_step)
+    t.run(progress=False)
+    log = [json.loads(ln) for ln in (tmp_path / 'run' / 'metrics.jsonl').open()]
+    assert len(seen) == 3 and len(log) == 3
+    for after, rec in zip(seen, log, strict=True):
+        assert rec['grad_norm'] > 100 * clip          # the logged norm is before clipping
+        assert after <= clip * (1 + 1e-4)             # the step sees the clipped gradient
+
+
+def test_the_time_budget_stops_a_run_and_counts_across_resumes(city, tmp_path):
+    budget_min = 0.005                                # 0.3 s of training
+    out = tmp_path / 'run'
+    t = Trainer(config(city, out, max_steps=10_000, max_minutes=budget_min, ckpt_every=10_000))
+    record = t.run(progress=False)
+    assert record['stopped'] == 'time budget of 0.005 min'
+    assert 1 <= t.step < 10_000 and t.elapsed_s >= 60 * budget_min
+    blob = torch.load(out / 'last.pt', weights_only=True)
+    assert blob['step'] == t.step and blob['elapsed_s'] == t.elapsed_s
+    again = Trainer(config(city, out, max_steps=10_000, max_minutes=budget_min,
+                           ckpt_every=10_000))
+    record = again.run(progress=False)                # the budget is already spent
+    assert record['resumed'] and record['stopped'] and again.step == t.step

@@ -5,18 +5,19 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ciper_ros.data.common import DatasetError
-from ciper_ros.util.config import unknown_keys
+from ciper_ros.util.config import check_mapping, check_types, unknown_keys
 
 KINDS = ('vigor', 'kitti', 'ford')
 
 
-def build_dataset(spec: dict, model_config: dict):
+def build_dataset(spec: dict, model_config):
     """Build a dataset from ``{'kind': 'vigor'|'kitti'|'ford', 'root': path, **config fields}``.
 
-    The ground image size and aerial crop size come from the model's config unless the spec
-    sets them; any other key must be a field of that dataset's config class.
+    The ground image size and aerial crop size come from the model's config (a
+    :class:`~ciper_ros.model.config.ModelConfig`) unless the spec sets them; any other key
+    must be a field of that dataset's config class.
     """
-    spec = dict(spec)
+    spec = check_mapping(spec, 'a dataset spec')
     kind = spec.pop('kind', None)
     root = spec.pop('root', None)
     if kind not in KINDS:
@@ -36,8 +37,9 @@ def build_dataset(spec: dict, model_config: dict):
     if unknown:
         raise DatasetError(f'unknown {kind} option(s) {unknown}; known: '
                            f'{sorted(f.name for f in fields(Config))}')
-    spec.setdefault('ground_size', tuple(model_config['ground_size']))
-    spec.setdefault('aerial_px', int(model_config['aerial_size'][0]))
+    check_types(Config, spec, f'{kind} dataset')
+    spec.setdefault('ground_size', tuple(model_config.ground_size))
+    spec.setdefault('aerial_px', int(model_config.aerial_size[0]))
     for key in ('ground_size', 'cities', 'logs'):
         if isinstance(spec.get(key), list):
             spec[key] = tuple(spec[key])

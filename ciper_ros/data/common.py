@@ -134,7 +134,7 @@ class Gallery:
     """A retrieval gallery: aerial crops with their centres, and each query's positives.
 
     ``positives`` (Q,) gallery index of each query's positive; ``semi_positives`` (Q, G)
-    bool (VIGOR's semi-positives, masked from recall and counted by the hit rate) or None.
+    bool (VIGOR's semi-positives, negatives for recall, hits for the hit rates) or None.
     ``load(j)`` returns crop j as a (3, S, S) float tensor; ``centre_latlon_deg`` (G, 2);
     ``group`` (G,) int; ``half_side_m`` (G,). ``per_group``: rank only crops of the query's
     own group (synthetic cities, drives) or the whole gallery (VIGOR's protocol).

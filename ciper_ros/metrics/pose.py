@@ -1,52 +1,14 @@
-"""Metrics of cross-view localization, as the published protocols define them.
+"""Pose metrics of cross-view localization, as the published protocols define them.
 
-Retrieval: recall@K for K in (1, 5, 10) and recall@1% (the variant of Liu & Li / VIGOR:
-top ceil(1 % of the gallery)); VIGOR hit rate (the top-1 is the positive *or* a
-semi-positive; semi-positives are masked out of the ranking before recall is computed).
-Pose: position error in metres (mean, median), orientation error wrapped to [0, 180]
-degrees (mean, median); KITTI recall of lateral/longitudinal error within 1/3/5 m (signed
-error decomposed in the vehicle frame of the ground-truth heading) and of orientation
-within 1/3/5 degrees.
+Position error in metres (mean, median), orientation error wrapped to [0, 180] degrees
+(mean, median); KITTI recall of lateral/longitudinal error within 1/3/5 m (signed error
+decomposed in the vehicle frame of the ground-truth heading) and of orientation within
+1/3/5 degrees. Retrieval metrics are in :mod:`ciper_ros.metrics.retrieval`.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-
-
-def retrieval_metrics(similarity: np.ndarray, positives: np.ndarray, *,
-                      semi_positives: np.ndarray | None = None,
-                      ks: tuple[int, ...] = (1, 5, 10)) -> dict:
-    """Recall@K, recall@1% and (with semi-positives) VIGOR's hit rate.
-
-    :param similarity: (Q, G) query x gallery scores (higher is better)
-    :param positives: (Q,) index of each query's positive in the gallery
-    :param semi_positives: optional (Q, G) bool, True where a gallery item is a semi-positive
-        of the query; masked from the ranking for recall (VIGOR protocol)
-    """
-    sim = np.asarray(similarity, dtype=np.float64)
-    Q, G = sim.shape
-    pos = np.asarray(positives, dtype=np.int64)
-    if pos.shape != (Q,) or pos.min(initial=0) < 0 or pos.max(initial=0) >= G:
-        raise ValueError(f'positives must be (Q,) indices into a gallery of {G}')
-    masked = sim.copy()
-    if semi_positives is not None:
-        semi = np.asarray(semi_positives, dtype=bool)
-        semi = semi & (np.arange(G)[None, :] != pos[:, None])
-        masked[semi] = -np.inf
-    pos_score = masked[np.arange(Q), pos]
-    rank = (masked > pos_score[:, None]).sum(axis=1)          # 0 = the positive is first
-    out = {f'recall@{k}': float(np.mean(rank < k)) for k in ks}
-    one_pct = max(1, math.ceil(0.01 * G))
-    out['recall@1%'] = float(np.mean(rank < one_pct))
-    out['recall@1%_k'] = one_pct
-    if semi_positives is not None:
-        top1 = sim.argmax(axis=1)
-        hit = (top1 == pos) | np.asarray(semi_positives, dtype=bool)[np.arange(Q), top1]
-        out['hit_rate'] = float(np.mean(hit))
-    return out
 
 
 def wrap_deg(angle_deg: np.ndarray) -> np.ndarray:

@@ -6,58 +6,25 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import pickle
 import sys
+import zipfile
 
 import torch
 
 from ciper_ros.model.anchors import PolarAnchors
 from ciper_ros.model.ciper import CIPER, DescriptorHead
+from ciper_ros.model.config import ModelConfig
 from ciper_ros.model.pose_decoder import PoseDecoder
 from ciper_ros.model.two_way import TwoWayTransformer
 from ciper_ros.model.vit import ViTEncoder
 from ciper_ros.util.atomic import atomic_path
-from ciper_ros.util.config import check_keys
+from ciper_ros.util.errors import CorruptFileError, UserError
 
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = 'ciper_t'
-    ground: str = 'panorama'                 # 'panorama' or 'pinhole'
-    ground_size: tuple[int, int] = (64, 256)  # H, W
-    aerial_size: tuple[int, int] = (128, 128)
-    hfov_deg: float = 90.0                   # pinhole ground only
-    patch: int = 16
-    dim: int = 128
-    depth: int = 4
-    num_heads: int = 4
-    mlp_ratio: float = 4.0
-    desc_dim: int = 128
-    share_encoders: bool = False
-    decoder_depth: int = 2
-    decoder_heads: int = 4
-    decoder_mlp: int = 512
-    decoder_downsample: int = 2
-    query_mode: str = 'anchored'             # 'single', 'free', 'anchored'
-    num_queries: int = 32
-    anchor_grid: int = 9
-    anchor_extent: float = 0.5
-    anchor_azimuths: int = 32
-    anchor_corr_dim: int = 32
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        check_keys(cls, d, 'model')
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 PRESETS = {
@@ -96,7 +63,7 @@ def build_from_config(cfg: ModelConfig) -> CIPER:
     return CIPER(ground_encoder=ground, aerial_encoder=aerial,
                  ground_desc=DescriptorHead(cfg.dim, cfg.desc_dim),
                  aerial_desc=DescriptorHead(cfg.dim, cfg.desc_dim), pose_decoder=decoder,
-                 config=cfg.to_dict())
+                 config=cfg)
 
 
 def build_ciper_t(**overrides) -> CIPER:
@@ -143,8 +110,8 @@ def init_from_deit(model: CIPER, path: str | os.PathLike) -> dict:
         if len(r['loaded']) < 0.8 * n_own:
             raise ValueError(f'{p} does not fit the {name} encoder: {len(r["loaded"])} of '
                              f'{n_own} tensors match by name and shape (width '
-                             f'{model.config["dim"]}, depth {model.config["depth"]}, patch '
-                             f'{model.config["patch"]}); a DeiT-Small file fits ciper_s')
+                             f'{model.config.dim}, depth {model.config.depth}, patch '
+                             f'{model.config.patch}); a DeiT-Small file fits ciper_s')
         report[name] = r
     return report
 
@@ -170,7 +137,7 @@ def save_checkpoint(path: str | os.PathLike, model: CIPER, *, step: int = 0,
     state = model.state_dict()
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    blob = {'model': state, 'config': dict(model.config), 'step': int(step),
+    blob = {'model': state, 'config': model.config.to_dict(), 'step': int(step),
             'metrics': dict(metrics or {}), 'format_version': FORMAT_VERSION, **(extra or {})}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
@@ -178,17 +145,41 @@ def save_checkpoint(path: str | os.PathLike, model: CIPER, *, step: int = 0,
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint; a truncated or foreign file is a :class:`CorruptFileError`.
+
+    Every caller (training resume, index build, backends, the runtime) reads checkpoints
+    here, so a damaged file is reported as a corrupt checkpoint naming it, whatever the
+    caller was about to do with it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f'checkpoint {path} is a directory, not a checkpoint file')
     try:
+        # torch.load checks no CRCs: bytes damaged inside a tensor load as other weights
+        # (measured: 64 zeroed bytes mid-file loaded without error), so test the archive
+        with zipfile.ZipFile(path) as archive:
+            bad_member = archive.testzip()
+        if bad_member is not None:
+            raise CorruptFileError(f'corrupt checkpoint {path}: not a readable ciper '
+                                   f'checkpoint ({bad_member} fails its CRC check)')
         blob = torch.load(path, map_location='cpu', weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f'checkpoint {path} does not exist') from None
-    except Exception as e:  # torch raises many types for corrupt files
-        raise ValueError(f'{path} is not a readable ciper checkpoint: {e}') from None
+    except PermissionError as e:
+        raise UserError(f'cannot read checkpoint {path}: {e}') from None
+    except CorruptFileError:
+        raise
+    except Exception as e:  # zipfile and torch raise many types for corrupt files
+        reason = (str(e).splitlines() or [''])[0][:160]
+        raise CorruptFileError(
+            f'corrupt checkpoint {path} ({path.stat().st_size} bytes): not a readable ciper '
+            f'checkpoint (truncated, damaged or not a PyTorch file: {type(e).__name__}: '
+            f'{reason})') from None
     if not isinstance(blob, dict) or 'model' not in blob or 'config' not in blob:
-        raise ValueError(f'{path} is not a ciper checkpoint (no model/config)')
+        raise CorruptFileError(f'{path} is not a ciper checkpoint (no model/config)')
     if blob.get('format_version') != FORMAT_VERSION:
-        raise ValueError(f'{path} has checkpoint format {blob.get("format_version")}; this '
-                         f'version reads {FORMAT_VERSION}')
+        raise UserError(f'{path} has checkpoint format {blob.get("format_version")}; this '
+                        f'version reads {FORMAT_VERSION}')
     return blob
 
 

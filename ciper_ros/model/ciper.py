@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ciper_ros.model.config import ModelConfig
 from ciper_ros.model.pose_decoder import PoseDecoder
 from ciper_ros.model.vit import ViTEncoder
 
@@ -34,14 +35,14 @@ class CIPER(nn.Module):
 
     def __init__(self, *, ground_encoder: ViTEncoder, aerial_encoder: ViTEncoder,
                  ground_desc: DescriptorHead, aerial_desc: DescriptorHead,
-                 pose_decoder: PoseDecoder, config: dict | None = None) -> None:
+                 pose_decoder: PoseDecoder, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.ground_encoder = ground_encoder
         self.aerial_encoder = aerial_encoder   # may share its weights (shared encoders)
         self.ground_desc = ground_desc
         self.aerial_desc = aerial_desc
         self.pose_decoder = pose_decoder
-        self.config = dict(config or {})
+        self.config = config if config is not None else ModelConfig()
 
     @property
     def shared_encoders(self) -> bool:

@@ -73,14 +73,17 @@ class PairConfig:
                                  f'{getattr(self, name)!r}')
 
     @classmethod
-    def for_model(cls, model_config: dict, **overrides) -> PairConfig:
-        """Pairs sized for a model (ground kind and size, FoV, aerial pixels), plus overrides."""
+    def for_model(cls, model_config, **overrides) -> PairConfig:
+        """Pairs sized for a model (ground kind and size, FoV, aerial pixels), plus overrides.
+
+        ``model_config``: the model's :class:`~ciper_ros.model.config.ModelConfig`.
+        """
         mc = model_config
-        h, w = mc['ground_size']
-        return cls(**{'ground': mc['ground'], 'pano_height': h, 'pano_width': w,
+        h, w = mc.ground_size
+        return cls(**{'ground': mc.ground, 'pano_height': h, 'pano_width': w,
                       'pinhole_height': h, 'pinhole_width': w,
-                      'pinhole_hfov_deg': mc['hfov_deg'],
-                      'aerial_side_px': mc['aerial_size'][0], **overrides})
+                      'pinhole_hfov_deg': mc.hfov_deg,
+                      'aerial_side_px': mc.aerial_size[0], **overrides})
 
     @property
     def render_side_px(self) -> int:

@@ -20,12 +20,15 @@ from enum import IntEnum
 import json
 import os
 from pathlib import Path
+import zipfile
+import zlib
 
 import cv2
 import numpy as np
 
 from ciper_ros.geo.enu import LocalTangentPlane
 from ciper_ros.util.atomic import atomic_path
+from ciper_ros.util.errors import CorruptFileError, UserError
 
 FORMAT_VERSION = 1
 
@@ -231,16 +234,34 @@ class World:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> World:
+        """Read a city written by :meth:`save`; a damaged file is a :class:`CorruptFileError`."""
         path = Path(path)
+        if not path.is_file():
+            raise UserError(f'city file {path} does not exist'
+                            + (' (it is a directory)' if path.is_dir() else ''))
         try:
-            z = np.load(path, allow_pickle=False)
+            # read every array now: np.load opens the archive lazily, and a member damaged
+            # or cut short would otherwise fail later, deep inside rendering
+            with np.load(path, allow_pickle=False) as npz:
+                z = {k: npz[k] for k in npz.files}
             meta = json.loads(bytes(z['meta_json']).decode())
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f'{path} is not a ciper synthetic city file: {e}') from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile,
+                zlib.error) as e:
+            raise CorruptFileError(f'corrupt city file {path} ({path.stat().st_size} bytes): '
+                                   'truncated, damaged or not a ciper synthetic city file '
+                                   f'({type(e).__name__}: {e}); regenerate it (ciper synth '
+                                   'city)') from None
         if meta.get('format_version') != FORMAT_VERSION:
-            raise ValueError(f'{path} has city format {meta.get("format_version")}, this '
-                             f'version reads {FORMAT_VERSION}; regenerate it')
+            raise UserError(f'{path} has city format {meta.get("format_version")}, this '
+                            f'version reads {FORMAT_VERSION}; regenerate it')
+        try:
+            return cls._from_arrays(z, meta)
+        except (KeyError, TypeError, ValueError) as e:   # arrays missing or misshapen
+            raise CorruptFileError(f'corrupt city file {path}: its arrays do not make a '
+                                   f'city ({type(e).__name__}: {e}); regenerate it') from None
 
+    @classmethod
+    def _from_arrays(cls, z: dict, meta: dict) -> World:
         def table(cls_, prefix):
             return cls_(**{k: z[f'{prefix}_{k}'] for k in cls_.__dataclass_fields__})
         splits = np.cumsum(z['roads_edge_npoints'])[:-1]
@@ -254,7 +275,6 @@ class World:
                    kind=z['kind'], obj=z['obj'], buildings=table(Buildings, 'buildings'),
                    trees=table(Trees, 'trees'), cars=table(Cars, 'cars'), roads=roads,
                    district_seeds=z['district_seeds'])
-
 
 def box_corners(center_xy: np.ndarray, yaw_rad: float, half_a: float,
                 half_b: float) -> np.ndarray:

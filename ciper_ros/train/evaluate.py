@@ -23,9 +23,12 @@ from torch.utils.data import DataLoader
 
 from ciper_ros.data.common import collate, Gallery
 from ciper_ros.geo.enu import LocalTangentPlane
-from ciper_ros.metrics.pose import pose_metrics, retrieval_metrics
+from ciper_ros.metrics.pose import pose_metrics
+from ciper_ros.metrics.retrieval import retrieval_metrics
 
-RECALL_1PCT = 'recall@1% = the positive within the top ceil(1 % of the gallery)'
+RECALL_1PCT = ('recall@1%_transgeo: the positive within the top G // 100 (TransGeo, '
+               'Sample4Geo); recall@1%_vigor: within the top int(0.01 G) + 1 (VIGOR); '
+               'semi-positives count as negatives')
 
 
 def _split(enc: dict, i: int) -> dict:

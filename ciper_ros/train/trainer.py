@@ -10,7 +10,7 @@ checkpoint and resumed takes the same steps as an uninterrupted one.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 import json
 import math
 import os
@@ -24,16 +24,28 @@ from torch.utils.data import DataLoader
 from ciper_ros.data.build import build_dataset
 from ciper_ros.data.common import collate, IndexedDraws
 from ciper_ros.data.synthetic import PairTensors
-from ciper_ros.metrics.pose import pose_metrics, retrieval_metrics
+from ciper_ros.metrics.pose import pose_metrics
+from ciper_ros.metrics.retrieval import retrieval_metrics
 from ciper_ros.model.build import (
     build_model,
     init_from_deit,
     load_checkpoint,
+    ModelConfig,
+    MODELS,
     save_checkpoint,
 )
 from ciper_ros.model.criterion import DEFAULT_WEIGHTS, SetCriterion
 from ciper_ros.train.schedule import get_lr
-from ciper_ros.util.config import check_keys
+from ciper_ros.util.atomic import atomic_write_text
+from ciper_ros.util.config import check_keys, check_mapping, check_types
+from ciper_ros.util.errors import UserError
+
+# what a checkpoint needs beyond its weights to resume a run exactly
+RESUME_STATE = ('optimizer', 'scaler', 'torch_rng')
+# sizes and intervals that must be >= 1, and those that may be 0
+POSITIVE_INTS = ('batch_size', 'accum_steps', 'max_steps', 'log_every', 'val_every',
+                 'ckpt_every', 'val_samples')
+NON_NEGATIVE = ('warmup_steps', 'num_workers', 'max_minutes', 'weight_decay')
 
 
 @dataclass
@@ -72,37 +84,67 @@ class TrainConfig:
     #                                        dicts change those named; the rest keep defaults
 
     def __post_init__(self) -> None:
+        from ciper_ros.synth.pairs import PairConfig
+
+        # every mistake a YAML file can hold is one UserError here, before anything is built
+        check_types(TrainConfig, {f.name: getattr(self, f.name) for f in fields(self)},
+                    'training')
+        for name, cls in (('pairs', PairConfig), ('model_overrides', ModelConfig)):
+            sub = getattr(self, name)
+            what = 'pairs' if name == 'pairs' else 'model'
+            check_keys(cls, sub, what)
+            check_types(cls, sub, what)
+        if self.model not in MODELS:
+            raise UserError(f'training config model must be one of {sorted(MODELS)}, got '
+                            f'{self.model!r}')
+        for name in POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                raise UserError(f'training config {name} must be >= 1, got '
+                                f'{getattr(self, name)}')
+        for name in NON_NEGATIVE:
+            if not getattr(self, name) >= 0:
+                raise UserError(f'training config {name} must be >= 0, got '
+                                f'{getattr(self, name)}')
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f'training config lr must be a positive number, got {self.lr}')
+        if not self.grad_clip > 0:       # 0 would clip every gradient to zero: no training
+            raise UserError(f'training config grad_clip must be > 0 (the largest gradient '
+                            f'norm; .inf for no clipping), got {self.grad_clip}')
         unknown = sorted(set(self.loss_weights) - set(DEFAULT_WEIGHTS))
         if unknown:
-            raise ValueError(f'unknown loss_weights {unknown}; the losses are '
-                             f'{sorted(DEFAULT_WEIGHTS)}')
+            raise UserError(f'unknown loss_weights {unknown}; the losses are '
+                            f'{sorted(DEFAULT_WEIGHTS)}')
+        bad = {k: v for k, v in self.loss_weights.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float))}
+        if bad:
+            raise UserError(f'loss_weights must be numbers, got {bad}')
         self.loss_weights = {**DEFAULT_WEIGHTS, **self.loss_weights}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        d = check_mapping(d, 'a training config')
         check_keys(cls, d, 'training')
         return cls(**d)
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:
-    """YAML file plus ``key=value`` overrides (dotted keys reach into dicts)."""
+    """YAML file plus ``key=value`` overrides (dotted keys reach into dicts).
+
+    Overrides are parsed as every command parses KEY=VALUE items (:mod:`ciper_ros.util.kv`:
+    YAML values, ``lr=3e-4`` a float).
+    """
     import yaml
+
+    from ciper_ros.util.kv import nest_items, parse_items
 
     d: dict = {}
     if path is not None:
         try:
-            d = yaml.safe_load(Path(path).read_text()) or {}
+            d = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f'cannot read training config {path}: {e}') from None
-    for item in overrides:
-        if '=' not in item:
-            raise ValueError(f'override {item!r} is not key=value')
-        key, value = item.split('=', 1)
-        target = d
-        *parents, last = key.split('.')
-        for p in parents:
-            target = target.setdefault(p, {})
-        target[last] = yaml.safe_load(value)
+            raise UserError(f'cannot read training config {path}: {e}') from None
+        d = check_mapping(d, f'training config {path}')
+    nest_items(parse_items(overrides, what='override'), into=d)
     return TrainConfig.from_dict(d)
 
 
@@ -111,9 +153,9 @@ class Trainer:
         from ciper_ros.synth.pairs import CitySource, PairConfig, ShardPairs, SyntheticPairs
 
         if not cfg.cities and not cfg.dataset and not cfg.shards:
-            raise ValueError('training needs city folders (cities: [...]), pre-rendered '
-                             'shards (shards: DIR) or a dataset (dataset: {kind: '
-                             'vigor|kitti|ford, root: ...})')
+            raise UserError('training needs city folders (cities: [...]), pre-rendered '
+                            'shards (shards: DIR) or a dataset (dataset: {kind: '
+                            'vigor|kitti|ford, root: ...})')
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
         # torchrun sets WORLD_SIZE / RANK / LOCAL_RANK: DDP with NCCL on GPUs, gloo on CPU
@@ -196,7 +238,22 @@ class Trainer:
         if not self.last_path.exists():
             return False
         blob = load_checkpoint(self.last_path)
-        self.model.load_state_dict(blob['model'])
+        missing = [k for k in RESUME_STATE if k not in blob]
+        if missing:
+            raise UserError(
+                f'{self.last_path} is a weights-only checkpoint (no {", ".join(missing)} '
+                'state; the shipped float16 model and progress snapshots are such files): a '
+                f'run cannot resume from it. Move it out of {self.out}, or set another '
+                'out_dir, to start a new run')
+        try:
+            self.model.load_state_dict(blob['model'])
+        except RuntimeError:
+            mine = self.model.config.to_dict()
+            diff = sorted(k for k in set(mine) | set(blob['config'])
+                          if _plain(mine.get(k)) != _plain(blob['config'].get(k)))
+            raise UserError(f'{self.last_path} was saved by another model than this run '
+                            f'builds (config differs in {diff}): set out_dir to a new '
+                            'folder or the model options it was trained with') from None
         self.optimizer.load_state_dict(blob['optimizer'])
         self.scaler.load_state_dict(blob['scaler'])
         torch.set_rng_state(blob['torch_rng'])
@@ -237,8 +294,12 @@ class Trainer:
 
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        resumed = self.try_resume()
         log_path = self.out / 'metrics.jsonl'
+        if self.rank == 0:          # the one writer of both files
+            remove_stale_temps(self.last_path, log_path)
+        resumed = self.try_resume()
+        if self.rank == 0:
+            drop_records_after(log_path, self.step)
         self.model.train()
         stop = cfg.max_steps if stop_after is None else min(cfg.max_steps,
                                                             self.step + stop_after)
@@ -378,6 +439,51 @@ class Trainer:
                                     pred_yaw_rad=torch.cat(pyaw).numpy(),
                                     true_yaw_rad=torch.cat(tyaw).numpy()))
         return metrics
+
+
+def remove_stale_temps(*paths: Path) -> list[Path]:
+    """Remove what a killed atomic write of each of ``paths`` left beside it; return them.
+
+    ``util.atomic.atomic_path`` writes ``.{name}.XXXXXXXX.tmp`` in the target's folder and
+    removes it on an exception, but a SIGKILL leaves it (a checkpoint's worth of disk per
+    kill). Called at start-up by the run's only writer, so no live write is touched.
+    """
+    removed = []
+    for path in paths:
+        for tmp in path.parent.glob(f'.{path.name}.*.tmp'):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def drop_records_after(log_path: Path, step: int) -> int:
+    """Drop the records of steps after ``step`` (redone by a resumed run); return how many.
+
+    A run killed between checkpoints has logged steps its resumed run takes again; without
+    this the log holds two rows for each. A torn line (a kill mid-write) goes too, and a
+    run that starts afresh (no checkpoint: step 0) keeps no step rows of an earlier try.
+    The file is rewritten atomically, and only when something is dropped.
+    """
+    if not log_path.is_file():
+        return 0
+    lines = log_path.read_text().splitlines()
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not (isinstance(rec, dict) and isinstance(rec.get('step'), int)) \
+                or rec['step'] <= step:
+            keep.append(line)
+    if len(keep) < len(lines):
+        atomic_write_text(log_path, ''.join(f'{line}\n' for line in keep))
+    return len(lines) - len(keep)
+
+
+def _plain(value):
+    """Return a config value as JSON has it (so tuples and lists compare equal)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
