@@ -88,3 +88,21 @@ def test_bearing_yaw_round_trip_arrays():
     assert np.all((yaw > -math.pi) & (yaw <= math.pi))
     assert np.allclose(bearing_rad_from_yaw_rad(yaw), bearing)
     assert bearing_deg_from_yaw_rad(math.radians(90.0) + 1e-17) == pytest.approx(0.0)
+
+
+def test_headings_that_round_onto_the_end_of_the_range():
+    # one ulp above pi / 2: pi / 2 - yaw is -2.2e-16, and its mod 2 pi rounds to 2 pi itself
+    # (the old test added 1e-17 rad, which rounds away before it reaches the guard)
+    yaw = float(np.nextafter(math.pi / 2, 4.0))
+    assert yaw != math.pi / 2 and math.radians(90.0 + 1e-14) == yaw
+    assert bearing_rad_from_yaw_rad(yaw) == 0.0
+    assert bearing_deg_from_yaw_rad(yaw) == 0.0
+    arr = np.array([yaw, math.pi / 2, -math.pi / 2])
+    assert bearing_deg_from_yaw_rad(arr).tolist() == [0.0, 0.0, 180.0]
+    assert np.all(bearing_rad_from_yaw_rad(arr) < 2 * math.pi)
+    # a few ulp further: the bearing is just below 2 pi, its degrees just below 360
+    assert 359.9999999 < bearing_deg_from_yaw_rad(math.pi / 2 + 1e-15) < 360.0
+    # wrap to (-pi, pi]: one ulp above pi is pi (mod rounds to 2 pi there), never -pi
+    above_pi = float(np.nextafter(math.pi, 4.0))
+    assert wrap_angle_rad(above_pi) == math.pi
+    assert wrap_angle_rad(np.array([above_pi, -math.pi, math.pi])).tolist() == [math.pi] * 3

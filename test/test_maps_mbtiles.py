@@ -58,6 +58,43 @@ def test_tms_flip_reading_a_file_written_by_hand(tmp_path):
         assert store.metadata.bounds.east_deg == pytest.approx(0.0)
 
 
+def test_bounds_from_the_tiles_flip_tms_rows(tmp_path):
+    # four tiles over Munich at zoom 10 (XYZ x 544-545, y 355-356), no bounds metadata: the
+    # derived bounds are these tiles' (47.75 to 48.22 N), not their mirror (south of -47)
+    z, xs, ys = 10, (544, 545), (355, 356)
+    want = mercator.tile_range_bounds(z, xs, ys)
+    assert 47.7 < want.south_deg < want.north_deg < 48.3
+    tile = encode_rgb(solid((9, 9, 9)), 'png')
+    path = tmp_path / 'hand.mbtiles'
+    conn = sqlite3.connect(path)
+    conn.executescript('CREATE TABLE metadata (name TEXT, value TEXT);'
+                       'CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, '
+                       'tile_row INTEGER, tile_data BLOB);')
+    for x in xs:
+        for y in ys:
+            conn.execute('INSERT INTO tiles VALUES (?, ?, ?, ?)', (z, x, 2 ** z - 1 - y, tile))
+    conn.execute('INSERT INTO tiles VALUES (8, 136, 166, ?)', (tile,))   # a coarser zoom
+    conn.execute("INSERT INTO metadata VALUES ('format', 'png')")
+    conn.commit()
+    conn.close()
+    with MBTilesStore(path) as store:
+        got = store.metadata.bounds
+        assert (got.west_deg, got.south_deg, got.east_deg, got.north_deg) == pytest.approx(
+            (want.west_deg, want.south_deg, want.east_deg, want.north_deg), abs=1e-9)
+    # the writer derives the bounds it records the same way
+    written = tmp_path / 'written.mbtiles'
+    with MBTilesWriter(written, name='munich') as w:
+        for x in xs:
+            for y in ys:
+                w.put_tile(z, x, y, solid((9, 9, 9)))
+    raw = dict(sqlite3.connect(written).execute('SELECT name, value FROM metadata'))
+    got = LatLonBounds.from_string(raw['bounds'])
+    assert (got.south_deg, got.north_deg) == pytest.approx((want.south_deg, want.north_deg),
+                                                           abs=1e-6)
+    with MBTilesStore(written) as store:
+        assert store.metadata.bounds.contains(*want.center_latlon_deg)
+
+
 def test_metadata_written_and_read(tmp_path):
     path = tmp_path / 'meta.mbtiles'
     bounds = LatLonBounds(11.5, 48.1, 11.6, 48.2)

@@ -31,30 +31,32 @@ def test_onnxruntime_backend_matches_torch(exported):
     ob = make_backend('onnxruntime', model_path=model, export_dir=onnx_dir)
     cfg = tb.config
     gen = torch.Generator().manual_seed(1)
-    g_img = torch.rand(1, 3, *cfg['ground_size'], generator=gen)
-    a_img = torch.rand(2, 3, *cfg['aerial_size'], generator=gen)
+    g_img = torch.rand(1, 3, *cfg.ground_size, generator=gen)
+    a_img = torch.rand(5, 3, *cfg.aerial_size, generator=gen)
     gt, go = tb.encode_ground(g_img), ob.encode_ground(g_img)
     for key in ('pose', 'tokens', 'desc'):
         assert torch.allclose(gt[key], go[key], rtol=1e-4, atol=1e-5)
-    at = [tb.encode_aerial(a_img[i:i + 1]) for i in range(2)]
-    ao = [ob.encode_aerial(a_img[i:i + 1]) for i in range(2)]
+    at = [tb.encode_aerial(a_img[i:i + 1]) for i in range(5)]
+    ao = [ob.encode_aerial(a_img[i:i + 1]) for i in range(5)]
 
     def batch(encs):
         out = {k: torch.cat([e[k] for e in encs]) for k in ('pose', 'tokens', 'desc')}
         out['grid'] = encs[0]['grid']
         return out
 
-    def ground2(g):
-        return {k: (v.expand(2, *v.shape[1:]) if torch.is_tensor(v) else v)
-                for k, v in g.items()}
+    def ground_k(g, k):
+        return {key: (v.expand(k, *v.shape[1:]) if torch.is_tensor(v) else v)
+                for key, v in g.items()}
 
-    for prior in (None, torch.tensor([0.3, -2.0])):      # 2 candidates: padded to 3
+    # 2 candidates: one run padded to 3; 5: two runs (3, then 2 padded to 3)
+    for k, prior in ((2, None), (2, torch.tensor([0.3, -2.0])), (5, None),
+                     (5, torch.tensor([0.3, -2.0, 1.0, 3.1, -0.5]))):
         kw = {} if prior is None else {'yaw_prior': prior,
                                        'yaw_prior_range': math.radians(20)}
-        dt = tb.decode(ground2(gt), batch(at), **kw)
-        do = ob.decode(ground2(go), batch(ao), **kw)
+        dt = tb.decode(ground_k(gt, k), batch(at[:k]), **kw)
+        do = ob.decode(ground_k(go, k), batch(ao[:k]), **kw)
         for key in ('pred_logits', 'pred_xy', 'pred_yaw'):
-            assert do[key].shape == dt[key].shape
+            assert do[key].shape == dt[key].shape and do[key].shape[0] == k
             assert torch.allclose(dt[key], do[key], rtol=1e-3, atol=1e-4), key
 
 
@@ -79,11 +81,22 @@ def test_exports_are_checked(exported, tmp_path):
     with pytest.raises(ValueError, match='cannot load'):
         make_backend('onnxruntime', model_path=model, export_dir=broken)
     ob = make_backend('onnxruntime', model_path=model, export_dir=onnx_dir)
-    g = ob.encode_ground(torch.rand(1, 3, *ob.config['ground_size']))
-    big = {k: (v.expand(4, *v.shape[1:]) if torch.is_tensor(v) else v) for k, v in g.items()}
-    with pytest.raises(ValueError, match='exported for 3'):
-        ob.decode(big, big)
+    g = ob.encode_ground(torch.rand(1, 3, *ob.config.ground_size))
     assert np.isfinite(g['desc'].numpy()).all()
+
+
+def test_export_defaults_to_the_localizer_top_k(tmp_path):
+    from ciper_ros.runtime.export import export_onnx
+    from ciper_ros.runtime.localizer import LocalizerConfig
+
+    torch.manual_seed(2)
+    model = tmp_path / 'tiny.pt'
+    save_checkpoint(model, build_model('ciper_t', **TINY_MODEL), step=1)
+    report = export_onnx(model, tmp_path / 'onnx')
+    assert report['decoder_batch'] == LocalizerConfig().top_k == 9
+    assert report['graphs']['pose_decoder.onnx']['inputs']['g_pose'][0] == 9
+    with pytest.raises(ValueError, match='decoder_batch must be a positive integer'):
+        export_onnx(model, tmp_path / 'bad', decoder_batch=0)
 
 
 def test_tensorrt_is_guarded_here(exported):

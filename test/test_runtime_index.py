@@ -2,10 +2,8 @@
 
 import os
 from pathlib import Path
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,8 +16,10 @@ from ciper_ros.runtime.index import (
     make_faiss,
     merge_shards,
     read_info,
+    require_valid_index,
     TileIndex,
     TileIndexError,
+    verify_index,
 )
 from ciper_ros.synth.folder import city_paths, write_city_folder
 from ciper_ros.synth.world import CityConfig
@@ -69,32 +69,162 @@ def test_index_contents_and_self_retrieval(setup):
         assert ids_c[0] == i
 
 
-def test_resume_after_a_kill_matches_a_clean_build(setup, tmp_path):
+class InterruptedBuildError(Exception):
+    pass
+
+
+def test_resume_reuses_finished_chunks_and_matches_a_clean_build(setup, tmp_path):
+    # interrupted deterministically after the 2nd chunk (no timed kill that a fast build
+    # can outrun); the resumed build encodes only the chunks the first one did not write
     out = tmp_path / 'resumed'
-    cmd = [sys.executable, '-m', 'ciper_ros.cli', 'index', 'build', '--map', str(setup['map']),
-           '--model', str(setup['model']), '--crop-side-m', str(SIDE_M), '--chunk-tiles', '4',
-           '--batch', '2', '--out', str(out)]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kw = {'map_path': setup['map'], 'model_path': setup['model'], 'out_dir': out,
+          'crop_side_m': SIDE_M, 'chunk_tiles': CHUNK, 'progress': False}
+    first = []
+
+    def stop_after_two(a, b):
+        first.append((a, b))
+        if len(first) == 2:
+            raise InterruptedBuildError
+
+    with pytest.raises(InterruptedBuildError):
+        build_index(**kw, on_chunk=stop_after_two)
     chunks = Path(str(out) + '.partial') / 'chunks'
-    t0 = time.time()
-    while time.time() - t0 < 120 and p.poll() is None:
-        if chunks.is_dir() and len(list(chunks.glob('*.npy'))) >= 2:
-            os.kill(p.pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL, 'the build finished before it could be killed'
-    assert not out.exists() and len(list(chunks.glob('*.npy'))) >= 2
+    written = {f.name: (f.stat().st_ino, f.stat().st_mtime_ns)
+               for f in sorted(chunks.glob('*.npy'))}
+    assert sorted(written) == [f'{a:09d}.npy' for a, _ in first] and not out.exists()
+    assert not list(chunks.parent.rglob('*.tmp')) and not list(chunks.glob('.*'))
     with pytest.raises(TileIndexError, match='unfinished build'):
         read_info(out)
-    assert subprocess.run(cmd, capture_output=True).returncode == 0
-    clean = build_index(map_path=setup['map'], model_path=setup['model'],
-                        out_dir=tmp_path / 'clean', crop_side_m=SIDE_M, chunk_tiles=4,
-                        batch=2, progress=False)
-    a, b = TileIndex(out), TileIndex(clean)
+    second = []
+
+    def record(a, b):
+        second.append((a, b))
+        # the chunks of the first run are still the very files it wrote
+        assert {n: (chunks / n).stat().st_ino for n in written} == \
+            {n: v[0] for n, v in written.items()}
+        assert {n: (chunks / n).stat().st_mtime_ns for n in written} == \
+            {n: v[1] for n, v in written.items()}
+
+    build_index(**kw, on_chunk=record)
+    n = read_info(setup['full'])['n_tiles']
+    every = [(a, min(a + CHUNK, n)) for a in range(0, n, CHUNK)]
+    assert second == every[2:] and first == every[:2]
+    a, b = TileIndex(out), TileIndex(setup['full'])
     assert np.array_equal(a.descriptors, b.descriptors)
     assert np.array_equal(a.latlon_deg, b.latlon_deg)
     assert not Path(str(out) + '.partial').exists()
+
+
+def test_the_cli_resumes_an_unfinished_build(setup, tmp_path):
+    out = tmp_path / 'cli'
+    kw = {'map_path': setup['map'], 'model_path': setup['model'], 'out_dir': out,
+          'crop_side_m': SIDE_M, 'chunk_tiles': CHUNK, 'progress': False}
+
+    def stop(a, b):
+        raise InterruptedBuildError
+
+    with pytest.raises(InterruptedBuildError):
+        build_index(**kw, on_chunk=stop)
+    assert main(['index', 'build', '--map', str(setup['map']), '--model', str(setup['model']),
+                 '--crop-side-m', str(SIDE_M), '--chunk-tiles', str(CHUNK), '--out',
+                 str(out)]) == 0
+    assert np.array_equal(TileIndex(out).descriptors, TileIndex(setup['full']).descriptors)
+
+
+def test_verify_index_finds_missing_and_corrupt_files(setup, tmp_path):
+    import json
+    import shutil
+
+    assert verify_index(setup['full']) == []
+    assert require_valid_index(setup['full'])['n_tiles'] == len(TileIndex(setup['full']))
+
+    def broken(name):
+        d = tmp_path / name
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(setup['full'], d)
+        return d
+
+    d = broken('no_desc')
+    (d / 'descriptors.npy').unlink()
+    assert verify_index(d) == [f'{d / "descriptors.npy"} is missing']
+    d = broken('short_desc')
+    desc = np.load(d / 'descriptors.npy')
+    np.save(d / 'descriptors.npy', desc[:-1])
+    assert 'descriptors.npy is float16' in verify_index(d)[0]
+    d = broken('nan_desc')
+    desc[3, 0] = np.nan
+    np.save(d / 'descriptors.npy', desc)
+    assert verify_index(d) == [f'{d / "descriptors.npy"} holds non-finite descriptors']
+    d = broken('cut_desc')
+    raw = (d / 'descriptors.npy').read_bytes()
+    (d / 'descriptors.npy').write_bytes(raw[:len(raw) // 2])
+    assert 'descriptors.npy is corrupt' in verify_index(d)[0]
+    d = broken('no_faiss')
+    (d / 'faiss.index').unlink()
+    assert verify_index(d) == [f'{d / "faiss.index"} is missing']
+    d = broken('bad_faiss')
+    (d / 'faiss.index').write_bytes(b'garbage')
+    assert 'faiss.index is corrupt' in verify_index(d)[0]
+    d = broken('small_faiss')
+    import faiss
+    faiss.write_index(make_faiss(desc[:5].astype(np.float32), 'flat')[0],
+                      str(d / 'faiss.index'))
+    assert 'faiss.index holds 5 vectors' in verify_index(d)[0]
+    d = broken('no_tiles')
+    (d / 'tiles.sqlite').unlink()
+    assert verify_index(d) == [f'{d / "tiles.sqlite"} is missing']
+    d = broken('cut_tiles')
+    raw = (d / 'tiles.sqlite').read_bytes()
+    (d / 'tiles.sqlite').write_bytes(raw[:len(raw) // 2])
+    problems = verify_index(d)
+    assert len(problems) == 1 and 'tiles.sqlite' in problems[0]
+    d = broken('fewer_tiles')
+    import sqlite3
+    con = sqlite3.connect(d / 'tiles.sqlite')
+    con.execute('DELETE FROM tiles WHERE id = 7')
+    con.commit()
+    con.close()
+    assert 'tiles.sqlite lists' in verify_index(d)[0]
+    with pytest.raises(TileIndexError, match='tiles.sqlite lists'):
+        require_valid_index(d)
+    d = broken('keys')
+    info = json.loads((d / 'index.json').read_text())
+    del info['desc_dim'], info['chunk_tiles']
+    (d / 'index.json').write_text(json.dumps(info))
+    assert verify_index(d) == [f'{d / "index.json"} is incomplete: missing keys desc_dim, '
+                               'chunk_tiles; rebuild the index']
+    # the node and every tool open indexes through the same reader
+    with pytest.raises(TileIndexError, match='missing keys desc_dim, chunk_tiles'):
+        TileIndex(d)
+    (d / 'index.json').write_text('[1, 2]')
+    with pytest.raises(TileIndexError, match='expected a JSON object'):
+        read_info(d)
+
+
+def test_index_info_exits_non_zero_on_missing_or_corrupt_files(setup, tmp_path, capsys):
+    import shutil
+
+    assert main(['index', 'info', str(setup['full'])]) == 0
+    d = tmp_path / 'broken'
+    shutil.copytree(setup['full'], d)
+    (d / 'faiss.index').write_bytes(b'garbage')
+    capsys.readouterr()
+    assert main(['index', 'info', str(d)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('ciper: error: ') and 'faiss.index' in err[0]
+
+
+def test_build_out_naming_an_existing_file_fails_before_building(setup, tmp_path):
+    f = tmp_path / 'index_file'
+    f.write_text('x')
+    # a missing map and checkpoint: the output is checked before either is opened
+    with pytest.raises(TileIndexError, match='is an existing file, not an index directory'):
+        build_index(map_path=tmp_path / 'nomap.mbtiles', model_path=tmp_path / 'no.pt',
+                    out_dir=f, progress=False)
+    with pytest.raises(TileIndexError, match='exists and is not a tile index'):
+        build_index(map_path=tmp_path / 'nomap.mbtiles', model_path=tmp_path / 'no.pt',
+                    out_dir=tmp_path, progress=False)
+    assert f.read_text() == 'x'
 
 
 def test_two_shards_merge_to_the_single_build(setup, tmp_path):
@@ -109,10 +239,31 @@ def test_two_shards_merge_to_the_single_build(setup, tmp_path):
     assert main(['index', 'merge', str(shards[0]), str(shards[1]), '--out',
                  str(tmp_path / 'merged')]) == 0
     merged, full = TileIndex(tmp_path / 'merged'), TileIndex(setup['full'])
+    assert verify_index(tmp_path / 'merged') == []
     assert np.array_equal(merged.descriptors, full.descriptors)
     assert np.array_equal(merged.xy_m, full.xy_m)
     q = full.descriptors[5]
     assert np.array_equal(merged.search(q, 5)[0], full.search(q, 5)[0])
+
+
+def test_merge_names_a_truncated_shard_file(setup, tmp_path, capsys):
+    import shutil
+
+    shards = [build_index(map_path=setup['map'], model_path=setup['model'],
+                          out_dir=tmp_path / f's{i}', crop_side_m=SIDE_M, chunk_tiles=CHUNK,
+                          shard=(i, 2), progress=False) for i in (0, 1)]
+    assert [verify_index(s) for s in shards] == [[], []]
+    cut = tmp_path / 'cut'
+    shutil.copytree(shards[1], cut)
+    raw = (cut / 'tiles.sqlite').read_bytes()
+    (cut / 'tiles.sqlite').write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(TileIndexError, match=f'cannot merge shard {cut}: .*tiles.sqlite'):
+        merge_shards([shards[0], cut], tmp_path / 'merged')
+    assert not (tmp_path / 'merged').exists() and not (tmp_path / 'merged.partial').exists()
+    assert main(['index', 'merge', str(shards[0]), str(cut), '--out',
+                 str(tmp_path / 'merged')]) == 2
+    err = capsys.readouterr().err
+    assert 'tiles.sqlite' in err and 'Traceback' not in err
 
 
 def test_bad_indexes_and_models_are_refused(setup, tmp_path, capsys):

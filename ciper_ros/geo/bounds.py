@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ciper_ros.util.errors import UserError
+
 
 @dataclass(frozen=True)
 class LatLonBounds:
@@ -38,6 +40,25 @@ class LatLonBounds:
             raise ValueError(
                 f"bounds must be four numbers 'west,south,east,north', got {text!r}") from None
         return cls(west, south, east, north)
+
+    @classmethod
+    def around(cls, center_latlon_deg: tuple[float, float], side_m: float) -> LatLonBounds:
+        """Return the box holding a square of ``side_m`` centred on a point, in its tangent plane.
+
+        All four corners count: the square's edges are not parallels and meridians, so its
+        south-west and north-east corners alone clip the others by millimetres.
+        """
+        import numpy as np
+
+        from ciper_ros.geo.enu import LocalTangentPlane
+
+        if not side_m > 0:
+            raise UserError(f'the side of the square must be positive, got {side_m} m')
+        h = side_m / 2.0
+        latlon = LocalTangentPlane(*center_latlon_deg).latlon_from_xy_m(
+            np.array([[-h, -h], [h, -h], [h, h], [-h, h]]))
+        return cls(latlon[:, 1].min(), latlon[:, 0].min(), latlon[:, 1].max(),
+                   latlon[:, 0].max())
 
     def to_string(self) -> str:
         return ','.join(repr(float(v)) for v in

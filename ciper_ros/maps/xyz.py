@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import re
+import time
 
 import numpy as np
 
@@ -26,6 +28,8 @@ from ciper_ros.maps.store import MapMetadata, TileStore
 from ciper_ros.util.atomic import atomic_write_bytes
 
 METADATA_FILE = 'metadata.json'
+# util.atomic's temporary names, '.<final name>.<random>.tmp', for tiles and the metadata
+_TEMP_NAME = re.compile(r'\.(\d+\.(png|jpg|webp)|metadata\.json)\.[^.]+\.tmp')
 
 
 class XYZFolderStore(TileStore):
@@ -110,6 +114,7 @@ class XYZWriter:
         self.bounds = bounds
         self.jpeg_quality = jpeg_quality
         self._zooms: set[int] = set()
+        self._started_s = time.time()
         self.root.mkdir(parents=True, exist_ok=True)
 
     def __enter__(self) -> XYZWriter:
@@ -139,9 +144,26 @@ class XYZWriter:
                        if p.is_dir() and p.name.isdigit())
         if not zooms:
             raise MapStoreError(f'no tiles were written to {self.root}')
+        self._remove_stale_temps(zooms)
         meta = {'name': self.name, 'format': self.fmt, 'zooms': zooms}
         if self.bounds is not None:
             meta['bounds'] = self.bounds.to_string()
         atomic_write_bytes(self.root / METADATA_FILE,
                             (json.dumps(meta, indent=2) + '\n').encode())
         return self.root
+
+    def _remove_stale_temps(self, zooms: list[int]) -> None:
+        """Delete the temporary files of writes killed before this writer started.
+
+        A kill mid-write leaves its temporary tile (never a partial tile at the final path);
+        the resumed run's close removes it. Files newer than this writer are kept: they may
+        be another writer's writes in flight.
+        """
+        dirs = [self.root] + [x for z in zooms for x in (self.root / str(z)).iterdir()
+                              if x.is_dir()]
+        for d in dirs:
+            with os.scandir(d) as entries:
+                stale = [e.path for e in entries if _TEMP_NAME.fullmatch(e.name)
+                         and e.is_file() and e.stat().st_mtime < self._started_s]
+            for path in stale:
+                Path(path).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ def hypotheses(outputs: dict, *, half_side_m: float | np.ndarray) -> list[dict]:
     ``score`` (Q,) probability, in decreasing score.
     """
     prob = outputs['pred_logits'].sigmoid().cpu().numpy()
-    xy = outputs['pred_xy'].cpu().numpy()
+    xy = outputs['pred_xy'].cpu().numpy().astype(np.float64)      # metres need float64
     cs = outputs['pred_yaw'].cpu().numpy()
     half = np.broadcast_to(np.asarray(half_side_m, dtype=np.float64), (len(prob),))
     out = []

@@ -68,6 +68,9 @@ def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None 
     model = Path(model) if model else default_model_path()
     if not model.is_file():
         raise FileNotFoundError(f'checkpoint {model} does not exist')
+    # the checkpoint first: a corrupt one is named as such, not as an index built with
+    # another model (its hash differs too)
+    blob = load_checkpoint(model)
     tiles = TileIndex(index, model_sha256=file_sha256(model))
     store = open_store(map_path or tiles.spec.map_path)
     net = make_backend(backend, model_path=model, export_dir=export_dir or None, device=device)
@@ -76,5 +79,5 @@ def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None 
         config = replace(config, **read_calibration(calibration))
     elif tuple(getattr(config, k) for k in CALIBRATION_KEYS) == (1.0, 1.0, None, None):
         # the caller set no scales of its own: use the checkpoint's
-        config = replace(config, **checkpoint_calibration(load_checkpoint(model)))
+        config = replace(config, **checkpoint_calibration(blob))
     return Localizer(model=net, index=tiles, store=store, config=config, device=device)

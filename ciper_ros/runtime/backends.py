@@ -1,6 +1,6 @@
 """Inference backends behind one small interface (what the Localizer calls).
 
-A backend has ``config`` (the model config dict) and three methods, all on torch tensors:
+A backend has ``config`` (the model's ModelConfig) and three methods, all on torch tensors:
 
 * ``encode_ground(image (1, 3, Hg, Wg))`` -> {'pose', 'tokens', 'desc', 'grid'}
 * ``encode_aerial(image (1, 3, S, S))`` -> the same keys
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ciper_ros.model.config import ModelConfig
 from ciper_ros.runtime.export import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -34,10 +35,10 @@ BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 GRAPHS = ('ground_encoder', 'aerial_encoder', 'pose_decoder')
 
 
-def _grids(config: dict) -> tuple[tuple[int, int], tuple[int, int]]:
-    p = config['patch']
-    return ((config['ground_size'][0] // p, config['ground_size'][1] // p),
-            (config['aerial_size'][0] // p, config['aerial_size'][1] // p))
+def _grids(config: ModelConfig) -> tuple[tuple[int, int], tuple[int, int]]:
+    p = config.patch
+    return ((config.ground_size[0] // p, config.ground_size[1] // p),
+            (config.aerial_size[0] // p, config.aerial_size[1] // p))
 
 
 class TorchBackend:
@@ -69,7 +70,7 @@ class TorchBackend:
 
 
 class _GraphBackend:
-    """Shared by the ONNX-based backends: static batch padding, names, grids."""
+    """Shared by the ONNX-based backends: static batch (padded, split), names, grids."""
 
     def __init__(self, export_dir: str | os.PathLike, *, model_sha256: str | None) -> None:
         self.dir = Path(export_dir)
@@ -101,30 +102,32 @@ class _GraphBackend:
         return self._encode('aerial_encoder', image, self.grids[1])
 
     def decode(self, g: dict, a: dict, *, yaw_prior=None, yaw_prior_range=math.pi) -> dict:
+        """Decode K pairs in runs of the exported batch (the last run padded)."""
         k = g['pose'].shape[0]
-        if k > self.batch:
-            raise ValueError(f'{k} candidates but the decoder was exported for {self.batch}; '
-                             're-export with --decoder-batch')
-        pad = self.batch - k
-
-        def fit(t: torch.Tensor) -> np.ndarray:
-            t = t.detach().cpu().float()
-            if pad:
-                t = torch.cat([t, t[-1:].expand(pad, *t.shape[1:])])
-            return np.ascontiguousarray(t.numpy())
-
         prior = yaw_prior if yaw_prior is not None else torch.zeros(k)
         rng = float(yaw_prior_range) if yaw_prior is not None else NO_PRIOR_RANGE
-        feeds = {'g_pose': fit(g['pose']), 'g_tokens': fit(g['tokens']),
-                 'a_tokens': fit(a['tokens']), 'yaw_prior': fit(prior),
-                 'yaw_prior_range': np.array([rng], np.float32)}
-        outs = self._run('pose_decoder', feeds)
-        return {n: torch.from_numpy(np.asarray(o)[:k]) for n, o in zip(DECODER_OUTPUTS, outs,
-                                                                       strict=True)}
+        inputs = {'g_pose': g['pose'], 'g_tokens': g['tokens'], 'a_tokens': a['tokens'],
+                  'yaw_prior': torch.as_tensor(prior).reshape(k)}
+        runs = []
+        for start in range(0, k, self.batch):
+            n = min(self.batch, k - start)
+            feeds = {name: self._fit(t[start:start + n]) for name, t in inputs.items()}
+            feeds['yaw_prior_range'] = np.array([rng], np.float32)
+            runs.append([np.asarray(o)[:n] for o in self._run('pose_decoder', feeds)])
+        return {name: torch.from_numpy(np.concatenate([r[i] for r in runs]))
+                for i, name in enumerate(DECODER_OUTPUTS)}
+
+    def _fit(self, t: torch.Tensor) -> np.ndarray:
+        """One run's input with the static batch: short runs repeat their last row."""
+        t = t.detach().cpu().float()
+        pad = self.batch - t.shape[0]
+        if pad:
+            t = torch.cat([t, t[-1:].expand(pad, *t.shape[1:])])
+        return np.ascontiguousarray(t.numpy())
 
 
 class OnnxRuntimeBackend(_GraphBackend):
-    def __init__(self, export_dir: str | os.PathLike, *, config: dict,
+    def __init__(self, export_dir: str | os.PathLike, *, config: ModelConfig,
                  model_sha256: str | None = None, threads: int = 0) -> None:
         import onnxruntime as ort
 
@@ -165,7 +168,7 @@ class TensorRTBackend(_GraphBackend):
     TensorRT 10's documented Python API. Device buffers are torch CUDA tensors (no pycuda).
     """
 
-    def __init__(self, export_dir: str | os.PathLike, *, config: dict,
+    def __init__(self, export_dir: str | os.PathLike, *, config: ModelConfig,
                  model_sha256: str | None = None, cache_dir: str | os.PathLike | None = None,
                  fp16: bool = True, workspace_mb: int = 1024, build_only: bool = False) -> None:
         try:
@@ -278,6 +281,6 @@ def make_backend(kind: str, *, model_path: str | os.PathLike,
         return TorchBackend(load_model(model_path), device=device, **kw)
     if export_dir is None:
         raise ValueError(f'the {kind} backend needs an export directory (ciper export)')
-    config = load_checkpoint(model_path)['config']
+    config = ModelConfig.from_dict(load_checkpoint(model_path)['config'])
     cls = OnnxRuntimeBackend if kind == 'onnxruntime' else TensorRTBackend
     return cls(export_dir, config=config, model_sha256=file_sha256(model_path), **kw)

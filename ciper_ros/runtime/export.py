@@ -1,6 +1,7 @@
 """ONNX export of the three graphs the runtime runs: ground encoder, aerial encoder, decoder.
 
-Static shapes (batch 1 for the encoders, ``decoder_batch`` candidates for the decoder),
+Static shapes (batch 1 for the encoders, ``decoder_batch`` candidates for the decoder: by
+default the Localizer's ``top_k``; the backends pad fewer and split more into runs),
 opset 17, TorchScript-based exporter (needs no onnxscript). Each graph is run once in
 onnxruntime and compared with torch; the export is refused when the relative error
 (max |onnx - torch| / max |torch|) reaches 1e-4 or a graph holds an operator TensorRT does
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from ciper_ros.util.atomic import atomic_path, atomic_write_text
+from ciper_ros.util.errors import UserError
 
 OPSET = 17
 MAX_REL_ERROR = 1e-4
@@ -55,9 +57,9 @@ class _Decoder(torch.nn.Module):
         super().__init__()
         self.model = model
         mc = model.config
-        p = mc['patch']
-        self.g_grid = (mc['ground_size'][0] // p, mc['ground_size'][1] // p)
-        self.a_grid = (mc['aerial_size'][0] // p, mc['aerial_size'][1] // p)
+        p = mc.patch
+        self.g_grid = (mc.ground_size[0] // p, mc.ground_size[1] // p)
+        self.a_grid = (mc.aerial_size[0] // p, mc.aerial_size[1] // p)
 
     def forward(self, g_pose, g_tokens, a_tokens, yaw_prior, yaw_prior_range):
         out = self.model.decode({'pose': g_pose, 'tokens': g_tokens, 'grid': self.g_grid},
@@ -100,19 +102,29 @@ def _check(path: Path, feeds: dict, reference: tuple) -> dict:
 
 @torch.no_grad()
 def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                decoder_batch: int = 5, seed: int = 0) -> dict:
-    """Write the three graphs and ``export.json`` into ``out_dir``; returns the report."""
+                decoder_batch: int | None = None, seed: int = 0) -> dict:
+    """Write the three graphs and ``export.json`` into ``out_dir``; returns the report.
+
+    ``decoder_batch``: candidates per decoder run, default the Localizer's ``top_k`` (the
+    candidates it decodes per frame with a prior).
+    """
     from ciper_ros.model.build import load_model
     from ciper_ros.runtime.index import file_sha256
+    from ciper_ros.runtime.localizer import LocalizerConfig
+
+    if decoder_batch is None:
+        decoder_batch = LocalizerConfig().top_k
+    if not (isinstance(decoder_batch, int) and decoder_batch >= 1):
+        raise UserError(f'decoder_batch must be a positive integer, got {decoder_batch!r}')
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(model_path).eval()
     mc = model.config
     gen = torch.Generator().manual_seed(seed)
-    ground = torch.rand(1, 3, *mc['ground_size'], generator=gen)
-    aerial = torch.rand(1, 3, *mc['aerial_size'], generator=gen)
-    report: dict = {'model_sha256': file_sha256(model_path), 'model': mc['name'],
+    ground = torch.rand(1, 3, *mc.ground_size, generator=gen)
+    aerial = torch.rand(1, 3, *mc.aerial_size, generator=gen)
+    report: dict = {'model_sha256': file_sha256(model_path), 'model': mc.name,
                     'opset': OPSET, 'decoder_batch': decoder_batch, 'graphs': {}}
     for which, image in (('ground', ground), ('aerial', aerial)):
         mod = _Encoder(model, which).eval()
@@ -123,8 +135,8 @@ def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, *,
             **_check(path, {'image': image}, mod(image))}
     # decoder inputs: real encodings of K different random images, a heading prior
     k = decoder_batch
-    g = model.encode_ground(torch.rand(k, 3, *mc['ground_size'], generator=gen))
-    a = model.encode_aerial(torch.rand(k, 3, *mc['aerial_size'], generator=gen))
+    g = model.encode_ground(torch.rand(k, 3, *mc.ground_size, generator=gen))
+    a = model.encode_aerial(torch.rand(k, 3, *mc.aerial_size, generator=gen))
     feeds = {'g_pose': g['pose'], 'g_tokens': g['tokens'], 'a_tokens': a['tokens'],
              'yaw_prior': torch.rand(k, generator=gen) * 6 - 3,
              'yaw_prior_range': torch.tensor([math.radians(30.0)])}

@@ -18,6 +18,7 @@ take whole chunks, so a merge of shards is bit-identical to a single build.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 import hashlib
 import json
@@ -38,6 +39,10 @@ FORMAT_VERSION = 1
 CHUNK_TILES = 256
 FLAT_MAX_TILES = 100_000            # exact search below, HNSW above (overridable)
 FAISS_KINDS = ('auto', 'flat', 'hnsw', 'ivf')
+# what index.json holds (written by _finish); a file without one of them is refused
+INFO_KEYS = ('format_version', 'map_path', 'model_sha256', 'model_name', 'crop_side_m',
+             'crop_px', 'stride_m', 'area', 'datum_latlon_deg', 'zoom', 'n_tiles',
+             'tiles_in_this_dir', 'desc_dim', 'faiss', 'shard', 'chunk_tiles')
 
 
 class TileIndexError(UserError):
@@ -196,22 +201,33 @@ def build_index(*, map_path: str | os.PathLike, model_path: str | os.PathLike,
                 stride_m: float | None = None, crop_side_m: float | None = None,
                 shard: tuple[int, int] = (0, 1), faiss_kind: str = 'auto', batch: int = 32,
                 chunk_tiles: int = CHUNK_TILES, progress: bool = True,
-                device: str = 'cpu') -> Path:
+                device: str = 'cpu',
+                on_chunk: Callable[[int, int], None] | None = None) -> Path:
     """Build (or resume building) an index; returns the finished directory.
 
     ``crop_side_m`` defaults to the side the model was trained on (its checkpoint's
     ``train_config.pairs.aerial_side_m``, else 64 m); ``stride_m`` to half of it, so every
     point of the area lies in the central half of some tile (where training put cameras).
+    ``on_chunk(start, stop)`` is called after each chunk this call encodes and writes (not
+    for chunks a resumed build reuses); an exception from it stops the build, which the
+    same call resumes later.
     """
+    out = Path(out_dir)
+    # before anything slow: the finished index is renamed onto ``out`` at the very end
+    if (out / 'index.json').exists():
+        raise TileIndexError(f'{out} is already a finished index (remove it to rebuild)')
+    if out.exists() and not out.is_dir():
+        raise TileIndexError(f'{out} is an existing file, not an index directory: give a '
+                             'new directory as the output')
+    if out.exists():
+        raise TileIndexError(f'{out} exists and is not a tile index: remove it or give a new '
+                             'directory as the output')
     import torch
     from tqdm import tqdm
 
     from ciper_ros.maps.open import open_store
     from ciper_ros.model.build import load_checkpoint, model_from_checkpoint
 
-    out = Path(out_dir)
-    if (out / 'index.json').exists():
-        raise TileIndexError(f'{out} is already a finished index (remove it to rebuild)')
     blob = load_checkpoint(model_path)
     side_m = float(crop_side_m or blob.get('train_config', {}).get('pairs', {}).get(
         'aerial_side_m', 64.0))
@@ -220,8 +236,8 @@ def build_index(*, map_path: str | os.PathLike, model_path: str | os.PathLike,
     meta = store.metadata
     area = area or meta.bounds
     spec = IndexSpec(map_path=str(Path(map_path).resolve()),
-                     model_sha256=file_sha256(model_path), model_name=model.config['name'],
-                     crop_side_m=side_m, crop_px=int(model.config['aerial_size'][0]),
+                     model_sha256=file_sha256(model_path), model_name=model.config.name,
+                     crop_side_m=side_m, crop_px=int(model.config.aerial_size[0]),
                      stride_m=float(stride_m or side_m / 2.0),
                      area=(area.west_deg, area.south_deg, area.east_deg, area.north_deg),
                      datum_latlon_deg=area.center_latlon_deg)
@@ -250,6 +266,8 @@ def build_index(*, map_path: str | os.PathLike, model_path: str | os.PathLike,
                 desc = _encode_chunk(model, store, spec, latlon[a:b], batch, device)
             with atomic_path(f, suffix='.npy') as tmp:
                 np.save(tmp, desc)
+            if on_chunk is not None:
+                on_chunk(a, b)
         bar.update(b - a)
     bar.close()
     ids = np.concatenate([np.arange(a, b) for a, b in ranges])
@@ -286,6 +304,10 @@ def _finish(work: Path, out: Path, *, spec: IndexSpec, ids: np.ndarray, latlon: 
 def merge_shards(shard_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, *,
                  faiss_kind: str = 'auto') -> Path:
     """Join the shards of one build into a complete index (FAISS built once)."""
+    for d in shard_dirs:               # a truncated or missing file: named, before any work
+        problems = verify_index(d)
+        if problems:
+            raise TileIndexError(f'cannot merge shard {d}: {"; ".join(problems)}')
     infos = [read_info(d) for d in shard_dirs]
     n = infos[0]['shard'][1]
     spec_keys = set(IndexSpec.__dataclass_fields__) | {'n_tiles', 'desc_dim', 'chunk_tiles'}
@@ -330,12 +352,105 @@ def read_info(index_dir: str | os.PathLike) -> dict:
         raise TileIndexError(f'{d} is not a finished tile index: no index.json{hint}')
     try:
         info = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TileIndexError(f'{f} is corrupt: {e}') from None
+    if not isinstance(info, dict):
+        raise TileIndexError(f'{f} is corrupt: expected a JSON object, got '
+                             f'{type(info).__name__}')
     if info.get('format_version') != FORMAT_VERSION:
         raise TileIndexError(f'{f}: index format {info.get("format_version")} is not '
                           f'{FORMAT_VERSION}; rebuild it')
+    missing = [k for k in INFO_KEYS if k not in info]
+    if missing:
+        raise TileIndexError(f'{f} is incomplete: missing keys {", ".join(missing)}; '
+                             'rebuild the index')
     return info
+
+
+def _tile_rows(path: Path) -> list[tuple]:
+    """(id, lat, lon, x_m, y_m) of every tile in a tiles.sqlite, by id."""
+    if not path.is_file():
+        raise TileIndexError(f'{path} is missing')
+    try:
+        con = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
+        try:
+            check = con.execute('PRAGMA quick_check').fetchone()[0]
+            if check != 'ok':
+                raise TileIndexError(f'{path} is corrupt: {check}')
+            return con.execute('SELECT id, lat, lon, x_m, y_m FROM tiles ORDER BY id').fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise TileIndexError(f'{path} is corrupt: {e}') from None
+
+
+def verify_index(index_dir: str | os.PathLike) -> list[str]:
+    """Check an index directory's files against its index.json: the problems ([] when fine).
+
+    index.json's keys, tiles.sqlite (integrity, one row per tile of this directory, the ids
+    the shard should hold), descriptors.npy (shape, float16, finite) and faiss.index
+    (loadable, size and dimension); a shard has no faiss.index.
+    """
+    d = Path(index_dir)
+    try:
+        info = read_info(d)
+    except TileIndexError as e:
+        return [str(e)]
+    problems = []
+    n, dim = int(info['tiles_in_this_dir']), int(info['desc_dim'])
+    shard = tuple(info['shard'])
+    try:
+        want = np.concatenate([np.arange(a, b) for a, b in chunk_ranges(
+            int(info['n_tiles']), shard, chunk_tiles=int(info['chunk_tiles']))] or
+            [np.zeros(0, np.int64)])
+    except (ValueError, TypeError) as e:
+        return [f'{d / "index.json"}: bad shard {info["shard"]}: {e}']
+    try:
+        rows = _tile_rows(d / 'tiles.sqlite')
+        ids = np.array([r[0] for r in rows], np.int64)
+        if len(rows) != n:
+            problems.append(f'{d / "tiles.sqlite"} lists {len(rows)} tiles, index.json '
+                            f'{n}')
+        elif not np.array_equal(ids, want):
+            problems.append(f'{d / "tiles.sqlite"} does not list the tile ids of shard '
+                            f'{shard[0]}/{shard[1]}')
+    except TileIndexError as e:
+        problems.append(str(e))
+    f = d / 'descriptors.npy'
+    try:
+        desc = np.load(f, mmap_mode='r')
+        if desc.shape != (n, dim) or desc.dtype != np.float16:
+            problems.append(f'{f} is {desc.dtype} {desc.shape}, expected float16 '
+                            f'({n}, {dim})')
+        elif not np.isfinite(desc).all():
+            problems.append(f'{f} holds non-finite descriptors')
+    except FileNotFoundError:
+        problems.append(f'{f} is missing')
+    except (OSError, ValueError, EOFError) as e:
+        problems.append(f'{f} is corrupt: {e}')
+    f = d / 'faiss.index'
+    if info['faiss'] is not None:
+        import faiss
+
+        if not f.is_file():
+            problems.append(f'{f} is missing')
+        else:
+            try:
+                index = faiss.read_index(str(f))
+                if index.ntotal != n or index.d != dim:
+                    problems.append(f'{f} holds {index.ntotal} vectors of dimension '
+                                    f'{index.d}, expected {n} of {dim}')
+            except RuntimeError as e:
+                problems.append(f'{f} is corrupt: {str(e).splitlines()[0]}')
+    return problems
+
+
+def require_valid_index(index_dir: str | os.PathLike) -> dict:
+    """Read the index.json of a directory whose files all check out (else TileIndexError)."""
+    problems = verify_index(index_dir)
+    if problems:
+        raise TileIndexError('; '.join(problems))
+    return read_info(index_dir)
 
 
 class TileIndex:
@@ -361,7 +476,7 @@ class TileIndex:
         self.plane = LocalTangentPlane(*self.spec.datum_latlon_deg)
         try:
             self.descriptors = np.load(self.dir / 'descriptors.npy')
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:
             raise TileIndexError(f'{self.dir / "descriptors.npy"} is corrupt or missing: {e}') \
                 from None
         n = self.info['n_tiles']

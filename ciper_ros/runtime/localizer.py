@@ -4,7 +4,9 @@ Stages (each timed): candidate tiles near the prior (or the whole index without 
 ground encoder once, retrieval scores, the pose decoder on the top-k candidates in one
 batch (aerial encodings of recently used tiles come from an LRU cache), the best
 hypothesis by ``confidence x (1 + cosine) / 2``, gating against the prior, and a 3x3
-covariance (x, y, yaw) from the weighted spread of the hypotheses.
+covariance (x, y, yaw) from the weighted spread of the hypotheses (the last three in
+:mod:`ciper_ros.runtime.selection`, pure numpy; outputs decoded by
+:mod:`ciper_ros.model.postprocess`).
 
 Nothing here imports ROS: images are numpy arrays, the prior a small dataclass.
 """
@@ -19,8 +21,15 @@ import time
 import numpy as np
 import torch
 
-from ciper_ros.geo.enu import LocalTangentPlane
+from ciper_ros.model.postprocess import hypotheses
 from ciper_ros.runtime.index import TileIndex
+from ciper_ros.runtime.selection import (
+    CovarianceRule,
+    gate_reason,
+    heading_window,
+    select_pose,
+    to_index_frame,
+)
 
 
 @dataclass(frozen=True)
@@ -141,8 +150,8 @@ class Localizer:
         self.device = torch.device(device)
         self.cache = EncodingCache(config.cache_mb)
         mc = model.config
-        self.ground_hw = tuple(mc['ground_size'])
-        self.crop_px = int(mc['aerial_size'][0])
+        self.ground_hw = tuple(mc.ground_size)
+        self.crop_px = int(mc.aerial_size[0])
         if self.crop_px != index.spec.crop_px:
             raise ValueError(f'index crops are {index.spec.crop_px} px, the model takes '
                              f'{self.crop_px} px')
@@ -159,7 +168,7 @@ class Localizer:
         h, w = self.ground_hw
         aspect, want = image.shape[1] / max(image.shape[0], 1), w / h
         if image.shape[0] < 8 or image.shape[1] < 8 or not 0.45 < aspect / want < 2.2:
-            kind = self.model.config['ground']
+            kind = self.model.config.ground
             raise ValueError(f'image is {image.shape[1]}x{image.shape[0]}; the model takes '
                              f'{w}x{h} {kind} images (aspect {want:.2f}): wrong camera?')
         if image.shape[:2] != (h, w):
@@ -187,9 +196,9 @@ class Localizer:
     def needs_camera(self, image: np.ndarray) -> bool:
         """Tell whether ``image`` is a forward camera's, to resample for a panorama model."""
         cfg = self.model.config
-        h, w = cfg['ground_size']
+        h, w = cfg.ground_size
         shape = getattr(image, 'shape', (1, 1))
-        return cfg['ground'] == 'panorama' and len(shape) >= 2 and shape[0] > 0 and \
+        return cfg.ground == 'panorama' and len(shape) >= 2 and shape[0] > 0 and \
             abs(shape[1] / shape[0] - w / h) > 0.5
 
     def as_model_input(self, image: np.ndarray, camera=None) -> np.ndarray:
@@ -259,11 +268,10 @@ class Localizer:
         a['grid'] = encs[0]['grid']
         gk = {key: (v.expand(k, *v.shape[1:]) if torch.is_tensor(v) else v)
               for key, v in g.items()}
-        yaw_prior = None
-        yaw_range = math.pi
-        if prior is not None and prior.yaw_rad is not None:
-            yaw_prior = torch.full((k,), float(prior.yaw_rad), device=self.device)
-            yaw_range = min(math.pi, cfg.heading_sigmas * (prior.yaw_sigma_rad or math.pi))
+        yaw_c, yaw_range = heading_window(*((prior.yaw_rad, prior.yaw_sigma_rad)
+                                            if prior is not None else (None, None)),
+                                          heading_sigmas=cfg.heading_sigmas)
+        yaw_prior = None if yaw_c is None else torch.full((k,), yaw_c, device=self.device)
         out = self.model.decode(gk, a, yaw_prior=yaw_prior, yaw_prior_range=yaw_range)
         t5 = self._tic()
         t['pose_decoder'] = 1e3 * (t5 - t4)
@@ -284,128 +292,35 @@ class Localizer:
                     else cfg.forward_yaw_cov_scale)
         return cfg.cov_scale, cfg.yaw_cov_scale
 
+    def covariance_rule(self, *, forward: bool = False) -> CovarianceRule:
+        """How this localizer turns a hypothesis spread into a covariance."""
+        cfg = self.cfg
+        s_pos, s_head = self.scales(forward=forward)
+        return CovarianceRule(spread_top=cfg.spread_top, pos_scale=s_pos, yaw_scale=s_head,
+                              sigma_floor_m=cfg.sigma_floor_m,
+                              sigma_ceiling_m=cfg.sigma_ceiling_m,
+                              yaw_sigma_floor_rad=cfg.yaw_sigma_floor_rad,
+                              yaw_sigma_ceiling_rad=cfg.yaw_sigma_ceiling_rad)
+
     def _select(self, ids, sims, out, prior: Prior | None, prior_xy, *,
                 forward: bool = False) -> LocalizationResult:
-        cfg, idx = self.cfg, self.index
-        half = idx.crop_side_m / 2.0
-        conf = out['pred_logits'].sigmoid().cpu().numpy()                 # (k, Q)
-        xy = out['pred_xy'].cpu().numpy().astype(np.float64) * half        # (k, Q, 2)
-        cs = out['pred_yaw'].cpu().numpy()
-        yaw = np.arctan2(cs[..., 1], cs[..., 0])                           # (k, Q)
-        # every hypothesis in the index's ENU frame (through each tile's own tangent plane)
-        pts = np.zeros(xy.shape)
-        for j, tid in enumerate(ids):
-            lat, lon = idx.latlon_deg[int(tid)]
-            ll = LocalTangentPlane(float(lat), float(lon)).latlon_from_xy_m(xy[j])
-            pts[j] = idx.plane.xy_m_from_latlon(ll)
-        score = conf * (1.0 + np.asarray(sims)[:, None]) / 2.0
-        if prior is not None:     # fuse the prior: a Gaussian likelihood of each hypothesis
-            d2 = np.sum((pts - prior_xy) ** 2, axis=-1)
-            score = score * np.exp(-0.5 * d2 / prior.sigma_m ** 2)
-        flat = np.argsort(-score, axis=None)
-        j, q = np.unravel_index(flat[0], score.shape)
-        best_xy, best_yaw = pts[j, q], float(yaw[j, q])
-        # covariance: score-weighted spread of the top hypotheses around the best
-        top = flat[:cfg.spread_top]
-        w = score.ravel()[top]
-        w = w / max(w.sum(), 1e-12)
-        d = pts.reshape(-1, 2)[top] - best_xy
-        dyaw = np.remainder(yaw.ravel()[top] - best_yaw + np.pi, 2 * np.pi) - np.pi
-        v = np.column_stack([d, dyaw])
-        cov = (v * w[:, None]).T @ v
-        # calibration scales first, then floors and ceilings on the standard deviations
-        s_pos, s_head = self.scales(forward=forward)
-        var = np.diag(cov) * np.array([s_pos, s_pos, s_head])
-        s_xy = np.sqrt(np.clip(var[:2], cfg.sigma_floor_m ** 2, cfg.sigma_ceiling_m ** 2))
-        s_yaw = math.sqrt(min(max(var[2], cfg.yaw_sigma_floor_rad ** 2),
-                              cfg.yaw_sigma_ceiling_rad ** 2))
-        sig = np.array([s_xy[0], s_xy[1], s_yaw])
-        raw = np.sqrt(np.maximum(np.diag(cov), 1e-18))
-        corr = cov / np.outer(raw, raw)
-        cov = np.clip(corr, -1, 1) * np.outer(sig, sig)
-        lat, lon = idx.plane.latlon_from_xy_m(best_xy[None])[0]
+        idx = self.index
+        hyps = hypotheses(out, half_side_m=idx.crop_side_m / 2.0)      # K dicts of Q each
+        xy = np.stack([h['xy_m'] for h in hyps])                           # (K, Q, 2)
+        pts = to_index_frame(idx.plane, idx.latlon_deg[np.asarray(ids, np.int64)], xy)
+        sel = select_pose(xy_m=pts, yaw_rad=np.stack([h['yaw_rad'] for h in hyps]),
+                          confidence=np.stack([h['score'] for h in hyps]),
+                          similarity=np.asarray(sims), prior_xy_m=prior_xy,
+                          prior_sigma_m=None if prior is None else prior.sigma_m,
+                          rule=self.covariance_rule(forward=forward))
+        lat, lon = idx.plane.latlon_from_xy_m(sel.xy_m[None])[0]
         res = LocalizationResult(ok=True, lat_deg=float(lat), lon_deg=float(lon),
-                                 xy_m=best_xy, yaw_rad=best_yaw, covariance=cov,
-                                 score=float(score[j, q]), tile_id=int(ids[j]))
+                                 xy_m=sel.xy_m, yaw_rad=sel.yaw_rad,
+                                 covariance=sel.covariance, score=sel.score,
+                                 tile_id=int(ids[sel.candidate]))
         if prior is not None:
-            dist = float(np.linalg.norm(best_xy - prior_xy))
-            limit = cfg.gate_sigmas * math.hypot(prior.sigma_m, float(s_xy.max()))
-            if dist > limit:
-                res.ok = False
-                res.reason = (f'{dist:.1f} m from the prior, beyond the {limit:.1f} m gate '
-                              f'({cfg.gate_sigmas:g} sigma)')
+            res.reason = gate_reason(xy_m=sel.xy_m, prior_xy_m=prior_xy,
+                                     prior_sigma_m=prior.sigma_m, sigma_m=sel.sigma_m,
+                                     gate_sigmas=self.cfg.gate_sigmas)
+            res.ok = not res.reason
         return res
-
-
-CHI2_MEDIAN_2DOF = 1.3862943611198906      # median of chi-square with 2 degrees of freedom
-CHI2_MEDIAN_1DOF = 0.4549364231195724
-CHI2_95_2DOF = 5.991464547107979           # the 95 % ellipse of a 2-D Gaussian
-
-
-CHI2_95_1DOF = 3.841458820694124
-
-
-def calibrate_covariance(localizer: Localizer, frames, *, statistic: str = 'p95') -> dict:
-    """Covariance scale factors from frames with ground truth (validation data).
-
-    ``frames``: dicts with ``image``, ``prior`` (a Prior or None), ``truth_latlon_deg``,
-    ``truth_yaw_rad`` and optionally ``camera`` (a forward camera's intrinsics for a panorama
-    model; then the factors belong in ``forward_cov_scale`` / ``forward_yaw_cov_scale``).
-
-    ``statistic``: ``'p95'`` (default) scales so that 95 % of the normalised squared errors
-    e^T S^-1 e fall inside the chi-square 95 % bound: the 95 % ellipse then covers 95 % of
-    the calibration errors even when the error distribution has a heavy tail of wrong tiles,
-    which a filter needs more than a right median; ``'median'`` matches the chi-square
-    median instead (tighter ellipses for the typical frame, overconfident in the tail).
-    Position uses 2 degrees of freedom, heading 1. Returns the factors, the mean NEES and
-    the 1-sigma, 2-sigma and 95 % coverage before and after.
-    """
-    from dataclasses import replace
-
-    if statistic not in ('p95', 'median'):
-        raise ValueError(f"statistic must be 'p95' or 'median', got {statistic!r}")
-    # measure with unit scales (floors and ceilings still apply), sharing model and cache
-    loc = Localizer.__new__(Localizer)
-    loc.__dict__.update(localizer.__dict__)
-    loc.cfg = replace(localizer.cfg, cov_scale=1.0, yaw_cov_scale=1.0, forward_cov_scale=None,
-                      forward_yaw_cov_scale=None)
-    plane = localizer.index.plane
-    nees_xy, nees_yaw = [], []
-    for fr in frames:
-        res = loc.localize(fr['image'], fr.get('prior'), camera=fr.get('camera'))
-        if not math.isfinite(res.lat_deg):
-            continue
-        t = plane.xy_m_from_latlon(np.asarray(fr['truth_latlon_deg'], float)[None])[0]
-        e = res.xy_m - t
-        c = np.asarray(res.covariance)
-        nees_xy.append(float(e @ np.linalg.solve(c[:2, :2], e)))
-        dyaw = math.remainder(res.yaw_rad - fr['truth_yaw_rad'], 2 * math.pi)
-        nees_yaw.append(dyaw ** 2 / c[2, 2])
-    if len(nees_xy) < 5:
-        raise ValueError(f'calibration needs at least 5 localized frames with truth, got '
-                         f'{len(nees_xy)}')
-    nx, ny = np.array(nees_xy), np.array(nees_yaw)
-    if statistic == 'p95':
-        sx = float(np.quantile(nx, 0.95) / CHI2_95_2DOF)
-        sy = float(np.quantile(ny, 0.95) / CHI2_95_1DOF)
-    else:
-        sx = float(np.median(nx) / CHI2_MEDIAN_2DOF)
-        sy = float(np.median(ny) / CHI2_MEDIAN_1DOF)
-    sx, sy = max(sx, 1e-6), max(sy, 1e-6)
-
-    def coverage(n: np.ndarray, scale: float, bound95: float) -> dict:
-        # errors inside the 1- and 2-sigma ellipse (Mahalanobis radius 1 and 2) and the 95 %
-        return {'1sigma': float(np.mean(n / scale <= 1.0)),
-                '2sigma': float(np.mean(n / scale <= 4.0)),
-                '95': float(np.mean(n / scale <= bound95)),
-                'mean_nees': float(np.mean(n / scale))}
-
-    return {'cov_scale': sx, 'yaw_cov_scale': sy, 'frames': len(nx), 'statistic': statistic,
-            'position_coverage_before': coverage(nx, 1.0, CHI2_95_2DOF),
-            'position_coverage_after': coverage(nx, sx, CHI2_95_2DOF),
-            'heading_coverage_before': coverage(ny, 1.0, CHI2_95_1DOF),
-            'heading_coverage_after': coverage(ny, sy, CHI2_95_1DOF),
-            'expected_coverage': {'position': {'1sigma': 0.393, '2sigma': 0.865, '95': 0.95,
-                                               'mean_nees': 2.0},
-                                  'heading': {'1sigma': 0.683, '2sigma': 0.954, '95': 0.95,
-                                              'mean_nees': 1.0}}}
