@@ -25,20 +25,23 @@ DRIVE_S = 60.0
 
 
 def _summary(m: dict, duration_s: float) -> dict:
-    keys = ('frames', 'localized', 'error_m_median', 'error_m_p95', 'gnss_error_m_median',
-            'gnss_error_m_p95', 'yaw_error_deg_median', 'latency_ms_median', 'latency_ms_p95',
-            'nees_xy_mean', 'coverage_95')
+    keys = ('frames', 'localized', 'position_error_m_median', 'position_error_m_p95',
+            'prior_error_m_localized_median', 'prior_error_m_localized_p95',
+            'heading_error_deg_median', 'latency_ms_median', 'latency_ms_p95', 'nees_xy_mean',
+            'coverage_95')
     out = {k: (round(m[k], 3) if isinstance(m.get(k), float) else m.get(k)) for k in keys}
     out['processed_rate_hz'] = round(m['localized'] / duration_s, 2)
     out['frames_without_pose'] = m['frames'] - m['localized']
-    out['error_vs_gnss_median'] = round(m['error_m_median'] / m['gnss_error_m_median'], 3)
-    out['error_vs_gnss_p95'] = round(m['error_m_p95'] / m['gnss_error_m_p95'], 3)
+    out['error_vs_gnss_median'] = round(m['position_error_m_median']
+                                        / m['prior_error_m_localized_median'], 3)
+    out['error_vs_gnss_p95'] = round(m['position_error_m_p95']
+                                     / m['prior_error_m_localized_p95'], 3)
     return out
 
 
 def run() -> dict:
     from ciper_ros.bag.drive import write_drive_bag
-    from ciper_ros.experiments.bag_eval import offline_rows, online_rows
+    from ciper_ros.experiments.bag_eval import offline_records, online_records
     from ciper_ros.experiments.report import metrics
     from ciper_ros.runtime.assemble import open_localizer
     from ciper_ros.runtime.index import build_index
@@ -56,7 +59,7 @@ def run() -> dict:
                             out_dir=tmp / 'index', progress=False)
         loc = open_localizer(index=index, model=MODEL)
         t0 = time.perf_counter()
-        offline = metrics(offline_rows(loc, bag, progress=False))
+        offline = metrics(offline_records(loc, bag, progress=False))
         offline_s = time.perf_counter() - t0
         result = {'drive_s': DRIVE_S, 'camera_hz': 10.0, 'model': MODEL.name,
                   'index_tiles': len(loc.index),
@@ -65,8 +68,9 @@ def run() -> dict:
                                            round(offline['latency_ms_median'], 2),
                                        'wall_s': round(offline_s, 1)}}
         for rate in (1.0, 2.0):
-            rows, run_info = online_rows(bag, index=str(index), model=str(MODEL), rate=rate,
-                                         progress=False, log_path=tmp / f'node_{rate:g}x.log')
+            rows, run_info = online_records(bag, index=str(index), model=str(MODEL), rate=rate,
+                                            progress=False,
+                                            log_path=tmp / f'node_{rate:g}x.log')
             m = _summary(metrics(rows), DRIVE_S / rate)
             m['camera_rate_hz'] = 10.0 * rate
             m['node_dropped'] = int(run_info['node_diagnostics'].get('dropped', -1))

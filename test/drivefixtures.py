@@ -20,3 +20,52 @@ def city_index_drive(root: Path, *, duration_s: float, seed: int = 2) -> Path:
     return write_drive_bag(World.load(world_path), root / 'drive',
                            DriveConfig(duration_s=duration_s, seed=seed, panorama=True,
                                        camera_hz=5.0, raw_images=False), progress=False)
+
+
+def bag_frames(bag: Path, *, policy=None, decode: bool = True) -> list[dict]:
+    """Camera frames of a bag with the prior the node's rule picks (to drive a live node).
+
+    Each: ``t_ns`` (header stamp), ``frame_id``, ``image`` (RGB, or the message when not
+    ``decode``), ``prior`` (a Prior or None), ``fix_age_s``, ``drive_info``
+    (``ciper_drive.json``) and ``truth_xy_yaw`` (base_link in the drive's ENU frame).
+    """
+    import numpy as np
+
+    from ciper_ros.bag.reader import read_recording
+    from ciper_ros.rosmsg.convert import to_rgb
+    from ciper_ros.runtime.gnss import FixBuffer, FixPolicy
+
+    rec = read_recording(bag)
+    buffer, fixes, k, out = FixBuffer(policy or FixPolicy()), rec.fixes, 0, []
+    try:
+        for stamp, _, raw, msgtype, frame_id in rec.images:
+            while k < len(fixes) and fixes[k][0] <= stamp:
+                buffer.add(*fixes[k])
+                k += 1
+            prior, _, age = buffer.prior_at(stamp)
+            msg = rec.bag.deserialize(raw, msgtype)
+            fr = {'t_ns': stamp, 'frame_id': frame_id, 'prior': prior, 'fix_age_s': age,
+                  'image': to_rgb(msg, msgtype) if decode else msg,
+                  'drive_info': rec.drive_info}
+            if len(rec.truth):
+                j = int(np.abs(rec.truth[:, 0] - stamp).argmin())
+                fr['truth_xy_yaw'] = tuple(float(v) for v in rec.truth[j, 1:])
+            out.append(fr)
+    finally:
+        rec.bag.close()
+    return out
+
+
+def small_drive_bags(root: Path) -> tuple[Path, Path]:
+    """Write a 1 s drive in a 200 m city as rosbag2 (mcap), and as a ROS 1 bag."""
+    from rosbags.convert.converter import convert
+
+    world, _ = write_city_folder(root / 'city', CityConfig(seed=5, size_m=200.0), zooms=(19,),
+                                 progress=False)
+    ros2 = write_drive_bag(world, root / 'drive', DriveConfig(
+        duration_s=1.0, seed=1, camera_hz=5.0, image_width=64, image_height=48),
+        progress=False)
+    (root / 'ros1').mkdir()
+    convert([ros2], root / 'ros1' / 'drive.bag', 'sqlite3', 1, None, 'none', None, None,
+            [], [], [], [])
+    return ros2, root / 'ros1'

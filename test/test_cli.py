@@ -57,12 +57,24 @@ def test_map_crop_writes_image(map_file, tmp_path):
 
 
 def test_map_pattern_then_info(tmp_path):
+    from ciper_ros.geo import LocalTangentPlane, mercator
+
     out = tmp_path / 'grid.mbtiles'
     r = ciper('map', 'pattern', out, '--center', '52.52,13.405', '--size-m', '100',
               '--zooms', '18')
     assert r.returncode == 0, r.stderr
     r = ciper('map', 'info', out, '--json')
-    assert json.loads(r.stdout)['tiles_per_zoom'] == {'18': 2} or r.returncode == 0
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    # the tiles the 100 m square touches at z18 (~93 m tiles here): from its corners
+    corners = LocalTangentPlane(52.52, 13.405).latlon_from_xy_m(
+        np.array([[-50.0, -50.0], [50.0, -50.0], [50.0, 50.0], [-50.0, 50.0]]))
+    tiles = np.array([mercator.tile_xy_from_latlon(lat, lon, 18) for lat, lon in corners])
+    n_x, n_y = np.ptp(tiles, axis=0) + 1
+    assert info['tiles_per_zoom'] == {'18': int(n_x * n_y)} and n_x * n_y > 1
+    b = info['bounds']                 # the box holds all four corners of the square
+    assert b['west_deg'] <= corners[:, 1].min() and corners[:, 1].max() <= b['east_deg']
+    assert b['south_deg'] <= corners[:, 0].min() and corners[:, 0].max() <= b['north_deg']
 
 
 @pytest.mark.parametrize('make_bad,match', [

@@ -22,7 +22,7 @@ def test_demo_runs_the_node_on_a_drive_and_reports(tmp_path):
     assert metrics['node_exit_code'] == 0
     loc = metrics['localization']
     assert loc['frames'] == 81 and loc['localized'] >= 60
-    assert loc['error_m_median'] < 10.0 and loc['latency_ms_median'] > 0
+    assert loc['position_error_m_median'] < 10.0 and loc['latency_ms_median'] > 0
     assert 0 < metrics['calibration']['cov_scale'] < 100
     for f in ('report.md', 'metrics.json', 'frames.csv', 'trajectory.png', 'error_time.png',
               'error_cdf.png', 'latency.png', 'node.log'):

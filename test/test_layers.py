@@ -123,3 +123,19 @@ def test_ros_modules_other_than_the_node_wiring_do_not_import_rclpy():
                      [node.module or ''] if isinstance(node, ast.ImportFrom) else [])
             bad += [f'{path.name}: {n}' for n in names if n.split('.')[0] == 'rclpy']
     assert not bad, bad
+
+
+def test_public_api_is_where_users_look_and_stays_light():
+    import subprocess
+    import sys
+
+    code = ('import sys\n'
+            'import ciper_ros.runtime, ciper_ros.model\n'
+            'assert "torch" not in sys.modules, "importing the packages loaded torch"\n'
+            'from ciper_ros.runtime import (Localizer, LocalizerConfig, Prior, '
+            'LocalizationResult, open_localizer, FramePipeline)\n'
+            'from ciper_ros.model import build_model, load_model, ModelConfig\n'
+            'assert callable(open_localizer) and callable(load_model)\n')
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       cwd=PACKAGE.parent)
+    assert r.returncode == 0, r.stderr

@@ -14,7 +14,6 @@ from ciper_ros.rosmsg.convert import (
     fill_pose,
     fill_transform,
     image_to_rgb,
-    map_to_odom,
     MessageError,
     pose_covariance_6x6,
     to_rgb,
@@ -139,7 +138,7 @@ def test_navsatfix_to_prior():
     assert 'covariance' in navsatfix_to_prior(fix)[1]
 
 
-def test_estimate_as_navsatfix_and_map_to_odom_transform():
+def test_estimate_as_navsatfix_and_a_planar_transform():
     cov = np.array([[4.0, 0.5, 0.01], [0.5, 2.0, 0.0], [0.01, 0.0, 0.003]])
     fix = fill_fix_estimate(sensor_msgs.NavSatFix(), 48.1, 11.5, cov)
     assert fix.status.status == sensor_msgs.NavSatStatus.STATUS_FIX
@@ -147,13 +146,55 @@ def test_estimate_as_navsatfix_and_map_to_odom_transform():
     c = np.array(fix.position_covariance).reshape(3, 3)
     assert np.allclose(c[:2, :2], cov[:2, :2]) and c[2, 2] == UNUSED_VARIANCE
     assert math.isnan(fix.altitude)
-    # map->odom composed with odom->base_link gives map->base_link
-    base, odom = (12.0, -3.0, 2.9), (100.0, 40.0, -2.5)
-    mo = map_to_odom(*base, odom)
-    c, s = math.cos(mo[2]), math.sin(mo[2])
-    composed = (mo[0] + c * odom[0] - s * odom[1], mo[1] + s * odom[0] + c * odom[1],
-                math.remainder(mo[2] + odom[2], 2 * math.pi))
-    assert composed == pytest.approx(base)
+    mo = (12.0, -3.0, 2.9)
     tf = fill_transform(geometry_msgs.TransformStamped(), *mo)
     assert yaw_of(tf.transform.rotation) == pytest.approx(math.remainder(mo[2], 2 * math.pi))
     assert (tf.transform.translation.x, tf.transform.translation.y) == pytest.approx(mo[:2])
+
+
+@pytest.mark.parametrize('w,h', [(100000, 1), (0, 5), (1, 1), (400, 4), (3, 64), (25000, 2000)])
+def test_degenerate_image_sizes_are_message_errors(w, h):
+    m = sensor_msgs.Image()
+    m.width, m.height, m.encoding, m.step = w, h, 'rgb8', 3 * w
+    m.data = bytes(3 * w * h)
+    with pytest.raises(MessageError, match='zero size|degenerate'):
+        image_to_rgb(m)
+
+
+def test_degenerate_compressed_image_is_a_message_error():
+    strip = np.zeros((1, 4000, 3), np.uint8)
+    msg = fill_compressed(sensor_msgs.CompressedImage(), strip, fmt='png')
+    with pytest.raises(MessageError, match='4000x1 px: degenerate'):
+        compressed_to_rgb(msg)
+
+
+@pytest.mark.parametrize('fmt', ['png', 'jpeg'])
+@pytest.mark.parametrize('data_encoding', [None, 'bgr8', 'rgb8'])
+def test_compressed_format_channel_order_is_honoured(fmt, data_encoding):
+    # pure red, green and blue thirds: a swap is unmistakable even through jpeg
+    rgb = np.zeros((24, 48, 3), np.uint8)
+    for k in range(3):
+        rgb[:, 16 * k:16 * (k + 1), k] = 255
+    msg = fill_compressed(sensor_msgs.CompressedImage(), rgb, fmt=fmt, quality=100,
+                          data_encoding=data_encoding)
+    if data_encoding is not None:       # as image_transport's compressed plugin writes it
+        assert msg.format == f'rgb8; {fmt} compressed {data_encoding}'
+    got = compressed_to_rgb(msg).astype(int)[4:-4, [4, 11, 20, 27, 36, 43]]  # inside, off edges
+    want = rgb.astype(int)[4:-4, [4, 11, 20, 27, 36, 43]]
+    assert np.abs(got - want).max() <= (0 if fmt == 'png' else 40)
+
+
+def test_compressed_rgb8_data_is_not_swapped():
+    import cv2
+
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., 0] = 200                          # red
+    msg = sensor_msgs.CompressedImage()
+    msg.format = 'rgb8; png compressed rgb8'   # a driver that encoded the RGB buffer as is
+    msg.data = cv2.imencode('.png', rgb)[1].tobytes()
+    assert compressed_to_rgb(msg)[0, 0].tolist() == [200, 0, 0]
+    msg.format = 'rgb8; png compressed bgr8'   # the same bytes said to be BGR: blue
+    assert compressed_to_rgb(msg)[0, 0].tolist() == [0, 0, 200]
+    msg.format = '16UC1; compressedDepth png'
+    with pytest.raises(MessageError, match='unsupported compressed image format'):
+        compressed_to_rgb(msg)

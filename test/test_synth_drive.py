@@ -75,7 +75,14 @@ def test_odometry_drifts_like_its_error_model():
     assert xy[0].tolist() == [0.0, 0.0]
     dist = np.hypot(*xy[-1])
     assert 1100 < dist < 1300            # ~1200 m with a scale error of a few percent
-    assert abs(yaw[-1]) > math.radians(1.0) or abs(rate.mean()) > 0  # gyro bias drifts
+    # heading is the integrated measured rate: a constant gyro bias drifts it linearly
+    dt = 1.0 / cfg.rate_hz
+    assert math.remainder(yaw[-1] - rate[:-1].sum() * dt, 2 * math.pi) == pytest.approx(
+        0.0, abs=1e-9)
+    # the bias is drawn per drive with std yaw_rate_bias_dps; white rate noise averages out
+    biases = [math.degrees(simulate_odometry(traj, cfg, np.random.default_rng(s))[4].mean())
+              for s in range(200)]
+    assert np.std(biases) == pytest.approx(cfg.yaw_rate_bias_dps, rel=0.15)
     assert np.std(v - 10.0) < 1.0
 
 

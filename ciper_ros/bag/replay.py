@@ -1,6 +1,8 @@
-"""Replay a rosbag2 over DDS at bag time with /clock, like ``ros2 bag play --clock``.
+"""Replay a recording over DDS at bag time with /clock, like ``ros2 bag play --clock``.
 
-Messages go out as their recorded CDR bytes (rclpy publishes ``bytes`` as they are; the
+rosbag2 (mcap, sqlite3) and ROS 1 bags are opened through one reader
+(:class:`ciper_ros.bag.reader.Bag`). Messages go out as their recorded CDR bytes (ROS 1
+messages converted to CDR) (rclpy publishes ``bytes`` as they are; the
 generated message class is still needed for the topic type). /clock carries bag time,
 advanced at least every 20 ms of wall time and before every message, so nodes running
 with ``use_sim_time`` see the recorded stamps. ``/tf_static`` is published latched
@@ -12,10 +14,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 import importlib
 import os
-from pathlib import Path
 import time
 
+from ciper_ros.bag.reader import Bag
+from ciper_ros.util.errors import UserError
+
 CLOCK_PERIOD_S = 0.02
+
+
+def open_for_replay(bag: str | os.PathLike, *, rate: float = 1.0,
+                    topics: list[str] | None = None) -> Bag:
+    """Open and check a bag for replay (rate, topics) without touching DDS."""
+    if not rate > 0:
+        raise UserError(f'rate must be positive, got {rate}')
+    reader = Bag(bag)
+    missing = sorted(set(topics or []) - set(reader.topics))
+    if missing:
+        reader.close()
+        raise UserError(f'{reader.path} has no topic(s) {missing}; it has '
+                        f'{sorted(reader.topics)}')
+    return reader
 
 
 @dataclass
@@ -36,31 +54,22 @@ def message_class(typename: str):
 
 
 class BagPlayer:
-    def __init__(self, node, bag: str | os.PathLike, *, rate: float = 1.0,
+    def __init__(self, node, bag: str | os.PathLike | Bag, *, rate: float = 1.0,
                  topics: list[str] | None = None, clock: bool = True) -> None:
         """Prepare publishers for a bag's topics on ``node`` (a live rclpy node).
 
+        :param bag: a path, or a :class:`Bag` opened (and checked) before DDS started
         :param rate: playback speed (2.0 = twice as fast)
         :param topics: replay only these topics (default: all with an installed type)
         """
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from rosbags.rosbag2 import Reader
 
-        if not rate > 0:
-            raise ValueError(f'rate must be positive, got {rate}')
-        self.node, self.bag, self.rate, self.clock = node, Path(bag), float(rate), clock
-        try:
-            self.reader = Reader(self.bag)
-            self.reader.open()
-        except Exception as e:         # rosbags raises its own types for unreadable bags
-            raise ValueError(f'cannot read bag {bag}: {e}') from None
+        self.reader = bag if isinstance(bag, Bag) else open_for_replay(bag, rate=rate,
+                                                                      topics=topics)
+        self.node, self.bag, self.rate, self.clock = node, self.reader.path, float(rate), clock
         self.skipped: dict[str, str] = {}
         self.publishers = {}
         self.connections = []
-        known = {c.topic for c in self.reader.connections}
-        missing = sorted(set(topics or []) - known)
-        if missing:
-            raise ValueError(f'{bag} has no topic(s) {missing}; it has {sorted(known)}')
         for conn in self.reader.connections:
             if topics and conn.topic not in topics:
                 continue
@@ -83,7 +92,7 @@ class BagPlayer:
             from rosgraph_msgs.msg import Clock
 
             self._clock_pub = node.create_publisher(Clock, '/clock', qos_profile_system_default)
-        self.start_ns, self.end_ns = self.reader.start_time, self.reader.end_time
+        self.start_ns, self.end_ns = self.reader.start_ns, self.reader.end_ns
 
     def wait_for_subscribers(self, topics: list[str], *, timeout_s: float = 60.0,
                              alive=lambda: True) -> None:
@@ -113,10 +122,9 @@ class BagPlayer:
         """
         if '/tf_static' not in self.publishers:
             return 0
-        conns = [c for c in self.connections if c.topic == '/tf_static']
         n = 0
-        for _, _, raw in self.reader.messages(connections=conns):
-            self.publishers['/tf_static'].publish(bytes(raw))
+        for conn, _, raw in self.reader.raw_messages({'/tf_static'}):
+            self.publishers['/tf_static'].publish(self.reader.cdr(raw, conn.msgtype))
             n += 1
         return n
 
@@ -139,7 +147,7 @@ class BagPlayer:
         wall0 = time.monotonic()
         last_clock = None
         try:
-            for conn, t_ns, raw in self.reader.messages(connections=self.connections):
+            for conn, t_ns, raw in self.reader.raw_messages(set(self.publishers)):
                 target = wall0 + (t_ns - self.start_ns) * 1e-9 / self.rate
                 while True:
                     now = time.monotonic()
@@ -154,7 +162,7 @@ class BagPlayer:
                 if self._clock_pub is not None and (last_clock is None or t_ns > last_clock):
                     self._publish_clock(t_ns)
                     last_clock = t_ns
-                self.publishers[conn.topic].publish(bytes(raw))
+                self.publishers[conn.topic].publish(self.reader.cdr(raw, conn.msgtype))
                 rec = Published(conn.topic, t_ns, time.monotonic())
                 sent.append(rec)
                 if on_publish is not None:
@@ -171,13 +179,22 @@ class BagPlayer:
 def replay(bag: str | os.PathLike, *, rate: float = 1.0, topics: list[str] | None = None,
            wait_for: list[str] | None = None, wait_timeout_s: float = 60.0,
            clock: bool = True, progress: bool = True) -> dict:
-    """``ciper bag replay``: create a node, optionally wait for subscribers, play the bag."""
+    """``ciper bag replay``: check the bag, create a node, wait for subscribers, play.
+
+    The bag, topics and rate are checked before any DDS participant exists; DDS uses the
+    caller's environment (``ROS_DOMAIN_ID`` included).
+    """
     import rclpy
 
+    reader = open_for_replay(bag, rate=rate, topics=topics)
+    unknown = sorted(set(wait_for or []) - set(reader.topics) - {'/clock'})
+    if unknown:
+        reader.close()
+        raise UserError(f'cannot wait for {unknown}: not in {reader.path}')
     rclpy.init()
     try:
         node = rclpy.create_node('ciper_bag_player')
-        player = BagPlayer(node, bag, rate=rate, topics=topics, clock=clock)
+        player = BagPlayer(node, reader, rate=rate, topics=topics, clock=clock)
         try:
             if wait_for:
                 player.wait_for_subscribers(wait_for, timeout_s=wait_timeout_s)

@@ -28,7 +28,7 @@ CURVE_KEYS = ('val/position_error_m_median', 'val/orientation_error_deg_median',
               'val/recall@1')
 
 
-def synthetic_eval_set(model_config: dict, pairs: dict, cities: list[str], *, n: int,
+def synthetic_eval_set(model_config, pairs: dict, cities: list[str], *, n: int,
                        seed: int):
     """Pairs of held-out cities, sized for a model, with the training run's pair options."""
     from ciper_ros.data.synthetic import PairTensors

@@ -63,6 +63,7 @@ def run_suite(config: str | None, overrides: list[str], out_dir: str | Path, *,
     """Train every variant under the budget, evaluate all on the same pairs; JSON result."""
     from ciper_ros.baselines.geometric import evaluate_pairs
     from ciper_ros.model.build import load_checkpoint, model_from_checkpoint
+    from ciper_ros.model.config import ModelConfig
     from ciper_ros.train.evaluate import evaluate
 
     out = Path(out_dir)
@@ -78,8 +79,9 @@ def run_suite(config: str | None, overrides: list[str], out_dir: str | Path, *,
         models['cascade'] = CascadeModel(models.pop('cascade_retrieval'),
                                          models.pop('cascade_pose'))
     first = blobs[names[0]]
-    data, pcfg = synthetic_eval_set(first['config'], first.get('train_config', {}).get(
-        'pairs', {}), test_cities, n=n, seed=seed)
+    pairs = first.get('train_config', {}).get('pairs', {})
+    data, pcfg = synthetic_eval_set(ModelConfig.from_dict(first['config']), pairs, test_cities,
+                                    n=n, seed=seed)
     prior = math.radians(pcfg.heading_prior_deg) if pcfg.heading == 'prior' else None
     result: dict = {'budget_minutes': budget_minutes, 'test_cities': list(test_cities),
                     'n': n, 'seed': seed, 'variants': {}}

@@ -1,15 +1,17 @@
 """``ciper bag eval``: localize a recorded drive offline or through the live node.
 
-Offline: the bag's frames go straight through :class:`~ciper_ros.runtime.pipeline.FramePipeline`
-(the node's own per-frame code). Online: the real node runs as a separate process under
-``use_sim_time``, this process replays the bag over DDS with /clock and records the node's
-``~/pose_with_covariance``; frames the node dropped (it keeps only the newest) or rejected
-have no pose. Both return one row per camera frame, with base_link ground truth, the GNSS
-prior the node's rule picks, and the errors; :mod:`ciper_ros.experiments.report` turns them
-into the report.
+Offline: the bag's frames go straight through
+:class:`~ciper_ros.runtime.pipeline.FramePipeline` (the node's own per-frame code). Online:
+the real node runs as a separate process under ``use_sim_time``, this process replays the
+bag over DDS with /clock and records the node's ``~/pose_with_covariance``; frames the node
+dropped (it keeps only the newest) or rejected have no pose. Both return one
+:class:`~ciper_ros.metrics.frames.FrameRecord` per camera frame, with base_link ground
+truth and the GNSS prior the node's rule picks; :mod:`ciper_ros.experiments.report` turns
+them into the report.
 
-Online DDS stays on this machine: unless ``isolate`` is False the run gets its own domain
-id, LOCALHOST discovery and a shared-memory-only profile (ciper_ros.ros.isolation).
+Online DDS stays on this machine: unless ``isolate`` is False the run gets LOCALHOST
+discovery, a shared-memory-only profile and the caller's ``ROS_DOMAIN_ID`` (a random one
+when unset; ciper_ros.ros.isolation).
 """
 
 from __future__ import annotations
@@ -25,102 +27,36 @@ import time
 
 import numpy as np
 
-from ciper_ros.geo.enu import LocalTangentPlane
+from ciper_ros.bag.offline import offline_records as bag_offline_records
+from ciper_ros.bag.reader import BagTopics, read_recording, reference_records
+from ciper_ros.metrics.frames import FrameRecord
 from ciper_ros.ros.params import NodeParams
-from ciper_ros.runtime.frames import bag_frames
-from ciper_ros.runtime.mount import Mount, mount_or_default
-from ciper_ros.util.errors import CiperError
+from ciper_ros.util.errors import CiperError, UserError
 
 NODE_NAME = 'ciper_localizer'
+# node parameters that name topics: the bag's topics are options of `ciper bag eval`
+TOPIC_PARAMS = ('image_topic', 'compressed', 'camera_info_topic', 'gnss_topic', 'odom_topic')
 
 
 class NodeRunError(CiperError, RuntimeError):
     """The node of an online evaluation did not start or did not answer."""
 
 
-def frame_mount(frame: dict, params: NodeParams) -> Mount:
-    """Pick the mount as the node does: /tf_static when it reaches the frame, else params."""
-    return mount_or_default(frame['tf_edges'], base_frame=params.base_frame,
-                            camera_frame=frame['frame_id'],
-                            default=Mount(params.camera_x_m, params.camera_y_m,
-                                          params.camera_yaw_rad))[0]
+def check_node_params(node_params: dict) -> None:
+    """Refuse topic parameters: offline they would be silently ignored."""
+    bad = sorted(set(node_params) & set(TOPIC_PARAMS))
+    if bad:
+        raise UserError(f'topics are options of `ciper bag eval` (--image-topic, --gnss-topic, '
+                        f'--odom-topic, --camera-info-topic), not node parameters: {bad}')
 
 
-def _reference(frame: dict, plane: LocalTangentPlane, datum: tuple[float, float] | None
-               ) -> dict:
-    """Truth (base_link) and the GNSS prior of a frame in the index's ENU frame."""
-    ref = {'stamp_ns': frame['t_ns'], 'truth_x_m': math.nan, 'truth_y_m': math.nan,
-           'truth_yaw_rad': math.nan, 'gnss_x_m': math.nan, 'gnss_y_m': math.nan,
-           'prior_sigma_m': math.nan}
-    info = frame.get('drive_info')
-    if datum is None and info is not None:
-        datum = (info['city']['lat0_deg'], info['city']['lon0_deg'])
-    if 'truth_xy_yaw' in frame and datum is not None:
-        x, y, yaw = frame['truth_xy_yaw']
-        ll = LocalTangentPlane(*datum).latlon_from_xy_m(np.array([[x, y]]))
-        ref['truth_x_m'], ref['truth_y_m'] = (float(v) for v in plane.xy_m_from_latlon(ll)[0])
-        ref['truth_yaw_rad'] = float(yaw)
-    p = frame.get('prior')
-    if p is not None:
-        g = plane.xy_m_from_latlon(np.array([[p.lat_deg, p.lon_deg]]))[0]
-        ref['gnss_x_m'], ref['gnss_y_m'] = float(g[0]), float(g[1])
-        ref['prior_sigma_m'] = p.sigma_m
-    return ref
-
-
-def _with_errors(row: dict) -> dict:
-    for k in ('x_m', 'y_m', 'yaw_rad', 'latency_ms'):
-        row.setdefault(k, math.nan)
-    t = np.array([row['truth_x_m'], row['truth_y_m']])
-    e = np.array([row['x_m'], row['y_m']]) - t
-    row['error_m'] = float(np.linalg.norm(e))
-    row['gnss_error_m'] = float(np.hypot(row['gnss_x_m'] - t[0], row['gnss_y_m'] - t[1]))
-    row['yaw_error_deg'] = abs(math.degrees(math.remainder(row['yaw_rad'] - row['truth_yaw_rad'],
-                                                           2 * math.pi)))
-    cov = row.pop('cov_xy', None)
-    row['nees_xy'] = math.nan
-    if cov is not None and np.all(np.isfinite(e)) and np.all(np.isfinite(cov)):
-        try:
-            row['nees_xy'] = float(e @ np.linalg.solve(np.asarray(cov), e))
-        except np.linalg.LinAlgError:
-            pass
-    return row
-
-
-def offline_rows(localizer, bag: Path, *, params: NodeParams | None = None,
-                 image_topic: str | None = None, datum=None, truth_topic: str | None = None,
-                 progress: bool = True) -> list[dict]:
+def offline_records(localizer, bag: Path, *, params: NodeParams | None = None,
+                    topics: BagTopics | None = None, datum=None,
+                    progress: bool = True) -> list[FrameRecord]:
     """Run every frame of ``bag`` through the node's pipeline in this process."""
-    from tqdm import tqdm
-
-    from ciper_ros.runtime.pipeline import FramePipeline
-
     params = params or NodeParams(index=str(localizer.index.dir))
-    pipe = FramePipeline(localizer=localizer)
-    plane = localizer.index.plane
-    kw = {'truth_topic': truth_topic} if truth_topic else {}
-    rows = []
-    for fr in tqdm(bag_frames(Path(bag), image_topic, policy=params.fix_policy(), **kw),
-                   desc='localize (offline)', unit='frame', disable=not progress):
-        ref = _reference(fr, plane, datum)
-        if fr['image'] is None:
-            row = {'ok': False, 'reason': fr.get('error', 'no image')}
-        else:
-            out = pipe.process(fr['image'], fr['t_ns'], frame_mount(fr, params), fr['prior'],
-                               prior_reason=fr['prior_reason'], fix_age_s=fr['fix_age_s'],
-                               camera=fr.get('camera'))
-            row = out.row()
-            row['cov_xy'] = out.covariance[:2, :2]
-            row['latency_ms'] = out.timings_ms.get('pipeline', math.nan)
-        rows.append(_with_errors(ref | row | {'stamp_ns': fr['t_ns']}))
-    return _finish(rows)
-
-
-def _finish(rows: list[dict]) -> list[dict]:
-    t0 = rows[0]['stamp_ns'] if rows else 0
-    for r in rows:
-        r['t_s'] = (r['stamp_ns'] - t0) * 1e-9
-    return rows
+    return bag_offline_records(localizer, bag, config=params.pipeline_config(), topics=topics,
+                               datum_latlon_deg=datum, progress=progress)
 
 
 # ---------------------------------------------------------------------------- online
@@ -133,40 +69,44 @@ def _node_command(params: dict) -> list[str]:
     return cmd
 
 
-def _topic_params(frame_topic: str, topics: set[str]) -> dict:
-    compressed = frame_topic.endswith('/compressed')
-    base = frame_topic[:-len('/compressed')] if compressed else frame_topic
-    out = {'image_topic': base, 'compressed': compressed, 'gnss_topic': '/gnss/fix'}
-    info = base.rsplit('/', 1)[0] + '/camera_info'
-    if info in topics:
-        out['camera_info_topic'] = info
-    if '/odom' in topics:
-        out['odom_topic'] = '/odom'
+def _topic_params(topics: BagTopics) -> dict:
+    """Return the node's topic parameters for a bag's (resolved) topics."""
+    compressed = topics.image.endswith('/compressed')
+    out = {'image_topic': topics.image.removesuffix('/compressed'), 'compressed': compressed,
+           'gnss_topic': topics.gnss or '/gnss/fix', 'camera_info_topic': topics.camera_info}
+    if topics.odom:
+        out['odom_topic'] = topics.odom
     return out
 
 
-def online_rows(bag: Path, *, index: str, model: str | None = None,
-                node_params: dict | None = None, image_topic: str | None = None,
-                rate: float = 1.0, datum=None, truth_topic: str | None = None,
-                isolate: bool = True, progress: bool = True, log_path: Path | None = None,
-                startup_timeout_s: float = 180.0) -> tuple[list[dict], dict]:
-    """Replay ``bag`` to the real node (a child process); return (rows, run info)."""
-    from rosbags.rosbag2 import Reader
+def online_records(bag: Path, *, index: str, model: str | None = None,
+                   node_params: dict | None = None, topics: BagTopics | None = None,
+                   rate: float = 1.0, datum=None, isolate: bool = True,
+                   progress: bool = True, log_path: Path | None = None,
+                   startup_timeout_s: float = 180.0) -> tuple[list[FrameRecord], dict]:
+    """Replay ``bag`` to the real node (a child process); return (records, run info).
 
+    Inputs are checked (parameters, bag, topics, index) before any DDS participant exists.
+    DDS: ``isolate`` confines it to this machine and keeps the caller's ``ROS_DOMAIN_ID``
+    when set (else a random domain).
+    """
+    from ciper_ros.geo.enu import LocalTangentPlane
     from ciper_ros.runtime.index import read_info
 
     bag = Path(bag)
-    kw = {'truth_topic': truth_topic} if truth_topic else {}
+    node_params = dict(node_params or {})
+    check_node_params(node_params)
     params = NodeParams.from_dict({'index': str(index), **({'model': str(model)} if model
-                                                          else {}), **(node_params or {})})
-    frames = list(bag_frames(bag, image_topic, policy=params.fix_policy(), decode=False, **kw))
-    if not frames:
-        raise ValueError(f'{bag} has no camera frames')
-    with Reader(bag) as reader:
-        topics = {c.topic for c in reader.connections}
+                                                          else {}), **node_params})
     plane = LocalTangentPlane(*read_info(Path(index))['datum_latlon_deg'])
+    rec = read_recording(bag, topics or BagTopics())
+    rec.bag.close()
+    if not rec.images:
+        raise UserError(f'{bag} has no camera frames on {rec.topics.image}')
+    records = reference_records(rec, plane=plane, fix_policy=params.fix_policy(),
+                                datum_latlon_deg=datum)
     node_args = {'index': str(index), **({'model': str(model)} if model else {}),
-                 **_topic_params(frames[0]['topic'], topics), **(node_params or {})}
+                 **_topic_params(rec.topics), **node_params}
     if isolate:
         from ciper_ros.ros.isolation import isolated_ros_env
 
@@ -175,10 +115,10 @@ def online_rows(bag: Path, *, index: str, model: str | None = None,
     proc = subprocess.Popen(_node_command(node_args), env=dict(os.environ), stdout=log,
                             stderr=subprocess.STDOUT)
     try:
-        poses, diag, sent = _drive_node(bag, proc, frames[0]['topic'], node_args['gnss_topic'],
+        poses, diag, sent = _drive_node(bag, proc, rec.topics.image, rec.topics.gnss,
                                         rate=rate, progress=progress,
                                         startup_timeout_s=startup_timeout_s,
-                                        tf_static_edges=len(frames[0]['tf_edges']))
+                                        tf_static_edges=len(rec.tf_edges))
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -189,22 +129,20 @@ def online_rows(bag: Path, *, index: str, model: str | None = None,
                 proc.wait()
         if log_path:
             log.close()
-    rows = []
-    for fr in frames:
-        ref = _reference(fr, plane, datum)
-        pose = poses.get(fr['t_ns'])
+    for r, (_, bag_t_ns, *_) in zip(records, rec.images, strict=True):
+        pose = poses.get(r.stamp_ns)
         if pose is None:
-            row = {'ok': False, 'reason': fr['prior_reason'] if fr['prior'] is None else
-                   'no pose published (dropped or rejected by the node)'}
-        else:
-            row = dict(pose)
-            pub = sent.get(fr['bag_t_ns'])
-            row['latency_ms'] = 1e3 * (row.pop('wall_s') - pub) if pub else math.nan
-        rows.append(_with_errors(ref | row | {'stamp_ns': fr['t_ns']}))
+            if not r.reason:
+                r.reason = 'no pose published (dropped or rejected by the node)'
+            continue
+        r.ok, r.reason = True, ''
+        r.x_m, r.y_m, r.yaw_rad = pose['x_m'], pose['y_m'], pose['yaw_rad']
+        r.covariance = pose['covariance']
+        pub = sent.get(bag_t_ns)
+        r.latency_ms = 1e3 * (pose['wall_s'] - pub) if pub else math.nan
     info = {'node_exit_code': proc.returncode, 'node_command': _node_command(node_args),
-            'node_diagnostics': diag, 'rate': rate,
-            'frames_published': len(sent)}
-    return _finish(rows), info
+            'node_diagnostics': diag, 'rate': rate, 'frames_published': len(sent)}
+    return records, info
 
 
 def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: float,
@@ -229,11 +167,10 @@ def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: flo
             t = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
             p = msg.pose.pose
             c = np.asarray(msg.pose.covariance).reshape(6, 6)
-            poses[t] = {'ok': True, 'reason': '', 'x_m': p.position.x, 'y_m': p.position.y,
+            idx = [0, 1, 5]                                 # x, y, yaw of the 6x6
+            poses[t] = {'x_m': p.position.x, 'y_m': p.position.y,
                         'yaw_rad': yaw_of(p.orientation),
-                        'sigma_x_m': math.sqrt(c[0, 0]), 'sigma_y_m': math.sqrt(c[1, 1]),
-                        'sigma_yaw_rad': math.sqrt(c[5, 5]), 'cov_xy': c[:2, :2].copy(),
-                        'wall_s': time.monotonic()}
+                        'covariance': c[np.ix_(idx, idx)].copy(), 'wall_s': time.monotonic()}
 
         def on_diag(msg):
             for st in msg.status:
@@ -264,7 +201,8 @@ def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: flo
 
         try:
             try:
-                player.wait_for_subscribers([image_topic, gnss_topic, '/clock'],
+                player.wait_for_subscribers([t for t in (image_topic, gnss_topic, '/clock')
+                                             if t],
                                             timeout_s=startup_timeout_s, alive=alive)
             except (TimeoutError, RuntimeError) as e:
                 raise NodeRunError(f"{e} (the node's log says why)") from None

@@ -154,11 +154,12 @@ def run_demo(out_dir: str | Path, *, center_latlon_deg: tuple[float, float] = (4
     print(f'\noutputs in {out}/: report/report.md (plots, frames.csv, metrics.json, node.log), '
           f'city/, drive/, index/, crops.png, metrics.json')
     print(f"headline: the node localized {loc['localized']} of {loc['frames']} frames; "
-          f"position error median {loc.get('error_m_median', math.nan):.2f} m, p95 "
-          f"{loc.get('error_m_p95', math.nan):.2f} m vs the GNSS prior's "
-          f"{loc.get('gnss_error_m_median', math.nan):.2f} m / "
-          f"{loc.get('gnss_error_m_p95', math.nan):.2f} m on the same frames; heading median "
-          f"{loc.get('yaw_error_deg_median', math.nan):.2f} deg; latency median "
+          f"position error median {loc.get('position_error_m_median', math.nan):.2f} m, p95 "
+          f"{loc.get('position_error_m_p95', math.nan):.2f} m vs the GNSS prior's "
+          f"{loc.get('prior_error_m_localized_median', math.nan):.2f} m / "
+          f"{loc.get('prior_error_m_localized_p95', math.nan):.2f} m on the same frames; "
+          f"heading median "
+          f"{loc.get('heading_error_deg_median', math.nan):.2f} deg; latency median "
           f"{loc.get('latency_ms_median', math.nan):.0f} ms, p95 "
           f"{loc.get('latency_ms_p95', math.nan):.0f} ms")
     return metrics
@@ -174,13 +175,12 @@ def run_localization_demo(out: Path, *, seed: int = 0, city_size_m: float = 600.
     import shutil
 
     from ciper_ros.bag.drive import write_drive_bag
-    from ciper_ros.experiments.bag_eval import online_rows
+    from ciper_ros.bag.offline import calibrate_recording
+    from ciper_ros.experiments.bag_eval import online_records
     from ciper_ros.experiments.report import write_report
     from ciper_ros.model.build import default_model_path
     from ciper_ros.runtime.assemble import open_localizer
-    from ciper_ros.runtime.frames import bag_frames, calibration_frames
     from ciper_ros.runtime.index import build_index
-    from ciper_ros.runtime.localizer import calibrate_covariance
     from ciper_ros.synth.folder import MAP_FILE, write_city_folder
     from ciper_ros.synth.recording import DriveConfig
     from ciper_ros.synth.world import CityConfig
@@ -208,7 +208,7 @@ def run_localization_demo(out: Path, *, seed: int = 0, city_size_m: float = 600.
                         out_dir=out / 'index')
     t_index = time.perf_counter() - t0
     loc = open_localizer(index=index, model=model)
-    calib = calibrate_covariance(loc, calibration_frames(bag_frames(calib_bag)))
+    calib = calibrate_recording(loc, calib_bag)
     calib_path = out / 'calibration.json'
     calib_path.write_text(json.dumps(calib, indent=1) + '\n')
     print(f'      {len(loc.index)} tiles in {t_index:.1f} s; covariance scale '
@@ -218,9 +218,9 @@ def run_localization_demo(out: Path, *, seed: int = 0, city_size_m: float = 600.
     report = out / 'report'
     report.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows, run = online_rows(drive, index=str(index), model=str(model),
-                            node_params={'calibration': str(calib_path.resolve())}, rate=rate,
-                            log_path=report / 'node.log')
+    rows, run = online_records(drive, index=str(index), model=str(model),
+                               node_params={'calibration': str(calib_path.resolve())},
+                               rate=rate, log_path=report / 'node.log')
     t_node = time.perf_counter() - t0
     meta = {'bag': str(drive), 'index': str(index), 'model': str(model), 'mode': 'online',
             'rate': rate, 'calibration': str(calib_path), **run}

@@ -6,7 +6,7 @@ state into ``models/ciper_t_synthetic.pt`` and ``models/MODEL_CARD.md``:
 1. the weights as float16 (``candidate.pt`` in the work folder);
 2. covariance calibration on the validation city (seed 500): chained frames with a GNSS
    prior, once with the panorama and once with the forward camera, each fitted with
-   :func:`~ciper_ros.runtime.localizer.calibrate_covariance`; the scales go into the
+   :func:`~ciper_ros.runtime.calibration.fit_covariance_scales`; the scales go into the
    checkpoint (``calibration``), which the runtime uses unless given a file;
 3. evaluation on the test city (seed 0) with the :data:`PROTOCOL`: the evaluator's
    GT-crop and gallery modes on pairs (panorama; forward-camera footprints), and the chained
@@ -78,8 +78,12 @@ def _cameras(protocol: Protocol) -> dict[str, dict]:
 def calibrate_on_city(*, model: Path, city: Path, index_dir: Path, protocol: Protocol,
                       progress: bool = True) -> dict:
     """Fit the covariance scales (panorama and forward camera) on a validation city."""
-    from ciper_ros.experiments.localization_eval import chained_frames, open_city_localizer
-    from ciper_ros.runtime.localizer import calibrate_covariance
+    from ciper_ros.experiments.localization_eval import (
+        chained_frames,
+        chained_records,
+        open_city_localizer,
+    )
+    from ciper_ros.runtime.calibration import fit_covariance_scales, uncalibrated
 
     loc, world = open_city_localizer(model=model, city=city, index_dir=index_dir,
                                      top_k=protocol.top_k, uncalibrated=True,
@@ -92,11 +96,10 @@ def calibrate_on_city(*, model: Path, city: Path, index_dir: Path, protocol: Pro
                                 prior_sigma_m=protocol.prior_sigma_m,
                                 heading_prior_deg=cam['heading_prior_deg'],
                                 seed=protocol.calibration_seed, camera=cam['camera'])
-        if progress:
-            from tqdm import tqdm
-            frames = tqdm(frames, total=protocol.calibration_frames,
-                          desc=f'calibrate ({name})', unit='frame')
-        out[name] = calibrate_covariance(loc, frames)
+        records = chained_records(uncalibrated(loc), frames,
+                                  total=protocol.calibration_frames,
+                                  desc=f'calibrate ({name})', progress=progress)
+        out[name] = fit_covariance_scales(records)
     return out
 
 
@@ -154,7 +157,7 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
                            protocol, progress=progress)
     data = {'model': str(out_model), 'size_bytes': shipped.stat().st_size,
             'parameters': sum(p.numel() for p in model.parameters()),
-            'config': dict(model.config), 'train': train_info,
+            'config': model.config.to_dict(), 'train': train_info,
             'train_config': blob.get('train_config', {}), 'recipe': asdict(recipe),
             'protocol': asdict(protocol), 'calibration': calibration,
             'calibration_fit': calib, 'chained': chained, 'pairs': pairs, 'curve': curve,
@@ -198,6 +201,7 @@ def evaluate_pairs(model, blob: dict, city: Path, protocol: Protocol, *,
     forward camera's footprint, with the heading prior training gave those.
     """
     from ciper_ros.experiments.ablate import synthetic_eval_set
+    from ciper_ros.model.config import ModelConfig
     from ciper_ros.train.evaluate import evaluate
 
     pairs = dict((blob.get('train_config') or {}).get('pairs') or {})
@@ -206,7 +210,8 @@ def evaluate_pairs(model, blob: dict, city: Path, protocol: Protocol, *,
     for name, over, n in (('panorama', {'limited_fov_prob': 0.0}, protocol.pairs),
                           ('forward', {'limited_fov_prob': 1.0}, protocol.pairs),
                           ('ablation', {}, protocol.ablation_pairs)):
-        data, pcfg = synthetic_eval_set(blob['config'], {**pairs, **over}, [str(city)],
+        data, pcfg = synthetic_eval_set(ModelConfig.from_dict(blob['config']),
+                                        {**pairs, **over}, [str(city)],
                                         n=n, seed=protocol.frame_seed)
         # the ablation's rule (run_suite) uses a heading prior only for 'prior' tasks
         prior = math.radians(pcfg.heading_prior_deg) if name == 'forward' or \

@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-import time
 
 import numpy as np
 
-from ciper_ros.runtime.localizer import CHI2_95_2DOF
+from ciper_ros.metrics.frames import FrameRecord
+from ciper_ros.metrics.frames import summarize as summarize_frames
+from ciper_ros.runtime.pipeline import Frame, FramePipeline
 
 FORWARD_CAMERA = {'width': 512, 'height': 288, 'hfov_deg': 90.0}   # a KITTI/Ford-like camera
 
@@ -35,7 +36,7 @@ def forward_camera():
     return PinholeCamera.from_hfov(c['width'], c['height'], c['hfov_deg'])
 
 
-def chained_frames(*, world, plane, crop_side_m: float, model_config: dict, n: int,
+def chained_frames(*, world, plane, crop_side_m: float, model_config, n: int,
                    prior_sigma_m: float, heading_prior_deg: float | None, seed: int,
                    camera: str = 'native'):
     """Yield ``n`` frames at random road poses of ``world`` with GNSS priors.
@@ -59,12 +60,12 @@ def chained_frames(*, world, plane, crop_side_m: float, model_config: dict, n: i
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         xy, yaw = sample_road_pose(world, rng, margin_m=crop_side_m)
-        yaw = float(rng.uniform(-math.pi, math.pi)) if mc['ground'] == 'panorama' and \
+        yaw = float(rng.uniform(-math.pi, math.pi)) if mc.ground == 'panorama' and \
             heading_prior_deg is None and fwd is None else float(yaw)
         pose = CameraPose(xy[0], xy[1], yaw, z_m=float(rng.uniform(1.4, 2.0)))
         if fwd is not None:
             img = renderer.pinhole(pose, fwd)
-        elif mc['ground'] == 'panorama':
+        elif mc.ground == 'panorama':
             img = renderer.panorama(pose, width=cam_cfg.pano_width, height=cam_cfg.pano_height)
         else:
             img = renderer.pinhole(pose, cam_cfg.camera)
@@ -123,72 +124,90 @@ def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
 
     ``camera``: see :func:`chained_frames` (``'forward'``: a 90-degree pinhole camera).
     """
-    from tqdm import tqdm
-
     loc, world = open_city_localizer(model=model, city=city, index_dir=index_dir, top_k=top_k,
                                      calibration=calibration, uncalibrated=uncalibrated,
                                      progress=progress)
     mc = loc.model.config
     idx = loc.index
-    quarter = idx.crop_side_m / 4.0
     frames = chained_frames(world=world, plane=idx.plane, crop_side_m=idx.crop_side_m,
                             model_config=mc, n=n, prior_sigma_m=prior_sigma_m,
                             heading_prior_deg=heading_prior_deg, seed=seed, camera=camera)
-    rows = []
-    for fr in tqdm(frames, total=n, desc=f'localize ({camera})', unit='frame',
-                   disable=not progress):
-        truth = fr['truth_xy_m']
-        t0 = time.perf_counter()
-        res = loc.localize(fr['image'], fr['prior'], camera=fr['camera'])
-        ms = 1e3 * (time.perf_counter() - t0)
-        holds = np.all(np.abs(idx.xy_m - truth) <= quarter, axis=1)   # tiles "containing" it
-        # the Localizer's gate: tiles whose central half meets the prior's k-sigma circle
-        gated = np.all(np.abs(idx.xy_m - fr['prior_xy_m']) <= loc.cfg.candidate_sigmas
-                       * prior_sigma_m + quarter, axis=1)
-        row = {'ok': bool(res.ok), 'ms': ms, 'prior_error_m': fr['prior_error_m'],
-               'truth_in_gated_tiles': bool(np.any(holds & gated)),
-               'gated_tiles': int(gated.sum()),
-               'truth_in_decoded_candidates': bool(np.any(holds[res.candidates])),
-               'chosen_tile_correct': bool(res.tile_id >= 0 and np.all(
-                   np.abs(idx.xy_m[res.tile_id] - truth) <= quarter))}
-        if math.isfinite(res.yaw_rad):
-            e = res.xy_m - truth
-            row['error_m'] = float(np.linalg.norm(e))
-            row['yaw_error_deg'] = abs(math.degrees(math.remainder(
-                res.yaw_rad - fr['truth_yaw_rad'], 2 * math.pi)))
-            cov = np.asarray(res.covariance)[:2, :2]
-            row['nees_xy'] = float(e @ np.linalg.solve(cov, e))
-        rows.append(row)
-    s_pos, s_head = loc.scales(forward=camera == 'forward' and mc['ground'] == 'panorama')
+    rows = chained_records(loc, frames, total=n, desc=f'localize ({camera})',
+                           progress=progress)
+    s_pos, s_head = loc.scales(forward=camera == 'forward' and mc.ground == 'panorama')
     return summarize(rows) | {'n': n, 'prior_sigma_m': prior_sigma_m,
                               'heading_prior_deg': heading_prior_deg, 'seed': seed,
-                              'camera': camera, 'ground': mc['ground'],
+                              'camera': camera, 'ground': mc.ground,
                               'index_tiles': len(idx),
                               'calibration': str(calibration) if calibration else None,
                               'cov_scale': s_pos, 'yaw_cov_scale': s_head}
 
 
-def summarize(rows: list[dict]) -> dict:
+def chained_records(loc, frames, *, total: int | None = None, desc: str = 'localize',
+                    progress: bool = True) -> list[FrameRecord]:
+    """Run chained frames through the one per-frame pipeline; records carry truth and gating.
+
+    Extras per record: whether a tile holding the camera in its central half was among the
+    gated tiles, among the decoded candidates, and whether the chosen tile holds it.
+    """
+    from tqdm import tqdm
+
+    idx = loc.index
+    quarter = idx.crop_side_m / 4.0
+    pipe = FramePipeline(localizer=loc, use_gnss=False)
+    out = []
+    for i, fr in enumerate(tqdm(frames, total=total, desc=desc, unit='frame',
+                                disable=not progress)):
+        truth = fr['truth_xy_m']
+        rec = pipe.process(Frame(stamp_ns=i, image=fr['image'], prior=fr['prior'],
+                                 camera=fr['camera']))
+        set_truth(rec, truth, fr['truth_yaw_rad'])
+        holds = np.all(np.abs(idx.xy_m - truth) <= quarter, axis=1)   # tiles "containing" it
+        # the Localizer's gate: tiles whose central half meets the prior's k-sigma circle
+        gated = np.all(np.abs(idx.xy_m - fr['prior_xy_m']) <= loc.cfg.candidate_sigmas
+                       * fr['prior'].sigma_m + quarter, axis=1)
+        rec.extra = {'truth_in_gated_tiles': bool(np.any(holds & gated)),
+                     'gated_tiles': int(gated.sum()),
+                     'truth_in_decoded_candidates': bool(np.any(holds[list(
+                         rec.candidate_tiles)])),
+                     'chosen_tile_correct': bool(rec.tile_id >= 0 and np.all(
+                         np.abs(idx.xy_m[rec.tile_id] - truth) <= quarter))}
+        out.append(rec)
+    return out
+
+
+def set_truth(rec: FrameRecord, truth_xy_m: np.ndarray, truth_yaw_rad: float) -> None:
+    """Judge a record by a camera truth (the chained frames have no mount: base = camera)."""
+    rec.truth_x_m, rec.truth_y_m = float(truth_xy_m[0]), float(truth_xy_m[1])
+    rec.truth_yaw_rad = float(truth_yaw_rad)
+    rec.truth_camera_xy_yaw = (rec.truth_x_m, rec.truth_y_m, rec.truth_yaw_rad)
+
+
+def summarize(records: list[FrameRecord]) -> dict:
+    """Summarize chained records: the one frame summary plus the tile-gating shares."""
     def pct(v, q):
         return float(np.percentile(v, q)) if len(v) else math.nan
 
-    ok = [r for r in rows if r['ok'] and 'error_m' in r]
-    err = np.array([r['error_m'] for r in ok])
-    yerr = np.array([r['yaw_error_deg'] for r in ok])
-    nees = np.array([r['nees_xy'] for r in ok])
-    prior = np.array([r['prior_error_m'] for r in rows])
-    return {'frames': len(rows), 'localized_fraction': len(ok) / max(len(rows), 1),
-            'position_error_m_median': pct(err, 50), 'position_error_m_p95': pct(err, 95),
-            'position_within_0.5m': float(np.mean(err <= 0.5)) if len(err) else math.nan,
-            'position_within_1m': float(np.mean(err <= 1.0)) if len(err) else math.nan,
-            'position_within_2m': float(np.mean(err <= 2.0)) if len(err) else math.nan,
-            'heading_error_deg_median': pct(yerr, 50), 'heading_error_deg_p95': pct(yerr, 95),
-            'truth_in_gated_tiles': float(np.mean([r['truth_in_gated_tiles'] for r in rows])),
-            'gated_tiles_median': pct(np.array([r['gated_tiles'] for r in rows]), 50),
-            'truth_in_decoded_candidates': float(np.mean([r['truth_in_decoded_candidates']
-                                                          for r in rows])),
-            'chosen_tile_correct': float(np.mean([r['chosen_tile_correct'] for r in rows])),
-            'nees_xy_mean': float(nees.mean()) if len(nees) else math.nan,
-            'coverage_95': float(np.mean(nees <= CHI2_95_2DOF)) if len(nees) else math.nan,
+    s = summarize_frames(records)
+    prior = np.array([r.prior_error_m for r in records])
+    out = {'frames': len(records), 'localized_fraction': s['localized_fraction'],
+           'position_error_m_median': s.get('position_error_m_median', math.nan),
+           'position_error_m_p95': s.get('position_error_m_p95', math.nan)}
+    for m in (0.5, 1, 2):
+        out[f'position_within_{m:g}m'] = s.get(f'position_within_{m:g}m', math.nan)
+    out |= {'heading_error_deg_median': s.get('heading_error_deg_median', math.nan),
+            'heading_error_deg_p95': s.get('heading_error_deg_p95', math.nan)}
+    for key in ('truth_in_gated_tiles', 'truth_in_decoded_candidates', 'chosen_tile_correct'):
+        out[key] = float(np.mean([r.extra[key] for r in records]))
+    out['gated_tiles_median'] = pct(np.array([r.extra['gated_tiles'] for r in records]), 50)
+    out |= {'nees_xy_mean': s.get('nees_xy_mean', math.nan),
+            'coverage_95': s.get('coverage_95', math.nan),
             'prior_error_m_median': pct(prior, 50), 'prior_error_m_p95': pct(prior, 95),
-            'ms_per_frame_median': pct(np.array([r['ms'] for r in rows]), 50)}
+            'ms_per_frame_median': s.get('processing_ms_median', math.nan)}
+    order = ['frames', 'localized_fraction', 'position_error_m_median', 'position_error_m_p95',
+             'position_within_0.5m', 'position_within_1m', 'position_within_2m',
+             'heading_error_deg_median', 'heading_error_deg_p95', 'truth_in_gated_tiles',
+             'gated_tiles_median', 'truth_in_decoded_candidates', 'chosen_tile_correct',
+             'nees_xy_mean', 'coverage_95', 'prior_error_m_median', 'prior_error_m_p95',
+             'ms_per_frame_median']
+    return {k: out[k] for k in order}

@@ -116,7 +116,7 @@ def make_cities(recipe: ModelRecipe, *, progress: bool = True) -> list[Path]:
     return [recipe.city_dir(s) for s in seeds]
 
 
-def make_bank(recipe: ModelRecipe, model_config: dict, pairs: dict, *,
+def make_bank(recipe: ModelRecipe, model_config, pairs: dict, *,
               progress: bool = True) -> Path:
     """Pre-render the training cities' render bank (resumable shards)."""
     from ciper_ros.synth.pairs import CitySource, PairConfig, write_shards

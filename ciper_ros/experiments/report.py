@@ -16,60 +16,29 @@ from pathlib import Path
 
 import numpy as np
 
-from ciper_ros.runtime.localizer import CHI2_95_2DOF
+from ciper_ros.metrics.frames import COLUMNS, FrameRecord, summarize
 from ciper_ros.util.atomic import atomic_path, atomic_write_text
 
-COLUMNS = ('stamp_ns', 't_s', 'ok', 'reason', 'x_m', 'y_m', 'yaw_rad', 'sigma_x_m',
-           'sigma_y_m', 'sigma_yaw_rad', 'truth_x_m', 'truth_y_m', 'truth_yaw_rad',
-           'gnss_x_m', 'gnss_y_m', 'prior_sigma_m', 'error_m', 'gnss_error_m',
-           'yaw_error_deg', 'nees_xy', 'latency_ms')
+
+def metrics(records: list[FrameRecord]) -> dict:
+    """Headline numbers of a drive (:func:`ciper_ros.metrics.frames.summarize`)."""
+    return summarize(records)
 
 
-def _stats(values, prefix: str) -> dict:
-    v = np.asarray([x for x in values if math.isfinite(x)], np.float64)
-    if not len(v):
-        return {}
-    return {f'{prefix}_median': float(np.median(v)), f'{prefix}_p95': float(np.percentile(v, 95)),
-            f'{prefix}_mean': float(v.mean()), f'{prefix}_max': float(v.max())}
-
-
-def metrics(rows: list[dict]) -> dict:
-    """Headline numbers over the frames (errors over localized frames with truth)."""
-    ok = [r for r in rows if r['ok'] is True]
-    out = {'frames': len(rows), 'localized': len(ok),
-           'localized_fraction': len(ok) / max(len(rows), 1)}
-    reasons: dict[str, int] = {}
-    for r in rows:
-        if r['ok'] is not True:
-            key = str(r.get('reason', '')).split(':')[0][:60] or 'unknown'
-            reasons[key] = reasons.get(key, 0) + 1
-    out['not_localized_reasons'] = reasons
-    out |= _stats([r['error_m'] for r in ok], 'error_m')
-    out |= _stats([r['yaw_error_deg'] for r in ok], 'yaw_error_deg')
-    # the GNSS prior alone, on the same frames, and on every frame that had one
-    out |= _stats([r['gnss_error_m'] for r in ok], 'gnss_error_m')
-    out |= _stats([r['gnss_error_m'] for r in rows], 'gnss_all_frames_error_m')
-    err = np.array([r['error_m'] for r in ok if math.isfinite(r['error_m'])])
-    for m in (1, 2, 5):
-        if len(err):
-            out[f'within_{m}m'] = float(np.mean(err <= m))
-    nees = np.array([r['nees_xy'] for r in ok if math.isfinite(r['nees_xy'])])
-    if len(nees):
-        out['nees_xy_mean'] = float(nees.mean())            # ideal 2
-        out['coverage_95'] = float(np.mean(nees <= CHI2_95_2DOF))   # ideal 0.95
-    out |= _stats([r['latency_ms'] for r in ok], 'latency_ms')
-    if out.get('gnss_error_m_median'):
-        out['error_vs_gnss_median_ratio'] = out['error_m_median'] / out['gnss_error_m_median']
-    return out
-
-
-def write_rows_csv(rows: list[dict], path: Path) -> None:
+def write_rows_csv(records: list[FrameRecord], path: Path) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction='ignore')
+    w = csv.DictWriter(buf, fieldnames=['t_s', *COLUMNS], extrasaction='ignore')
     w.writeheader()
-    for r in rows:
-        w.writerow({k: r.get(k, '') for k in COLUMNS})
+    t0 = records[0].stamp_ns if records else 0
+    for r in records:
+        row = {k: ('' if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in r.row().items()}
+        w.writerow(row | {'t_s': (r.stamp_ns - t0) * 1e-9})
     atomic_write_text(path, buf.getvalue())
+
+
+def _col(records: list[FrameRecord], fn, only_ok: bool = False) -> np.ndarray:
+    return np.array([fn(r) for r in records if r.ok or not only_ok], np.float64)
 
 
 def _save(fig, path: Path) -> None:
@@ -80,17 +49,14 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_trajectory(rows: list[dict], path: Path, *, store=None, plane=None,
+def plot_trajectory(records: list[FrameRecord], path: Path, *, store=None, plane=None,
                     zoom: int | None = None) -> None:
     """Truth, GNSS prior and estimate over the aerial map (ENU metres of the index)."""
     import matplotlib.pyplot as plt
 
-    def col(key, only_ok=False):
-        return np.array([r[key] for r in rows if (r['ok'] is True or not only_ok)], float)
-
-    tx, ty = col('truth_x_m'), col('truth_y_m')
-    gx, gy = col('gnss_x_m'), col('gnss_y_m')
-    ex, ey = col('x_m', True), col('y_m', True)
+    tx, ty = _col(records, lambda r: r.truth_x_m), _col(records, lambda r: r.truth_y_m)
+    gx, gy = _col(records, lambda r: r.prior_x_m), _col(records, lambda r: r.prior_y_m)
+    ex, ey = _col(records, lambda r: r.x_m, True), _col(records, lambda r: r.y_m, True)
     pts = np.concatenate([np.c_[tx, ty], np.c_[gx, gy], np.c_[ex, ey]])
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     fig, ax = plt.subplots(figsize=(8, 8))
@@ -119,13 +85,14 @@ def plot_trajectory(rows: list[dict], path: Path, *, store=None, plane=None,
     _save(fig, path)
 
 
-def plot_error_time(rows: list[dict], path: Path) -> None:
+def plot_error_time(records: list[FrameRecord], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    t = np.array([r['t_s'] for r in rows])
-    ok = np.array([r['ok'] is True for r in rows])
-    e = np.array([r['error_m'] for r in rows], float)
-    g = np.array([r['gnss_error_m'] for r in rows], float)
+    t0 = records[0].stamp_ns if records else 0
+    t = np.array([(r.stamp_ns - t0) * 1e-9 for r in records])
+    ok = np.array([r.ok for r in records], bool)
+    e = _col(records, lambda r: r.position_error_m)
+    g = _col(records, lambda r: r.prior_error_m)
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.plot(t, g, '-', color='orange', lw=1, label='GNSS prior')
     ax.plot(t[ok], e[ok], '.', color='deepskyblue', ms=4, label='CIPER estimate')
@@ -139,13 +106,14 @@ def plot_error_time(rows: list[dict], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_cdf(rows: list[dict], path: Path) -> None:
+def plot_cdf(records: list[FrameRecord], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label, color in (('error_m', 'CIPER estimate', 'deepskyblue'),
-                              ('gnss_error_m', 'GNSS prior', 'orange')):
-        v = np.sort([r[key] for r in rows if r['ok'] is True and math.isfinite(r[key])])
+    for fn, label, color in ((lambda r: r.position_error_m, 'CIPER estimate', 'deepskyblue'),
+                             (lambda r: r.prior_error_m, 'GNSS prior', 'orange')):
+        v = _col(records, fn, True)
+        v = np.sort(v[np.isfinite(v)])
         if len(v):
             ax.plot(v, np.arange(1, len(v) + 1) / len(v), color=color, label=label)
     ax.set_xlabel('position error (m)')
@@ -155,10 +123,10 @@ def plot_cdf(rows: list[dict], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_latency(rows: list[dict], path: Path, *, label: str) -> None:
+def plot_latency(records: list[FrameRecord], path: Path, *, label: str) -> None:
     import matplotlib.pyplot as plt
 
-    v = [r['latency_ms'] for r in rows if r['ok'] is True and math.isfinite(r['latency_ms'])]
+    v = [r.latency_ms for r in records if r.ok and math.isfinite(r.latency_ms)]
     fig, ax = plt.subplots(figsize=(6, 4))
     if v:
         ax.hist(v, bins=40, color='slategray')
@@ -169,7 +137,8 @@ def plot_latency(rows: list[dict], path: Path, *, label: str) -> None:
     _save(fig, path)
 
 
-def write_report(out_dir: str | os.PathLike, rows: list[dict], *, meta: dict, store=None,
+def write_report(out_dir: str | os.PathLike, records: list[FrameRecord], *, meta: dict,
+                 store=None,
                  plane=None, zoom: int | None = None) -> dict:
     """Write every report file into ``out_dir``; return the metrics."""
     import matplotlib
@@ -177,15 +146,15 @@ def write_report(out_dir: str | os.PathLike, rows: list[dict], *, meta: dict, st
     matplotlib.use('Agg')
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    m = metrics(rows)
+    m = metrics(records)
     online = meta.get('mode') == 'online'
     lat_label = ('latency: image published -> pose received (ms, wall)' if online
                  else 'processing time per frame (ms)')
-    write_rows_csv(rows, out / 'frames.csv')
-    plot_trajectory(rows, out / 'trajectory.png', store=store, plane=plane, zoom=zoom)
-    plot_error_time(rows, out / 'error_time.png')
-    plot_cdf(rows, out / 'error_cdf.png')
-    plot_latency(rows, out / 'latency.png', label=lat_label)
+    write_rows_csv(records, out / 'frames.csv')
+    plot_trajectory(records, out / 'trajectory.png', store=store, plane=plane, zoom=zoom)
+    plot_error_time(records, out / 'error_time.png')
+    plot_cdf(records, out / 'error_cdf.png')
+    plot_latency(records, out / 'latency.png', label=lat_label)
     atomic_write_text(out / 'metrics.json', json.dumps({'metrics': m, 'meta': meta},
                                                        indent=1, default=str) + '\n')
     atomic_write_text(out / 'report.md', _markdown(m, meta, lat_label))
@@ -206,14 +175,16 @@ def _markdown(m: dict, meta: dict, lat_label: str) -> str:
              f'- frames: {m["frames"]}, localized {m["localized"]} '
              f'({100 * m["localized_fraction"]:.0f} %)', '',
              '| metric | CIPER | GNSS prior (same frames) |', '|---|---|---|',
-             f'| median position error | {f("error_m_median", " m")} | '
-             f'{f("gnss_error_m_median", " m")} |',
-             f'| p95 position error | {f("error_m_p95", " m")} | {f("gnss_error_m_p95", " m")} |',
-             f'| mean position error | {f("error_m_mean", " m")} | '
-             f'{f("gnss_error_m_mean", " m")} |',
-             f'| median heading error | {f("yaw_error_deg_median", " deg")} | - |',
-             f'| within 1 / 2 / 5 m | {f("within_1m", " %", 100, 0)} / '
-             f'{f("within_2m", " %", 100, 0)} / {f("within_5m", " %", 100, 0)} | - |',
+             f'| median position error | {f("position_error_m_median", " m")} | '
+             f'{f("prior_error_m_localized_median", " m")} |',
+             f'| p95 position error | {f("position_error_m_p95", " m")} | '
+             f'{f("prior_error_m_localized_p95", " m")} |',
+             f'| mean position error | {f("position_error_m_mean", " m")} | '
+             f'{f("prior_error_m_localized_mean", " m")} |',
+             f'| median heading error | {f("heading_error_deg_median", " deg")} | - |',
+             f'| within 1 / 2 / 5 m | {f("position_within_1m", " %", 100, 0)} / '
+             f'{f("position_within_2m", " %", 100, 0)} / '
+             f'{f("position_within_5m", " %", 100, 0)} | - |',
              f'| covariance: mean NEES (ideal 2), 95 % ellipse coverage | '
              f'{f("nees_xy_mean")}, {f("coverage_95", " %", 100, 0)} | - |',
              f'| {lat_label.split(":")[0]}: median / p95 | {f("latency_ms_median", " ms", 1, 0)}'

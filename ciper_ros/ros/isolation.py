@@ -13,6 +13,8 @@ from pathlib import Path
 import random
 import tempfile
 
+from ciper_ros.util.errors import UserError
+
 SHM_SEGMENT_BYTES = 32 * 1024 * 1024
 
 FASTDDS_SHM_PROFILE = f"""<?xml version="1.0" encoding="UTF-8"?>
@@ -45,18 +47,36 @@ def write_shm_profile(directory: str | os.PathLike) -> Path:
     return path
 
 
+def domain_from_env(env: dict[str, str] | None = None) -> int | None:
+    """Return the ``ROS_DOMAIN_ID`` the environment sets (None when unset or empty)."""
+    text = (os.environ if env is None else env).get('ROS_DOMAIN_ID', '').strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f'ROS_DOMAIN_ID must be an integer in [0, 101], got {text!r}') from None
+    if not 0 <= value <= 101:
+        raise UserError(f'ROS_DOMAIN_ID must be in [0, 101], got {value}')
+    return value
+
+
 def isolated_ros_env(*, domain_id: int | None = None, workdir: str | os.PathLike | None = None,
                      base: dict[str, str] | None = None) -> dict[str, str]:
     """Return a copy of ``base`` (default: os.environ) with DDS confined to this machine.
 
-    :param domain_id: ROS_DOMAIN_ID to use (0-101); default: random per call
+    :param domain_id: ROS_DOMAIN_ID to use (0-101); default: the environment's
+        ``ROS_DOMAIN_ID`` when set (a user's vehicle computer: never pick another domain for
+        them), else random per call
     :param workdir: where the profile and ROS logs go; default: a new temp dir
     """
     env = dict(os.environ if base is None else base)
     if domain_id is None:
+        domain_id = domain_from_env(env)
+    if domain_id is None:
         domain_id = random.SystemRandom().randint(1, 101)
     if not 0 <= domain_id <= 101:
-        raise ValueError(f'ROS_DOMAIN_ID must be in [0, 101], got {domain_id}')
+        raise UserError(f'ROS_DOMAIN_ID must be in [0, 101], got {domain_id}')
     workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix='ciper_ros_'))
     (workdir / 'ros_log').mkdir(parents=True, exist_ok=True)
     env.update({

@@ -1,20 +1,31 @@
 """``localize_node``: camera frames + GNSS in, metric base_link poses out (ARCHITECTURE.md 6).
 
-Threads: the executor thread only stores messages (image slot, GNSS and odometry buffers,
-static TF) and publishes diagnostics; one worker thread decodes and localizes. The image
-slot holds one frame: a frame arriving while the worker is busy replaces the waiting one
-(the newest frame wins, counted as dropped), so the node never builds a backlog.
+The node's wiring: parameters (declared from :mod:`ciper_ros.ros.params`, read-only unless
+they may change at run time), subscriptions, the worker, shutdown. Outputs are in
+:mod:`ciper_ros.ros.outputs`, /diagnostics in :mod:`ciper_ros.ros.diagnostics`.
+
+Threads: the executor thread only stores messages (image slot; GNSS, CameraInfo, odometry
+and static TF go into the pipeline's buffers) and publishes diagnostics and TF; one worker
+thread decodes and runs the frame through :class:`~ciper_ros.runtime.pipeline.
+FramePipeline`, the per-frame path every offline tool runs too. The
+image slot holds one frame: a frame arriving while the worker is busy replaces the waiting
+one (the newest frame wins, counted as dropped), so the node never builds a backlog.
+
+Start-up runs one inference on a dummy frame through the localizer before subscribing, so
+the first real frames do not wait for lazy initialisation (a cold first frame took 3.5 s
+and 40 frames were dropped behind it). SIGINT / SIGTERM: no new frames are taken, the one
+in progress (and the one waiting) finish and are published, then the node shuts down.
 
 Every output carries the image's capture stamp. Poses are base_link in ``map_frame`` (ENU
-at the tile index's datum: ``ciper index info`` prints it). TF is published as
-tf2_msgs/TFMessage directly (no tf2_ros in pip installs): map -> odom when odometry is
-configured and available at the image stamp, else map -> ``debug_child_frame``.
+at the tile index's datum: ``ciper index info`` prints it).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import asdict, replace
 import math
+import signal
 import sys
 import threading
 import time
@@ -22,7 +33,14 @@ import traceback
 
 import numpy as np
 
-from ciper_ros.ros.params import NodeParams, ParameterError
+from ciper_ros.ros.diagnostics import RateMeter
+from ciper_ros.ros.params import (
+    check_ros_args,
+    describe,
+    NodeParams,
+    parameter_sources,
+    ParameterError,
+)
 from ciper_ros.util.errors import CiperError
 
 try:
@@ -32,10 +50,8 @@ except ImportError as e:            # pragma: no cover - the venv and ROS instal
     rclpy, Node, _RCLPY_ERROR = None, object, e
 
 NODE_NAME = 'ciper_localizer'
-TIME_JUMP_BACK_S = 1.0       # an image this much older than the last: clock went back
-ODOM_GAP_S = 0.5            # odometry is interpolated across gaps up to this long
-ODOM_TOLERANCE_S = 0.05      # else the nearest message, when this close to the image stamp
-RATE_WINDOW_S = 5.0
+SHUTDOWN_TIMEOUT_S = 30.0    # for the frame in progress to finish at shutdown
+FLUSH_TIMEOUT_S = 2.0        # for subscribers to acknowledge the last outputs
 
 
 class StartupError(CiperError, RuntimeError):
@@ -46,27 +62,10 @@ def stamp_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-class RateMeter:
-    """Messages per second over the last few seconds (monotonic wall time)."""
-
-    def __init__(self, window_s: float = RATE_WINDOW_S) -> None:
-        self.window_s = window_s
-        self._t: deque[float] = deque()
-        self.count = 0
-
-    def tick(self) -> None:
-        self.count += 1
-        self._t.append(time.monotonic())
-
-    def rate_hz(self) -> float:
-        now = time.monotonic()
-        while self._t and self._t[0] < now - self.window_s:
-            self._t.popleft()
-        return len(self._t) / self.window_s
-
-
 class LocalizeNode(Node):
-    def __init__(self, *, node_name: str = NODE_NAME, **kwargs) -> None:
+    def __init__(self, *, node_name: str = NODE_NAME, argv: list[str] | None = None,
+                 **kwargs) -> None:
+        """Start the node (``argv``: the command line, to tell own from shared parameters)."""
         super().__init__(node_name, **kwargs)
         from rclpy.qos import (
             DurabilityPolicy,
@@ -75,43 +74,34 @@ class LocalizeNode(Node):
             ReliabilityPolicy,
         )
 
-        self.params = p = self._read_parameters()
-        self._build_pipeline(p)
-        from ciper_ros.runtime.mount import Mount
+        from ciper_ros.ros.diagnostics import Diagnostics
+        from ciper_ros.ros.outputs import Outputs
 
-        self.param_mount = Mount(p.camera_x_m, p.camera_y_m, p.camera_yaw_rad)
-        self._lock = threading.Lock()
+        self.params = p = self._read_parameters(sys.argv if argv is None else argv)
+        self._build_pipeline(p)
         self._cv = threading.Condition()
+        self._info_cv = threading.Condition()     # a CameraInfo arrived (a frame may wait)
         self._slot = None
         self._stop = False
-        self._tf_static: dict[str, tuple] = {}
-        self._mounts: dict[str, object] = {}
-        self._odom: deque = deque(maxlen=400)
         self._camera_info = None
-        self._last_stamp: int | None = None
         self.rates = {k: RateMeter() for k in ('image', 'camera_info', 'gnss', 'odom')}
         self.counts = dict.fromkeys(('received', 'processed', 'dropped', 'localized',
                                      'rejected', 'bad_images', 'bad_fixes', 'bad_tf',
                                      'time_jumps'), 0)
         self.last = {'ok': False, 'reason': '', 'reason_stamp': '', 'output': None,
                      'fix_reason': '', 'error': ''}
+        self.seen: dict[str, float | None] = dict.fromkeys(('image', 'gnss_fix', 'pose'))
         self._latency_ms: deque[float] = deque(maxlen=200)
         self._processing_ms: deque[float] = deque(maxlen=200)
+        # before any subscription: the first real frame must not pay for lazy initialisation
+        self.warmup_ms = self._warm_up()
 
-        from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, NavSatFix
         from tf2_msgs.msg import TFMessage
 
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_pose = self.create_publisher(PoseStamped, '~/pose', reliable)
-        self.pub_pose_cov = self.create_publisher(PoseWithCovarianceStamped,
-                                                  '~/pose_with_covariance', reliable)
-        self.pub_fix = self.create_publisher(NavSatFix, '~/fix', reliable)
-        self.pub_tf = self.create_publisher(TFMessage, '/tf', QoSProfile(
-            depth=100, reliability=ReliabilityPolicy.RELIABLE))
-        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', reliable)
-
+        self.outputs = Outputs(self)
+        self._worker = threading.Thread(target=self._work, name='ciper_localize', daemon=True)
+        self.diagnostics = Diagnostics(self)
         image_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability,
                                durability=qos_profile_sensor_data.durability)
         sensor = qos_profile_sensor_data
@@ -134,13 +124,8 @@ class LocalizeNode(Node):
         self.create_subscription(TFMessage, '/tf_static', self._on_tf_static, QoSProfile(
             depth=100, reliability=ReliabilityPolicy.RELIABLE,
             durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        # diagnostics on the steady clock: they keep coming while sim time is paused
-        from rclpy.clock import Clock, ClockType
-
-        self.create_timer(p.diagnostics_period_s, self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self._worker = threading.Thread(target=self._work, name='ciper_localize', daemon=True)
         self._worker.start()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f'localizing {self.image_topic} ({self.image_type}) with GNSS {p.gnss_topic} '
             f'on {len(self.pipeline.localizer.index.xy_m)} tiles ({p.backend} backend); '
@@ -148,42 +133,122 @@ class LocalizeNode(Node):
             f'({"on" if p.publish_tf else "off"}), /diagnostics')
 
     # ------------------------------------------------------------------ start-up
-    def _read_parameters(self) -> NodeParams:
-        from rcl_interfaces.msg import ParameterDescriptor
+    def _read_parameters(self, argv: list[str]) -> NodeParams:
+        """Check the overrides, then declare every parameter, typed, with its descriptor.
 
+        Accepted besides ours: rclpy's own (``use_sim_time``, ``start_type_description_
+        service``: whatever this rclpy declared), ``qos_overrides.*``, and keys of a
+        wildcard section (``/**``) of a params file, which may be other nodes' (ignored, with
+        a log line). Refused: an unknown name given to this node (``-p``, or a section naming
+        it): a misspelling.
+        """
         defaults = NodeParams.defaults()
-        overrides = getattr(self, '_parameter_overrides', {}) or {}
-        unknown = sorted(set(overrides) - set(defaults) - {'use_sim_time'}
-                         - {n for n in overrides if n.startswith('qos_overrides.')})
-        if unknown:
-            raise ParameterError(f'unknown parameter(s) {unknown}; known: {sorted(defaults)}')
-        values = {}
-        for name, default in defaults.items():
-            # dynamic typing: NodeParams checks types itself and names the parameter
-            param = self.declare_parameter(name, default,
-                                           ParameterDescriptor(dynamic_typing=True))
-            values[name] = param.value
-        return NodeParams.from_dict(values)
+        overrides = {n: o.value for n, o in (getattr(self, '_parameter_overrides', {})
+                                             or {}).items()}
+        builtin = set(self.list_parameters([], 0).names)
+        unknown = {n for n in overrides if n not in defaults and n not in builtin
+                   and not n.startswith('qos_overrides.')}
+        own, shared = parameter_sources(argv, node_name=self.get_name(),
+                                        fully_qualified_name=self.get_fully_qualified_name())
+        foreign = sorted(n for n in unknown if n in shared and n not in own)
+        mine = sorted(unknown - set(foreign))
+        if mine:
+            raise ParameterError(f'unknown parameter(s) {mine}; known: {sorted(defaults)}')
+        if foreign:
+            self.get_logger().warn(f'ignoring parameter(s) {foreign} of a shared params-file '
+                                   'section: not parameters of this node (misspelt?)')
+        params = NodeParams.from_dict(defaults | {n: v for n, v in overrides.items()
+                                                  if n in defaults})
+        for name in defaults:
+            # the checked value, so that types and ranges were reported in our words above
+            self.declare_parameter(name, getattr(params, name),
+                                   self._descriptor(name, getattr(params, name)),
+                                   ignore_override=True)
+        return params
+
+    @staticmethod
+    def _descriptor(name: str, value):
+        from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+        d = describe(name)
+        desc = ParameterDescriptor(name=name, description=d['description'],
+                                   read_only=not d['dynamic'])
+        if d['range'] is not None:
+            lo, hi = d['range']
+            if isinstance(value, int) and not isinstance(value, bool):
+                desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi),
+                                                   step=1)]
+            else:
+                desc.floating_point_range = [FloatingPointRange(
+                    from_value=float(lo), to_value=float(hi), step=0.0)]
+        return desc
+
+    def _on_set_parameters(self, changed):
+        """``ros2 param set``: apply the run-time parameters, refuse the rest with a reason."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        ours = {c.name: c.value for c in changed if c.name in NodeParams.defaults()}
+        if not ours:
+            return SetParametersResult(successful=True)
+        fixed = sorted(set(ours) - NodeParams.dynamic_names())
+        if fixed:
+            return SetParametersResult(successful=False, reason=(
+                f'parameter(s) {fixed} are read at start-up: restart the node to change them '
+                f'(settable at run time: {sorted(NodeParams.dynamic_names())})'))
+        try:
+            new = NodeParams.from_dict(asdict(self.params) | ours)
+        except ParameterError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        batch = getattr(self.pipeline.localizer.model, 'batch', None)
+        if batch is not None and new.top_k > batch:       # an ONNX decoder of static batch
+            return SetParametersResult(successful=False, reason=(
+                f"parameter 'top_k' must be at most {batch} with this export (its decoder "
+                f'takes {batch} tiles; got {new.top_k})'))
+        loc = self.pipeline.localizer
+        loc.cfg = replace(loc.cfg, top_k=new.top_k, gate_sigmas=new.gate_sigmas)
+        self.pipeline.fixes.policy = new.fix_policy()
+        self.params = new
+        self.get_logger().info(f'parameters set: {ours}')
+        return SetParametersResult(successful=True)
 
     def _build_pipeline(self, p: NodeParams) -> None:
-        from ciper_ros.maps import MapStoreError
         from ciper_ros.runtime.assemble import open_localizer
-        from ciper_ros.runtime.gnss import FixBuffer
-        from ciper_ros.runtime.index import TileIndexError
         from ciper_ros.runtime.pipeline import FramePipeline
 
         try:
             loc = open_localizer(**p.localizer_args())
-        except (OSError, ValueError, TileIndexError, MapStoreError, ImportError,
-                RuntimeError) as e:
+        except CiperError:
+            raise
+        except (OSError, ValueError, ImportError, RuntimeError) as e:
             raise StartupError(str(e)) from None
-        self.fixes = FixBuffer(p.fix_policy())
-        self.pipeline = FramePipeline(localizer=loc)
+        self.pipeline = FramePipeline(localizer=loc, config=p.pipeline_config())
+
+    def _warm_up(self) -> float:
+        """Run one inference on a dummy frame at the first tile; return how long it took (ms)."""
+        from ciper_ros.runtime.localizer import Prior
+
+        loc = self.pipeline.localizer
+        h, w = loc.ground_hw
+        lat, lon = (float(v) for v in loc.index.latlon_deg[0])
+        t0 = time.perf_counter()
+        try:
+            loc.localize(np.full((h, w, 3), 127, np.uint8), Prior(lat, lon, sigma_m=1.0))
+        except (ValueError, RuntimeError) as e:
+            raise StartupError(f'warm-up inference ({self.params.backend} backend) failed: '
+                               f'{e}') from None
+        ms = 1e3 * (time.perf_counter() - t0)
+        self.get_logger().info(f'warm-up inference ({self.params.backend} backend): '
+                               f'{ms:.0f} ms')
+        return ms
 
     # ------------------------------------------------------------------ callbacks
     def _on_image(self, msg) -> None:
         self.rates['image'].tick()
+        self.seen['image'] = time.monotonic()
         with self._cv:
+            if self._stop:
+                return                             # shutting down: no new frames
+            self.outputs.note_image(stamp_ns(msg.header.stamp))
             self.counts['received'] += 1
             if self._slot is not None:
                 self.counts['dropped'] += 1        # the waiting frame is stale: replace it
@@ -193,27 +258,28 @@ class LocalizeNode(Node):
     def _on_camera_info(self, msg) -> None:
         self.rates['camera_info'].tick()
         self._camera_info = msg
+        why = self.pipeline.add_camera_info(stamp_ns(msg.header.stamp), msg)
+        if why:
+            self.last['error'] = f'CameraInfo: {why}'
+        with self._info_cv:
+            self._info_cv.notify_all()
 
     def _on_fix(self, msg) -> None:
         self.rates['gnss'].tick()
-        why = self.fixes.add(stamp_ns(msg.header.stamp), msg)
+        why = self.pipeline.add_fix(stamp_ns(msg.header.stamp), msg)
         if why:
             self.counts['bad_fixes'] += 1
             self.last['fix_reason'] = why
+        else:
+            self.seen['gnss_fix'] = time.monotonic()
 
     def _on_odom(self, msg) -> None:
         from ciper_ros.rosmsg.convert import yaw_of
 
         self.rates['odom'].tick()
         p = msg.pose.pose
-        vals = (p.position.x, p.position.y, yaw_of(p.orientation))
-        if not all(math.isfinite(v) for v in vals):
-            return
-        t = stamp_ns(msg.header.stamp)
-        with self._lock:
-            if self._odom and t < self._odom[-1][0] - TIME_JUMP_BACK_S * 1e9:
-                self._odom.clear()
-            self._odom.append((t, *vals))
+        self.pipeline.add_odometry(stamp_ns(msg.header.stamp), p.position.x, p.position.y,
+                                   yaw_of(p.orientation))
 
     def _on_tf_static(self, msg) -> None:
         from ciper_ros.runtime.mount import tf_edges
@@ -224,10 +290,7 @@ class LocalizeNode(Node):
             self.counts['bad_tf'] += 1
             self.last['error'] = f'/tf_static: {e}'
             return
-        with self._lock:
-            for parent, child, T in edges:
-                self._tf_static[child] = (parent, child, T)
-            self._mounts.clear()
+        self.pipeline.add_static_transforms(edges)
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
@@ -235,7 +298,7 @@ class LocalizeNode(Node):
             with self._cv:
                 while self._slot is None and not self._stop:
                     self._cv.wait(0.5)
-                if self._stop:
+                if self._slot is None:             # stopping, and no frame waits
                     return
                 msg, t_recv = self._slot
                 self._slot = None
@@ -253,250 +316,147 @@ class LocalizeNode(Node):
 
     def _handle(self, msg, t_recv: float) -> None:
         from ciper_ros.rosmsg.convert import MessageError
+        from ciper_ros.runtime.pipeline import Frame
 
         self.counts['processed'] += 1
         stamp = stamp_ns(msg.header.stamp)
-        if self._last_stamp is not None and stamp < self._last_stamp:
-            back_s = (self._last_stamp - stamp) * 1e-9
-            if back_s <= TIME_JUMP_BACK_S:
-                self._reject(stamp, f'image stamp {back_s:.3f} s older than the previous '
-                                    'frame (out of order)')
-                return
-            # the clock went back (bag looped, sim restarted): history is void
-            self.fixes.clear()
-            with self._lock:
-                self._odom.clear()
-            self.counts['time_jumps'] += 1
-            self.get_logger().warn(f'time jumped back {back_s:.1f} s: GNSS and odometry '
-                                   'buffers cleared')
-        self._last_stamp = stamp
+        frame_id = str(msg.header.frame_id)
         try:
-            rgb = self.pipeline.decode(msg, self.image_type)
+            rgb, error = self.pipeline.decode(msg, self.image_type), ''
         except MessageError as e:
+            rgb, error = None, f'bad image: {e}'
             self.counts['bad_images'] += 1
-            self._reject(stamp, f'bad image: {e}')
+        if rgb is not None and self.pipeline.needs_camera(rgb):
+            self._wait_for_camera_info(stamp)
+        jumps = self.pipeline.time_jumps
+        rec = self.pipeline.process(Frame(stamp_ns=stamp, image=rgb, frame_id=frame_id,
+                                          error=error))
+        if self.pipeline.time_jumps != jumps:   # the clock went back: history is void
+            self.outputs.reset()
+            self.counts['time_jumps'] += 1
+            self.get_logger().warn('time jumped back: GNSS and odometry buffers cleared')
+        why = self.pipeline.tf_static.last_error
+        if why:
+            self.last['error'] = why
+        self.last['output'] = rec
+        if not rec.ok:
+            self._reject(stamp, rec.reason)
             return
-        camera = None
-        if self.pipeline.localizer.needs_camera(rgb):      # a forward camera for a panorama model
-            camera, why = self._camera_for(rgb)
-            if camera is None:
-                self._reject(stamp, why)
-                return
-        prior, why, age = self.fixes.prior_at(stamp)
-        out = self.pipeline.process(rgb, stamp, self._mount(str(msg.header.frame_id)), prior,
-                                    prior_reason=why, fix_age_s=age, camera=camera)
-        self.last['output'] = out
-        if not out.ok:
-            self._reject(stamp, out.reason)
-            return
-        self._publish(out, msg.header.stamp)
+        self._publish(rec, msg.header.stamp)
         self.counts['localized'] += 1
         self.last['ok'] = True
         self._processing_ms.append(1e3 * (time.monotonic() - t_recv))
         self._latency_ms.append(1e-6 * (self.get_clock().now().nanoseconds - stamp))
 
-    def _camera_for(self, rgb: np.ndarray):
-        """(PinholeCamera, '') from the latest CameraInfo matching the image, or (None, why)."""
-        from ciper_ros.rosmsg.convert import camera_info_to_camera, MessageError
+    def _wait_for_camera_info(self, stamp: int) -> None:
+        """Give the CameraInfo with the image's stamp ``camera_info_wait_s`` to arrive.
 
-        info = self._camera_info
-        if info is None:
-            return None, (f'a {rgb.shape[1]}x{rgb.shape[0]} forward camera image needs its '
-                          f'intrinsics: no CameraInfo on {self.params.camera_info_topic}')
-        try:
-            cam = camera_info_to_camera(info)
-        except MessageError as e:
-            return None, str(e)
-        if (cam.width, cam.height) != (rgb.shape[1], rgb.shape[0]):
-            return None, (f'CameraInfo is {cam.width}x{cam.height}, the image '
-                          f'{rgb.shape[1]}x{rgb.shape[0]}')
-        return cam, ''
-
-    def _mount(self, camera_frame: str):
-        from ciper_ros.runtime.mount import mount_or_default
-
-        with self._lock:
-            if camera_frame in self._mounts:
-                return self._mounts[camera_frame]
-            edges = list(self._tf_static.values())
-        mount, why = mount_or_default(edges, base_frame=self.params.base_frame,
-                                      camera_frame=camera_frame, default=self.param_mount)
-        if why:
-            self.last['error'] = why
-        with self._lock:
-            self._mounts[camera_frame] = mount
-        return mount
-
-    def _odom_at(self, stamp: int):
-        """Return the odometry pose (t, x, y, yaw) at ``stamp``, or None.
-
-        Interpolated between the two messages around it (at most ODOM_GAP_S apart), else the
-        nearest message within ODOM_TOLERANCE_S.
+        Cameras publish image and CameraInfo with one stamp, but the two may arrive in either
+        order: waiting for the matching one (not taking whichever came last) makes the result
+        independent of arrival timing, as it is offline.
         """
-        with self._lock:
-            odom = list(self._odom)
-        before = [o for o in odom if o[0] <= stamp]
-        after = [o for o in odom if o[0] > stamp]
-        if before and after:
-            a, b = max(before, key=lambda o: o[0]), min(after, key=lambda o: o[0])
-            if (b[0] - a[0]) * 1e-9 <= ODOM_GAP_S:
-                w = (stamp - a[0]) / (b[0] - a[0])
-                dyaw = math.remainder(b[3] - a[3], 2 * math.pi)
-                return (stamp, a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2]),
-                        a[3] + w * dyaw)
-        near = min(odom, key=lambda o: abs(o[0] - stamp), default=None)
-        if near is not None and abs(near[0] - stamp) <= ODOM_TOLERANCE_S * 1e9:
-            return near
-        return None
+        buf = self.pipeline.camera_infos
+        deadline = time.monotonic() + self.params.camera_info_wait_s
+        with self._info_cv:
+            while not buf.has_exact(stamp) and not (buf.newest_ns() or -1) >= stamp:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop:
+                    return
+                self._info_cv.wait(left)
 
-    # ------------------------------------------------------------------ outputs
-    def _publish(self, out, stamp) -> None:
-        from geometry_msgs.msg import (
-            PoseStamped,
-            PoseWithCovarianceStamped,
-            TransformStamped,
-        )
-        from sensor_msgs.msg import NavSatFix
-        from tf2_msgs.msg import TFMessage
-
-        from ciper_ros.rosmsg.convert import (
-            fill_fix_estimate,
-            fill_pose,
-            fill_transform,
-            map_to_odom,
-            pose_covariance_6x6,
-        )
-
-        p = self.params
-        x, y = float(out.xy_m[0]), float(out.xy_m[1])
-        ps = PoseStamped()
-        ps.header.stamp, ps.header.frame_id = stamp, p.map_frame
-        fill_pose(ps.pose, x, y, out.yaw_rad)
-        pc = PoseWithCovarianceStamped()
-        pc.header = ps.header
-        pc.pose.pose = ps.pose
-        pc.pose.covariance = pose_covariance_6x6(out.covariance)
-        fix = fill_fix_estimate(NavSatFix(), out.lat_deg, out.lon_deg, out.covariance)
-        fix.header.stamp, fix.header.frame_id = stamp, p.base_frame
-        self.pub_pose.publish(ps)
-        self.pub_pose_cov.publish(pc)
-        self.pub_fix.publish(fix)
-        if not p.publish_tf:
-            return
-        tf = TransformStamped()
-        tf.header.stamp, tf.header.frame_id = stamp, p.map_frame
-        odom = self._odom_at(out.stamp_ns) if p.odom_topic else None
-        if odom is None:                      # debug frame: where we think base_link is
-            tf.child_frame_id = p.debug_child_frame
-            fill_transform(tf, x, y, out.yaw_rad)
-        else:
-            tf.child_frame_id = p.odom_frame
-            fill_transform(tf, *map_to_odom(x, y, out.yaw_rad, odom[1:]))
-        self.pub_tf.publish(TFMessage(transforms=[tf]))
-
-    def diagnostic_values(self) -> dict:
-        """Everything the diagnostics message reports, as plain values."""
-        out = self.last['output']
-        vals = dict(self.counts)
-        vals.update({f'{k}_rate_hz': round(m.rate_hz(), 2) for k, m in self.rates.items()})
-        vals['last_rejection'] = self.last['reason']
-        vals['last_rejection_stamp'] = self.last['reason_stamp']
-        vals['last_gnss_rejection'] = self.last['fix_reason']
-        vals['last_error'] = self.last['error']
-        newest = self.fixes.newest_ns()
+    def buffer_values(self) -> dict:
+        """Return what the sensor buffers hold, for diagnostics (GNSS, odometry, mounts)."""
+        pipe, vals = self.pipeline, {}
+        newest = pipe.fixes.newest_ns()
         now = self.get_clock().now().nanoseconds
         vals['gnss_age_s'] = round((now - newest) * 1e-9, 3) if newest else math.nan
-        vals['gnss_buffered'] = len(self.fixes)
-        with self._lock:
-            vals['odom_buffered'] = len(self._odom)
-        if out is not None:
-            vals['last_stamp'] = f'{out.stamp_ns * 1e-9:.3f}'
-            vals['last_fix_age_s'] = out.fix_age_s
-            vals['candidates'] = out.candidates
-            vals['score'] = out.score
-            c = out.covariance
-            if np.all(np.isfinite(c)):
-                vals['sigma_x_m'] = math.sqrt(c[0, 0])
-                vals['sigma_y_m'] = math.sqrt(c[1, 1])
-                vals['sigma_yaw_deg'] = math.degrees(math.sqrt(c[2, 2]))
-                vals['covariance_xy_yaw'] = ' '.join(f'{v:.4g}' for v in c.ravel())
-            for stage, ms in out.timings_ms.items():
-                vals[f'time_{stage}_ms'] = ms
-        for name, q in (('latency', self._latency_ms), ('processing', self._processing_ms)):
-            if q:
-                vals[f'{name}_median_ms'] = float(np.median(q))
-                vals[f'{name}_p95_ms'] = float(np.percentile(q, 95))
+        vals['gnss_buffered'] = len(pipe.fixes)
         cam = self._camera_info
         if cam is not None and cam.k[0] > 0:
             vals['camera_hfov_deg'] = math.degrees(2 * math.atan(cam.width / (2 * cam.k[0])))
-        with self._lock:
-            mounts = dict(self._mounts)
-            vals['tf_static_edges'] = len(self._tf_static)
+        vals['camera_info_buffered'] = len(pipe.camera_infos)
+        vals['odom_buffered'] = len(pipe.odometry)
+        mounts = pipe.tf_static.mounts()
+        vals['tf_static_edges'] = len(pipe.tf_static)
         vals['camera_mount'] = '; '.join(f'{f or "?"}: {m.source} ({m.x_m:.2f}, {m.y_m:.2f} m, '
                                          f'{math.degrees(m.yaw_rad):.1f} deg)'
                                          for f, m in mounts.items())
         return vals
 
-    def _publish_diagnostics(self) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    # ------------------------------------------------------------------ outputs
+    def _publish(self, rec, stamp) -> None:
+        self.outputs.publish(stamp, x_m=rec.x_m, y_m=rec.y_m, yaw_rad=rec.yaw_rad,
+                             covariance=rec.covariance, lat_deg=rec.lat_deg,
+                             lon_deg=rec.lon_deg,
+                             map_to_odom=rec.map_to_odom if self.params.odom_topic else None)
+        self.seen['pose'] = time.monotonic()
 
-        vals = self.diagnostic_values()
-        st = DiagnosticStatus()
-        st.name = f'{self.get_name()}: localization'
-        st.hardware_id = 'ciper_ros'
-        if not self._worker.is_alive():
-            st.level, st.message = DiagnosticStatus.ERROR, 'localization worker stopped'
-        elif self.counts['received'] == 0:
-            st.level, st.message = DiagnosticStatus.WARN, f'no images on {self.image_topic}'
-        elif self.last['ok']:
-            st.level, st.message = DiagnosticStatus.OK, 'localized'
-        else:
-            st.level = DiagnosticStatus.WARN
-            st.message = f'not localized: {self.last["reason"] or "waiting for a frame"}'
-        st.values = [KeyValue(key=k, value=_fmt(v)) for k, v in vals.items()]
-        arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [st]
-        self.pub_diag.publish(arr)
-
-    def close(self) -> None:
-        """Stop the worker (the frame in progress finishes first)."""
+    def close(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+        """Stop taking frames; the one in progress and the one waiting finish and go out."""
         with self._cv:
             self._stop = True
             self._cv.notify_all()
-        self._worker.join(timeout=30.0)
+        self._worker.join(timeout=timeout_s)
+        if self._worker.is_alive():
+            self.get_logger().warn(f'the frame in progress did not finish in {timeout_s:g} s')
+        self.outputs.flush(FLUSH_TIMEOUT_S)
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return 'nan' if not math.isfinite(v) else f'{v:.4g}'
-    return str(v)
+def _rcl_message(e: Exception) -> str:
+    """Return an rcl error without its source locations (", at /project/src/rcl/...")."""
+    text = str(e).split(', at /')[0]
+    return text.replace('failed to initialize rcl: ', '')
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the node until SIGINT / SIGTERM; 2 for a user's mistake (one line), else 0."""
     if rclpy is None:
         print(f'localize_node needs rclpy (ROS 2 or `make venv`): {_RCLPY_ERROR}',
               file=sys.stderr)
         return 1
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=argv)           # SIGINT and SIGTERM end spin() cleanly
+    args = list(sys.argv if argv is None else argv)
     try:
-        node = LocalizeNode()
-    except (ParameterError, StartupError) as e:
+        check_ros_args(args)
+        # our own handlers: rclpy's shut the context down at once, and the frame in
+        # progress could then not be published
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except ParameterError as e:
+        print(f'localize_node: {e}', file=sys.stderr)
+        return 2
+    except RuntimeError as e:          # rcl refused the command line (RCLError)
+        print(f'localize_node: {_rcl_message(e)}', file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)       # a second one ends the process at once
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        node = LocalizeNode(argv=args)
+    except CiperError as e:
         print(f'localize_node: {e}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)     # returns so that the handler can run
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if rclpy.ok():
-            node.get_logger().info('shutting down')
-        else:                        # a signal already shut the context (and /rosout) down
+            node.get_logger().info('shutting down: finishing the frame in progress')
+        else:                        # the context was shut down from outside
             print(f'[{node.get_name()}] shutting down', file=sys.stderr)
         node.close()
+        executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -1,14 +1,20 @@
-"""The localize node's parameters: one typed definition.
+"""The localize node's parameters: one typed definition, with descriptions and ranges.
 
 Defaults are mirrored in config/localize.yaml (a test keeps them equal); values are
-validated with a message naming the parameter. No rclpy here: the node declares these with
-``declare_parameters``.
+validated with a message naming the parameter. Each field's metadata gives the description
+and range the node declares (so ``ros2 param describe`` says what a parameter is and what it
+may be) and whether it may change at run time (``ros2 param set``); the rest are read once at
+start-up and declared read-only. No rclpy here: the node declares them from
+:func:`describe`, and :func:`check_ros_args` / :func:`parameter_sources` read the command
+line's ``--ros-args`` the way rcl does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 import math
+from pathlib import Path
+import re
 
 from ciper_ros.util.config import unknown_keys
 from ciper_ros.util.errors import UserError
@@ -20,41 +26,80 @@ class ParameterError(UserError):
     """A parameter value the node cannot start with (the message names the parameter)."""
 
 
+def _p(default, doc: str, *, range_: tuple | None = None, dynamic: bool = False):
+    """Declare a parameter field: default, description, inclusive range, run-time settable."""
+    return field(default=default, metadata={'doc': doc, 'range': range_, 'dynamic': dynamic})
+
+
 @dataclass(frozen=True)
 class NodeParams:
-    model: str = ''                      # checkpoint; '' = the shipped default model
-    index: str = ''                      # tile index directory (ciper index build): required
-    map: str = ''                        # map store; '' = the one the index was built from
-    backend: str = 'torch'               # torch | onnxruntime | tensorrt
-    export_dir: str = ''                 # ONNX export (onnxruntime / tensorrt backends)
-    device: str = 'cpu'                  # torch device (torch backend)
-    calibration: str = ''                # covariance scales from `ciper calibrate`
-    image_topic: str = 'image'
-    compressed: bool = False             # subscribe to <image_topic>/compressed
-    camera_info_topic: str = 'camera_info'
-    gnss_topic: str = 'gnss/fix'
-    odom_topic: str = ''                 # '' = no odometry: TF goes to debug_child_frame
-    publish_tf: bool = True              # off when robot_localization owns map->odom
-    map_frame: str = 'map'
-    odom_frame: str = 'odom'
-    base_frame: str = 'base_link'
-    debug_child_frame: str = 'ciper_base_link'
-    camera_x_m: float = 0.0              # base_link -> camera when /tf_static has none
-    camera_y_m: float = 0.0
-    camera_z_m: float = 1.6
-    camera_yaw_rad: float = 0.0
-    top_k: int = 9                       # candidate tiles decoded per frame
-    max_fix_age_s: float = 1.0           # a fix older than this (image stamp) is stale
-    default_fix_sigma_m: float = 5.0     # when a fix reports no covariance
-    max_speed_mps: float = 15.0          # a fix's sigma grows by this times its age
-    max_prior_sigma_m: float = 15.0      # broader priors: the frame is rejected
-    gate_sigmas: float = 4.0             # reject estimates farther from the prior
-    cache_mb: float = 64.0               # aerial encodings of recently used tiles
-    diagnostics_period_s: float = 1.0
+    model: str = _p('', "checkpoint; '' = the shipped default model")
+    index: str = _p('', 'tile index directory (ciper index build): required')
+    map: str = _p('', "map store; '' = the one the index was built from")
+    backend: str = _p('torch', 'inference backend: torch | onnxruntime | tensorrt')
+    export_dir: str = _p('', 'ONNX export (ciper export) for the onnxruntime / tensorrt '
+                             'backends')
+    device: str = _p('cpu', 'torch device (torch backend), e.g. cpu or cuda:0')
+    calibration: str = _p('', 'covariance scales from `ciper calibrate` (JSON)')
+    image_topic: str = _p('image', 'camera image topic (sensor_msgs/Image)')
+    compressed: bool = _p(False, 'subscribe to <image_topic>/compressed '
+                                 '(sensor_msgs/CompressedImage) instead')
+    camera_info_topic: str = _p('camera_info', 'sensor_msgs/CameraInfo of the camera')
+    gnss_topic: str = _p('gnss/fix', 'sensor_msgs/NavSatFix GNSS prior')
+    odom_topic: str = _p('', "nav_msgs/Odometry for map -> odom; '' = none: TF goes to "
+                             'debug_child_frame')
+    publish_tf: bool = _p(True, 'publish map -> odom (or the debug frame) on /tf; off when '
+                                'robot_localization owns map -> odom', dynamic=True)
+    map_frame: str = _p('map', 'frame of the published poses (ENU at the index datum)')
+    odom_frame: str = _p('odom', 'odometry frame (child of map_frame on /tf)')
+    base_frame: str = _p('base_link', 'vehicle frame the poses are of')
+    debug_child_frame: str = _p('ciper_base_link', 'TF child frame of the pose without '
+                                                   'odometry')
+    camera_x_m: float = _p(0.0, 'base_link -> camera x (m) when /tf_static has none')
+    camera_y_m: float = _p(0.0, 'base_link -> camera y (m) when /tf_static has none')
+    camera_z_m: float = _p(1.6, 'base_link -> camera z (m) when /tf_static has none')
+    camera_yaw_rad: float = _p(0.0, 'base_link -> camera yaw (rad) when /tf_static has none')
+    top_k: int = _p(9, 'candidate tiles decoded per frame', range_=(1, 64), dynamic=True)
+    max_fix_age_s: float = _p(1.0, 'a GNSS fix older than this (image stamp) is stale',
+                              range_=(0.01, 60.0), dynamic=True)
+    default_fix_sigma_m: float = _p(5.0, 'GNSS sigma (m) when a fix reports no covariance',
+                                    range_=(0.1, 1000.0), dynamic=True)
+    max_speed_mps: float = _p(15.0, "a fix's sigma grows by this times its age (m/s)",
+                              range_=(0.0, 100.0), dynamic=True)
+    max_prior_sigma_m: float = _p(15.0, 'broader GNSS priors (m): the frame is rejected',
+                                  range_=(0.1, 1000.0), dynamic=True)
+    camera_info_tolerance_s: float = _p(0.02, 'an image takes the CameraInfo with its stamp, '
+                                              'else the latest one at most this much newer '
+                                              '(s); the worker waits up to '
+                                              'camera_info_wait_s for the one with its stamp',
+                                        range_=(0.0, 10.0))
+    camera_info_wait_s: float = _p(0.1, 'how long a frame waits for the CameraInfo with its '
+                                        'stamp (s)', range_=(0.0, 10.0))
+    gate_sigmas: float = _p(4.0, 'reject estimates farther from the prior (sigmas)',
+                            range_=(0.1, 100.0), dynamic=True)
+    cache_mb: float = _p(64.0, 'aerial encodings of recently used tiles (MiB)',
+                         range_=(0.0, 65536.0))
+    diagnostics_period_s: float = _p(1.0, '/diagnostics period (s, steady clock)',
+                                     range_=(0.01, 60.0))
+    tf_rate_hz: float = _p(20.0, 'map -> odom republished at this rate with the latest '
+                                 'correction (0 = only after each localized frame)',
+                           range_=(0.0, 1000.0))
+    transform_tolerance: float = _p(0.5, 'map -> odom is future-dated by this (s), as Nav2 '
+                                         'AMCL does, so lookups at the latest odometry '
+                                         'succeed between corrections',
+                                    range_=(0.0, 10.0), dynamic=True)
+    stale_after_s: float = _p(2.0, 'diagnostics WARN / ERROR when images, GNSS fixes or '
+                                   'poses are older than this (s)',
+                              range_=(0.1, 3600.0), dynamic=True)
 
     @classmethod
     def defaults(cls) -> dict:
         return {f.name: f.default for f in fields(cls)}
+
+    @classmethod
+    def dynamic_names(cls) -> frozenset[str]:
+        """Parameters that take effect when set at run time (the rest are read-only)."""
+        return frozenset(f.name for f in fields(cls) if f.metadata['dynamic'])
 
     @classmethod
     def from_dict(cls, values: dict) -> NodeParams:
@@ -94,6 +139,16 @@ class NodeParams:
                          max_speed_mps=self.max_speed_mps,
                          max_prior_sigma_m=self.max_prior_sigma_m)
 
+    def pipeline_config(self):
+        """Return the per-frame settings they set (one place: the node and offline tools)."""
+        from ciper_ros.runtime.mount import Mount
+        from ciper_ros.runtime.pipeline import PipelineConfig
+
+        return PipelineConfig(fix_policy=self.fix_policy(), base_frame=self.base_frame,
+                              mount=Mount(self.camera_x_m, self.camera_y_m,
+                                          self.camera_yaw_rad),
+                              camera_info_tolerance_s=self.camera_info_tolerance_s)
+
     def validate(self) -> None:
         def bad(name: str, why: str) -> ParameterError:
             return ParameterError(f"parameter '{name}' {why} (got {getattr(self, name)!r})")
@@ -111,14 +166,106 @@ class NodeParams:
         for name in ('camera_x_m', 'camera_y_m', 'camera_z_m', 'camera_yaw_rad'):
             if not math.isfinite(getattr(self, name)):
                 raise bad(name, 'must be finite')
-        if not 1 <= self.top_k <= 64:
-            raise bad('top_k', 'must be in 1..64')
-        for name in ('max_fix_age_s', 'default_fix_sigma_m', 'max_prior_sigma_m',
-                     'gate_sigmas', 'diagnostics_period_s'):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise bad(name, 'must be a positive number')
-        for name in ('cache_mb', 'max_speed_mps'):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise bad(name, 'must be >= 0')
+        for f in fields(self):
+            rng = f.metadata['range']
+            v = getattr(self, f.name)
+            if rng is None:
+                continue
+            if isinstance(v, int):
+                if not rng[0] <= v <= rng[1]:
+                    raise bad(f.name, f'must be in {rng[0]}..{rng[1]}')
+            elif not (math.isfinite(v) and rng[0] <= v <= rng[1]):
+                raise bad(f.name, f'must be in [{rng[0]:g}, {rng[1]:g}]')
+
+
+def describe(name: str) -> dict:
+    """Return the description, inclusive range (or None) and run-time settability of one."""
+    f = {f.name: f for f in fields(NodeParams)}[name]
+    doc = f.metadata['doc']
+    if not f.metadata['dynamic']:
+        doc += ' (read at start-up: read-only)'
+    return {'description': doc, 'range': f.metadata['range'],
+            'dynamic': f.metadata['dynamic']}
+
+
+# ---------------------------------------------------------------- the command line (rcl's)
+# what rcl needs of a rule at least: 'name:=value' or 'node:name:=value', neither part empty
+# (rcl checks the rest, e.g. the name's characters, and says so itself)
+_RULE = re.compile(r'^(?:(?P<node>[^:=]+):)?(?P<name>[^:=\s][^:=]*):=(?P<value>.+)$',
+                   re.DOTALL)
+
+
+def _ros_args(argv: list[str]) -> list[str]:
+    """Return the tokens between ``--ros-args`` and ``--`` (every such section), as rcl does."""
+    out, inside = [], False
+    for tok in argv:
+        if tok == '--ros-args':
+            inside = True
+        elif tok == '--':
+            inside = False
+        elif inside:
+            out.append(tok)
+    return out
+
+
+def check_ros_args(argv: list[str]) -> None:
+    """Raise ParameterError for a ``-p`` rule rcl cannot parse (before rcl prints its own)."""
+    toks = _ros_args(argv)
+    for k, tok in enumerate(toks):
+        if tok not in ('-p', '--param', '--params-file'):
+            continue
+        if k + 1 >= len(toks):
+            raise ParameterError(f'{tok} needs an argument (-p name:=value, --params-file '
+                                 'FILE)')
+        arg = toks[k + 1]
+        if tok == '--params-file':
+            if not Path(arg).is_file():
+                raise ParameterError(f'--params-file {arg}: no such file')
+        elif not _RULE.match(arg):
+            raise ParameterError(f"malformed parameter rule '{tok} {arg}': want "
+                                 f'{tok} name:=value (e.g. -p top_k:=5)')
+
+
+def _flatten(d: dict, prefix: str = '') -> set[str]:
+    names = set()
+    for k, v in d.items():
+        name = f'{prefix}{k}'
+        names |= _flatten(v, name + '.') if isinstance(v, dict) else {name}
+    return names
+
+
+def parameter_sources(argv: list[str], *, node_name: str,
+                      fully_qualified_name: str) -> tuple[set[str], set[str]]:
+    """(own, shared) parameter names the command line gives this node.
+
+    ``own``: ``-p`` rules (for all nodes or this one) and params-file sections naming this
+    node; a misspelt one is the user's mistake. ``shared``: keys of wildcard sections
+    (``/**``, ``/**/name``...) of a params file shared by several nodes, which may hold
+    other nodes' parameters. Files that cannot be read are left to rcl to report.
+    """
+    import yaml
+
+    own, shared = set(), set()
+    toks = _ros_args(argv)
+    names = {node_name, fully_qualified_name.lstrip('/')}
+    for k, tok in enumerate(toks[:-1]):
+        arg = toks[k + 1]
+        if tok in ('-p', '--param'):
+            m = _RULE.match(arg)
+            if m and (m['node'] is None or m['node'].lstrip('/') in names):
+                own.add(m['name'])
+        elif tok == '--params-file':
+            try:
+                doc = yaml.safe_load(Path(arg).read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            for section, body in (doc.items() if isinstance(doc, dict) else ()):
+                if not isinstance(body, dict) or not isinstance(body.get('ros__parameters'),
+                                                                dict):
+                    continue
+                keys = _flatten(body['ros__parameters'])
+                if '*' in str(section):
+                    shared |= keys
+                elif str(section).lstrip('/') in names:
+                    own |= keys
+    return own, shared

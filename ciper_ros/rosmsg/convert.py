@@ -4,7 +4,9 @@ Functions take and fill message objects by attribute (rclpy's generated classes 
 rosbags ones have the same field names), so they serve the node, bag replay and tests.
 
 * images: sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, mono16, any row padding in
-  ``step``, either endianness) and sensor_msgs/CompressedImage (jpeg, png) <-> RGB uint8
+  ``step``, either endianness) and sensor_msgs/CompressedImage (jpeg, png; the channel
+  order image_transport's compressed plugin writes in ``format``) <-> RGB uint8; degenerate
+  sizes (a side under MIN_IMAGE_SIDE_PX, an aspect beyond MAX_IMAGE_ASPECT) are refused
 * sensor_msgs/CameraInfo -> :class:`~ciper_ros.geo.camera.PinholeCamera`
 * poses: the 6x6 row-major covariance of PoseWithCovariance from our (x, y, yaw) 3x3, with
   the axes we do not estimate (z, roll, pitch) set to a large variance
@@ -22,10 +24,27 @@ from ciper_ros.util.errors import UserError
 ENCODINGS = {'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3), 'rgba8': (np.uint8, 4),
              'bgra8': (np.uint8, 4), 'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1)}
 UNUSED_VARIANCE = 1e6            # z, roll, pitch: "not estimated" for robot_localization
+# no camera we localize makes smaller images or longer strips (a 360 degree panorama is 4:1
+# to 8:1); a 100000x1 image is a broken driver, and OpenCV asserts on some such sizes
+MIN_IMAGE_SIDE_PX = 4
+MAX_IMAGE_ASPECT = 20.0
+MAX_IMAGE_SIDE_PX = 20000
+COMPRESSED_CODECS = ('jpeg', 'jpg', 'png')
 
 
 class MessageError(UserError):
     """A message that cannot be converted (one clear line: what is wrong with it)."""
+
+
+def check_image_size(width: int, height: int) -> None:
+    """Raise MessageError for an image no camera makes (empty, tiny, a strip, huge)."""
+    if width <= 0 or height <= 0:
+        raise MessageError(f'image has zero size ({width}x{height})')
+    short, long = min(width, height), max(width, height)
+    if short < MIN_IMAGE_SIDE_PX or long > MAX_IMAGE_SIDE_PX or long / short > MAX_IMAGE_ASPECT:
+        raise MessageError(f'image is {width}x{height} px: degenerate (sides must be '
+                           f'{MIN_IMAGE_SIDE_PX}..{MAX_IMAGE_SIDE_PX} px, the aspect at most '
+                           f'{MAX_IMAGE_ASPECT:g}:1)')
 
 
 def image_to_rgb(msg) -> np.ndarray:
@@ -36,8 +55,7 @@ def image_to_rgb(msg) -> np.ndarray:
                            f'{", ".join(ENCODINGS)}')
     dtype, channels = ENCODINGS[enc]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise MessageError(f'image has zero size ({w}x{h})')
+    check_image_size(w, h)
     itemsize = np.dtype(dtype).itemsize
     row = w * channels * itemsize
     data = bytes(msg.data)
@@ -60,16 +78,42 @@ def image_to_rgb(msg) -> np.ndarray:
     return np.ascontiguousarray(px[..., :3], dtype=np.uint8)
 
 
+def compressed_channel_order(fmt: str) -> tuple[str, str]:
+    """(codec, channel order of the compressed data: 'bgr' or 'rgb') of a ``format`` string.
+
+    Plain ``jpeg`` / ``png`` is what OpenCV writes (BGR). image_transport's compressed plugin
+    writes ``'<encoding>; <codec> compressed <encoding of the data>'``, e.g. ``'rgb8; jpeg
+    compressed bgr8'`` (the usual: it converts colour to bgr8 first) or ``'rgb8; jpeg
+    compressed rgb8'`` (the data's channels are R, G, B: OpenCV's "B" is red).
+    """
+    f = str(fmt).strip().lower()
+    order = 'bgr'
+    if ';' in f:
+        words = f.split(';', 1)[1].split()
+        codec = words[0] if words else ''
+        if 'compressed' in words and words[-1] != 'compressed' and words[-1].startswith('rgb'):
+            order = 'rgb'
+    else:
+        codec = f
+    if codec not in COMPRESSED_CODECS + ('',):
+        raise MessageError(f'unsupported compressed image format {fmt!r} (jpeg or png, as '
+                           "image_transport's compressed plugin writes them)")
+    return codec, order
+
+
 def compressed_to_rgb(msg) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a sensor_msgs/CompressedImage (jpeg or png)."""
+    """(H, W, 3) uint8 RGB from a sensor_msgs/CompressedImage (jpeg or png, either order)."""
     import cv2
 
+    _, order = compressed_channel_order(msg.format)
     data = np.frombuffer(bytes(msg.data), np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if len(data) else None
     if img is None:
         raise MessageError(f'compressed image ({msg.format!r}, {len(data)} bytes) does not '
                            'decode')
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    check_image_size(int(img.shape[1]), int(img.shape[0]))
+    # OpenCV returns the channels in the order they were stored, calling them B, G, R
+    return np.ascontiguousarray(img if order == 'rgb' else img[..., ::-1])
 
 
 def to_rgb(msg, msgtype: str | None = None) -> np.ndarray:
@@ -100,17 +144,28 @@ def fill_image(msg, rgb: np.ndarray, *, encoding: str = 'rgb8'):
     return msg
 
 
-def fill_compressed(msg, rgb: np.ndarray, *, fmt: str = 'jpeg', quality: int = 90):
+def fill_compressed(msg, rgb: np.ndarray, *, fmt: str = 'jpeg', quality: int = 90,
+                    data_encoding: str | None = None):
+    """Fill a sensor_msgs/CompressedImage from (H, W, 3) RGB uint8.
+
+    ``data_encoding`` None writes the plain ``format`` ('jpeg' / 'png', BGR data as OpenCV
+    writes it); 'bgr8' or 'rgb8' writes image_transport's ``'rgb8; <codec> compressed
+    <data_encoding>'`` with the data's channels in that order.
+    """
     import cv2
 
     ext = {'jpeg': '.jpg', 'jpg': '.jpg', 'png': '.png'}.get(fmt)
     if ext is None:
         raise MessageError(f'cannot compress to {fmt!r} (jpeg, png)')
+    if data_encoding not in (None, 'bgr8', 'rgb8'):
+        raise MessageError(f'cannot store compressed data as {data_encoding!r} (bgr8, rgb8)')
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == '.jpg' else []
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    px = rgb if data_encoding == 'rgb8' else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(ext, px, params)
     if not ok:
         raise MessageError('image encoding failed')
-    msg.format = 'jpeg' if ext == '.jpg' else 'png'
+    codec = 'jpeg' if ext == '.jpg' else 'png'
+    msg.format = codec if data_encoding is None else f'rgb8; {codec} compressed {data_encoding}'
     msg.data = buf.tobytes()
     return msg
 
@@ -170,15 +225,6 @@ def fill_transform(tf, x_m: float, y_m: float, yaw_rad: float):
     q.x = q.y = 0.0
     q.z, q.w = math.sin(yaw_rad / 2.0), math.cos(yaw_rad / 2.0)
     return tf
-
-
-def map_to_odom(x_m: float, y_m: float, yaw_rad: float, odom_xyyaw) -> tuple[float, float,
-                                                                             float]:
-    """Compute T_map_odom = T_map_base * inverse(T_odom_base), all planar (x, y, yaw)."""
-    ox, oy, oyaw = odom_xyyaw
-    yaw = yaw_rad - oyaw
-    c, s = math.cos(yaw), math.sin(yaw)
-    return x_m - (c * ox - s * oy), y_m - (s * ox + c * oy), yaw
 
 
 def yaw_of(q) -> float:

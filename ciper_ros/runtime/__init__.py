@@ -1,1 +1,33 @@
-"""Runtime: what runs on the vehicle, independent of ROS (tile index, localizer, backends)."""
+"""Runtime: what runs on the vehicle, independent of ROS (tile index, localizer, backends).
+
+The public API is re-exported here and imported on first use (PEP 562), so importing a
+light module such as ``ciper_ros.runtime.gnss`` does not load torch::
+
+    from ciper_ros.runtime import open_localizer, Prior
+    loc = open_localizer(index='city_index')
+    result = loc.localize(rgb, Prior(48.137, 11.575, sigma_m=10.0))
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    'Localizer': 'localizer', 'LocalizerConfig': 'localizer', 'Prior': 'localizer',
+    'LocalizationResult': 'localizer', 'open_localizer': 'assemble',
+    'FramePipeline': 'pipeline', 'PipelineConfig': 'pipeline', 'Frame': 'pipeline',
+    'TileIndex': 'index', 'build_index': 'index',
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(f'{__name__}.{_EXPORTS[name]}'), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from ciper_ros.geo.se2 import SE2
+
 
 @dataclass(frozen=True)
 class Mount:
@@ -27,6 +29,10 @@ class Mount:
     y_m: float = 0.0
     yaw_rad: float = 0.0
     source: str = 'parameters'       # or 'tf_static: base_link -> ... -> camera'
+
+    @property
+    def T_base_camera(self) -> SE2:
+        return SE2(self.x_m, self.y_m, self.yaw_rad, parent='base_link', child='camera')
 
 
 def tf_edges(msg) -> list[tuple[str, str, np.ndarray]]:
@@ -95,24 +101,24 @@ def base_from_camera(xy_m: np.ndarray, yaw_rad: float, cov: np.ndarray,
                      mount: Mount) -> tuple[np.ndarray, float, np.ndarray]:
     """base_link pose and (x, y, yaw) covariance from the camera's, through the mount.
 
-    ``yaw_base = yaw_cam - mount.yaw``; ``xy_base = xy_cam - R(yaw_base) @ offset``. The
-    covariance is propagated to first order, so heading uncertainty grows the position
-    uncertainty by the lever arm of the offset.
+    ``T_map_base = T_map_camera @ T_base_camera.inv()``. The covariance is propagated to
+    first order, so heading uncertainty grows the position uncertainty by the lever arm of
+    the offset.
     """
-    yaw_b = math.remainder(float(yaw_rad) - mount.yaw_rad, 2 * math.pi)
-    c, s = math.cos(yaw_b), math.sin(yaw_b)
-    off = np.array([c * mount.x_m - s * mount.y_m, s * mount.x_m + c * mount.y_m])
-    xy_b = np.asarray(xy_m, np.float64) - off
+    T_map_cam = SE2(float(xy_m[0]), float(xy_m[1]), float(yaw_rad), parent='map',
+                    child='camera')
+    T_map_base = T_map_cam @ mount.T_base_camera.inv()
+    off = T_map_cam.xy_m - T_map_base.xy_m                  # R(yaw_base) @ mount offset
     J = np.eye(3)
     J[0, 2], J[1, 2] = off[1], -off[0]          # d(xy_b)/d(yaw) = -d(R off)/d(yaw)
     cov_b = J @ np.asarray(cov, np.float64) @ J.T
-    return xy_b, yaw_b, cov_b
+    return T_map_base.xy_m, T_map_base.yaw_rad, cov_b
 
 
 def camera_from_base(xy_m: np.ndarray, yaw_rad: float, mount: Mount) -> tuple[np.ndarray,
                                                                                float]:
     """Invert :func:`base_from_camera` for the pose (truth, tests)."""
-    c, s = math.cos(yaw_rad), math.sin(yaw_rad)
-    xy_c = np.asarray(xy_m, np.float64) + [c * mount.x_m - s * mount.y_m,
-                                           s * mount.x_m + c * mount.y_m]
-    return xy_c, math.remainder(float(yaw_rad) + mount.yaw_rad, 2 * math.pi)
+    T_map_base = SE2(float(xy_m[0]), float(xy_m[1]), float(yaw_rad), parent='map',
+                     child='base_link')
+    T_map_cam = T_map_base @ mount.T_base_camera
+    return T_map_cam.xy_m, T_map_cam.yaw_rad

@@ -1,9 +1,21 @@
-"""One camera frame -> a base_link pose: the node's work, without rclpy.
+"""One camera frame -> a base_link pose: the one per-frame path of every tool (no rclpy).
 
-The node and ``ciper bag eval`` (offline) both call :meth:`FramePipeline.process`, so a bag
-replayed through the live node and the same bag evaluated offline go through identical
-code: decode, the prior (chosen by :class:`~ciper_ros.runtime.gnss.FixBuffer` in both), the
-Localizer, camera -> base_link through the mount.
+The node, ``ciper localize``, ``ciper calibrate``, ``ciper bag eval`` (offline, and the node
+it runs online) and the chained evaluation all call :meth:`FramePipeline.process`, so the
+same frame gets the same result everywhere. For each frame, in order:
+
+1. stamp guard: a frame older than the previous one is refused (out of order), or, when
+   the clock went back more than ``TIME_JUMP_BACK_S`` (bag looped, sim restarted), the
+   sensor buffers are cleared first;
+2. the image itself (decode errors, degenerate sizes: a counted bad image);
+3. intrinsics for a forward camera of a panorama model: the CameraInfo matched by stamp;
+4. the prior: the latest valid GNSS fix at or before the stamp (``runtime.gnss``), unless
+   the caller gives one;
+5. the camera mount (``/tf_static`` chain to the image's frame, else the parameters);
+6. :meth:`Localizer.localize`, then camera -> base_link through the mount;
+7. map -> odom from odometry interpolated at the image stamp, when odometry is buffered.
+
+The result is one :class:`~ciper_ros.metrics.frames.FrameRecord`.
 """
 
 from __future__ import annotations
@@ -14,48 +26,93 @@ import time
 
 import numpy as np
 
+from ciper_ros.geo.camera import PinholeCamera
+from ciper_ros.geo.se2 import SE2
+from ciper_ros.metrics.frames import FrameRecord
 from ciper_ros.rosmsg.convert import MessageError, to_rgb
-from ciper_ros.runtime.localizer import LocalizationResult, Localizer, Prior
+from ciper_ros.runtime.gnss import FixBuffer, FixPolicy
+from ciper_ros.runtime.localizer import Localizer, Prior
 from ciper_ros.runtime.mount import base_from_camera, Mount
+from ciper_ros.runtime.sensors import (
+    CameraInfoBuffer,
+    OdometryBuffer,
+    StaticTransforms,
+    TIME_JUMP_BACK_S,
+)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the per-frame path needs besides the Localizer (the node's parameters imply it)."""
+
+    fix_policy: FixPolicy = field(default_factory=FixPolicy)
+    base_frame: str = 'base_link'
+    mount: Mount = field(default_factory=Mount)      # when /tf_static does not reach the camera
+    camera_info_tolerance_s: float = 0.02
+    odom_max_gap_s: float = 0.5
+    odom_tolerance_s: float = 0.05
 
 
 @dataclass
-class FrameOutput:
-    """What one frame produced. Poses are base_link in the map (index ENU) frame."""
+class Frame:
+    """One camera frame as it enters the pipeline.
+
+    ``image``: (H, W, 3) uint8 RGB, or None with ``error`` (a message that did not decode).
+    ``prior`` / ``camera``: given by the caller (an image folder with ``--prior``, the
+    chained evaluation); None to take them from the GNSS fixes and CameraInfo buffered.
+    """
 
     stamp_ns: int
-    ok: bool
-    reason: str = ''
-    xy_m: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
-    yaw_rad: float = math.nan
-    covariance: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan))
-    lat_deg: float = math.nan
-    lon_deg: float = math.nan
-    prior_sigma_m: float = math.nan
-    prior_latlon_deg: tuple[float, float] | None = None
-    fix_age_s: float = math.nan
-    score: float = math.nan
-    candidates: int = 0
-    timings_ms: dict = field(default_factory=dict)
-    camera: LocalizationResult | None = None
-
-    def row(self) -> dict:
-        c = self.covariance
-        return {'stamp_ns': self.stamp_ns, 'ok': self.ok, 'reason': self.reason,
-                'x_m': float(self.xy_m[0]), 'y_m': float(self.xy_m[1]),
-                'yaw_rad': self.yaw_rad, 'lat_deg': self.lat_deg, 'lon_deg': self.lon_deg,
-                'sigma_x_m': math.sqrt(max(c[0, 0], 0)) if np.isfinite(c[0, 0]) else math.nan,
-                'sigma_y_m': math.sqrt(max(c[1, 1], 0)) if np.isfinite(c[1, 1]) else math.nan,
-                'sigma_yaw_rad': math.sqrt(max(c[2, 2], 0))
-                if np.isfinite(c[2, 2]) else math.nan,
-                'prior_sigma_m': self.prior_sigma_m, 'fix_age_s': self.fix_age_s,
-                'score': self.score, 'candidates': self.candidates,
-                'total_ms': self.timings_ms.get('total', math.nan)}
+    image: np.ndarray | None
+    frame_id: str = ''
+    name: str = ''
+    error: str = ''
+    prior: Prior | None = None
+    camera: PinholeCamera | None = None
 
 
 class FramePipeline:
-    def __init__(self, *, localizer: Localizer) -> None:
+    """The sensor buffers of one camera stream and the per-frame path through the Localizer."""
+
+    def __init__(self, *, localizer: Localizer, config: PipelineConfig = PipelineConfig(),
+                 use_gnss: bool = True) -> None:
         self.localizer = localizer
+        self.config = config
+        self.use_gnss = use_gnss
+        self.fixes = FixBuffer(config.fix_policy)
+        self.camera_infos = CameraInfoBuffer(tolerance_s=config.camera_info_tolerance_s)
+        self.odometry = OdometryBuffer(max_gap_s=config.odom_max_gap_s,
+                                       tolerance_s=config.odom_tolerance_s)
+        self.tf_static = StaticTransforms(base_frame=config.base_frame, default=config.mount)
+        self.last_stamp_ns: int | None = None
+        self.time_jumps = 0
+        self.bad_images = 0
+
+    # ------------------------------------------------------------------ inputs
+    def add_fix(self, stamp_ns: int, msg) -> str | None:
+        """Buffer a NavSatFix; the reason it was refused, or None."""
+        return self.fixes.add(stamp_ns, msg)
+
+    def add_camera_info(self, stamp_ns: int, msg) -> str | None:
+        """Buffer a CameraInfo; the reason it was refused, or None."""
+        from ciper_ros.rosmsg.convert import camera_info_to_camera
+
+        try:
+            self.camera_infos.add(stamp_ns, camera_info_to_camera(msg))
+        except MessageError as e:
+            return str(e)
+        return None
+
+    def add_odometry(self, stamp_ns: int, x_m: float, y_m: float, yaw_rad: float) -> None:
+        if all(math.isfinite(v) for v in (x_m, y_m, yaw_rad)):
+            self.odometry.add(stamp_ns, SE2(x_m, y_m, yaw_rad, parent='odom',
+                                            child='base_link'))
+
+    def add_static_transforms(self, edges) -> None:
+        self.tf_static.add(edges)
+
+    def needs_camera(self, image: np.ndarray) -> bool:
+        return self.localizer.needs_camera(image)
 
     def decode(self, msg, msgtype: str | None = None) -> np.ndarray:
         """RGB of an Image / CompressedImage message; MessageError says what is wrong."""
@@ -66,36 +123,75 @@ class FramePipeline:
         except Exception as e:       # anything a malformed message trips inside OpenCV/numpy
             raise MessageError(f'image message cannot be read: {e}') from None
 
-    def process(self, rgb: np.ndarray, stamp_ns: int, mount: Mount, prior: Prior | None, *,
-                prior_reason: str = 'no GNSS prior', fix_age_s: float = math.nan,
-                camera=None) -> FrameOutput:
-        """Localize one decoded frame; never raises for bad data (the reason is returned).
-
-        ``prior``, ``prior_reason``, ``fix_age_s``: what ``FixBuffer.prior_at`` returned.
-        ``camera``: intrinsics of a forward camera's image (resampled for a panorama model).
-        """
+    # ------------------------------------------------------------------ the frame
+    def process(self, frame: Frame) -> FrameRecord:
+        """Localize one frame; never raises for bad data (the record says why)."""
         t0 = time.perf_counter()
-        out = FrameOutput(stamp_ns=stamp_ns, ok=False, fix_age_s=fix_age_s)
-        if prior is None:
-            out.reason = prior_reason
-            return out
-        out.prior_sigma_m = prior.sigma_m
-        out.prior_latlon_deg = (prior.lat_deg, prior.lon_deg)
+        stamp = int(frame.stamp_ns)
+        rec = FrameRecord(stamp_ns=stamp, name=frame.name or str(stamp))
+        if self.last_stamp_ns is not None and stamp < self.last_stamp_ns:
+            back_s = (self.last_stamp_ns - stamp) * 1e-9
+            if back_s <= TIME_JUMP_BACK_S:
+                rec.reason = (f'image stamp {back_s:.3f} s older than the previous frame '
+                              '(out of order)')
+                return rec
+            self.reset_history()               # the clock went back: history is void
+            self.time_jumps += 1
+        self.last_stamp_ns = stamp
+        if frame.image is None:
+            self.bad_images += 1
+            rec.reason = frame.error or 'bad image'
+            return rec
+        camera = frame.camera
+        if camera is None and self.localizer.needs_camera(frame.image):
+            h, w = frame.image.shape[:2]
+            camera, why = self.camera_infos.at(stamp)
+            if camera is None:
+                rec.reason = f'a {w}x{h} forward camera image needs its intrinsics: {why}'
+                return rec
+            if (camera.width, camera.height) != (w, h):
+                rec.reason = f'CameraInfo is {camera.width}x{camera.height}, the image {w}x{h}'
+                return rec
+        prior, why = frame.prior, 'no prior'
+        if prior is None and self.use_gnss:
+            prior, why, rec.fix_age_s = self.fixes.prior_at(stamp)
+        if prior is None and self.use_gnss:
+            rec.reason = why
+            return rec
+        plane = self.localizer.index.plane
+        if prior is not None:
+            rec.prior_sigma_m = prior.sigma_m
+            rec.prior_latlon_deg = (prior.lat_deg, prior.lon_deg)
+            rec.prior_x_m, rec.prior_y_m = (float(v) for v in plane.xy_m_from_latlon(
+                np.array([[prior.lat_deg, prior.lon_deg]]))[0])
+        mount = self.tf_static.mount(frame.frame_id)
+        rec.mount_source = mount.source
         try:
-            res = self.localizer.localize(rgb, prior, camera=camera)
+            res = self.localizer.localize(frame.image, prior, camera=camera)
         except ValueError as e:               # wrong image size / camera for the model
-            out.reason = str(e)
-            return out
-        out.camera = res
-        out.timings_ms = dict(res.timings_ms)
-        out.candidates = len(res.candidates)
-        out.score = res.score
-        out.reason = res.reason
+            rec.reason = str(e)
+            return rec
+        rec.timings_ms = dict(res.timings_ms)
+        rec.candidates = len(res.candidates)
+        rec.candidate_tiles = tuple(int(c) for c in res.candidates)
+        rec.score, rec.tile_id, rec.reason = float(res.score), int(res.tile_id), res.reason
         if math.isfinite(res.yaw_rad):
+            rec.camera_xy_yaw = (float(res.xy_m[0]), float(res.xy_m[1]), float(res.yaw_rad))
+            rec.camera_covariance = np.asarray(res.covariance, np.float64)
             xy, yaw, cov = base_from_camera(res.xy_m, res.yaw_rad, res.covariance, mount)
-            lat, lon = self.localizer.index.plane.latlon_from_xy_m(xy[None])[0]
-            out.xy_m, out.yaw_rad, out.covariance = xy, yaw, cov
-            out.lat_deg, out.lon_deg = float(lat), float(lon)
-        out.ok = bool(res.ok) and math.isfinite(out.yaw_rad)
-        out.timings_ms['pipeline'] = 1e3 * (time.perf_counter() - t0)
-        return out
+            lat, lon = plane.latlon_from_xy_m(xy[None])[0]
+            rec.x_m, rec.y_m, rec.yaw_rad, rec.covariance = float(xy[0]), float(xy[1]), yaw, cov
+            rec.lat_deg, rec.lon_deg = float(lat), float(lon)
+            T_odom_base = self.odometry.at(stamp)
+            if T_odom_base is not None:
+                T_map_odom = SE2(rec.x_m, rec.y_m, yaw, parent='map',
+                                 child='base_link') @ T_odom_base.inv()
+                rec.map_to_odom = (T_map_odom.x_m, T_map_odom.y_m, T_map_odom.yaw_rad)
+        rec.ok = bool(res.ok) and math.isfinite(rec.yaw_rad)
+        rec.timings_ms['pipeline'] = 1e3 * (time.perf_counter() - t0)
+        return rec
+
+    def reset_history(self) -> None:
+        """Forget buffered fixes and odometry (the clock went back)."""
+        self.fixes.clear()
+        self.odometry.clear()
