@@ -59,8 +59,6 @@ def one_error_line(r, *fragments):
     IsADirectoryError(21, 'Is a directory', 'out'),
     NotADirectoryError(20, 'Not a directory', 'f/x'),
     PermissionError(13, 'Permission denied', '/root/x'),
-    # until main() narrows its catch to CiperError (then this case moves to the bugs below)
-    ValueError('a user mistake still raised as a plain ValueError'),
 ])
 def test_user_errors_are_one_line_and_exit_2(exc, capsys):
     def handler(args):
@@ -71,7 +69,8 @@ def test_user_errors_are_one_line_and_exit_2(exc, capsys):
 
 
 @pytest.mark.parametrize('exc', [RuntimeError('a bug'), KeyError('a bug'), TypeError('bug'),
-                                 AssertionError('bug'), OSError(5, 'Input/output error')])
+                                 AssertionError('bug'), OSError(5, 'Input/output error'),
+                                 ValueError('a bug: a plain ValueError is not a user error')])
 def test_a_bug_keeps_its_traceback(exc):
     def handler(args):
         raise exc

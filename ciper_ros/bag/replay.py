@@ -102,7 +102,7 @@ class BagPlayer:
             pubs['/clock'] = self._clock_pub
         unknown = sorted(set(topics) - set(pubs))
         if unknown:
-            raise ValueError(f'cannot wait for {unknown}: not replayed from {self.bag}')
+            raise UserError(f'cannot wait for {unknown}: not replayed from {self.bag}')
         t0 = time.monotonic()
         while True:
             waiting = [t for t in topics if pubs[t].get_subscription_count() < 1]

@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from ciper_ros.util.errors import UserError
+
 
 @dataclass(frozen=True)
 class GeometricConfig:
@@ -94,7 +96,7 @@ def localize_in_crop(ground: np.ndarray, aerial: np.ndarray, *, m_per_px: float,
     import cv2
 
     if ground_kind not in ('panorama', 'pinhole'):
-        raise ValueError(f"ground_kind must be 'panorama' or 'pinhole', got {ground_kind!r}")
+        raise UserError(f"ground_kind must be 'panorama' or 'pinhole', got {ground_kind!r}")
     a = _as_float(aerial)
     side = a.shape[0]
     view_px = 2 * int(round(cfg.view_radius_m / m_per_px))

@@ -45,7 +45,8 @@ def _localizer_args(p: argparse.ArgumentParser, *, images: str) -> None:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser('localize', help='localize the frames of an image folder or a '
-                              'rosbag2 against a tile index; CSV or JSON out')
+                              'recording (rosbag2, ROS 1) against a tile index; CSV or JSON '
+                              'out')
     _localizer_args(p, images='image folder, rosbag2 (folder or file) or ROS 1 bag')
     p.add_argument('--prior', type=latlon_sigma,
                    help='LAT,LON[,SIGMA_M] for every frame (folders; bags use their GNSS '

@@ -21,9 +21,10 @@ GROUPS = (maps, synth, train, index, localize, model, bag, demo)   # the order o
 # Path mistakes the user can fix, raised by open() / mkdir() / os.replace() anywhere.
 PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
                PermissionError)
-# What is printed as one line with exit 2. ValueError is here only while some code still
-# raises it for user mistakes; narrowing to CiperError is deleting it from this tuple.
-USER_ERRORS: tuple[type[BaseException], ...] = (CiperError, *PATH_ERRORS, ValueError)
+# What is printed as one line with exit 2: our own user errors (util.errors: every
+# user-facing error type derives from CiperError) and path mistakes. A plain ValueError is a
+# bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (CiperError, *PATH_ERRORS)
 
 
 def build_parser() -> argparse.ArgumentParser:

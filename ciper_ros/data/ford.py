@@ -36,6 +36,7 @@ from ciper_ros.data.common import DatasetError, rotate_xy, satmap_labels, Satmap
 from ciper_ros.data.kitti import satmap_m_per_px
 from ciper_ros.geo.enu import LocalTangentPlane
 from ciper_ros.geo.heading import yaw_rad_from_bearing_rad
+from ciper_ros.util.errors import UserError
 
 TRAIN_FILE = 'grd_sat_quaternion_latlon.txt'
 TEST_FILE = 'grd_sat_quaternion_latlon_test.txt'
@@ -85,9 +86,9 @@ class FordConfig:
 
     def __post_init__(self) -> None:
         if self.split not in ('train', 'test'):
-            raise ValueError(f"FordConfig.split must be 'train' or 'test', got {self.split!r}")
+            raise UserError(f"FordConfig.split must be 'train' or 'test', got {self.split!r}")
         if not 0 < self.rotation_range_deg <= 180:
-            raise ValueError('rotation_range_deg must be in (0, 180]')
+            raise UserError('rotation_range_deg must be in (0, 180]')
 
 
 class FordDataset(SatmapQueries):

@@ -39,6 +39,7 @@ import numpy as np
 from ciper_ros.data.common import DatasetError, rotate_xy, satmap_labels, SatmapQueries
 from ciper_ros.geo.enu import LocalTangentPlane
 from ciper_ros.geo.mercator import ground_resolution_m_per_px
+from ciper_ros.util.errors import UserError
 
 SPLIT_FILES = {'train': 'train_files.txt', 'test1': 'test1_files.txt',
                'test2': 'test2_files.txt'}
@@ -94,10 +95,10 @@ class KittiConfig:
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_FILES:
-            raise ValueError(f'KittiConfig.split must be one of {tuple(SPLIT_FILES)}, '
+            raise UserError(f'KittiConfig.split must be one of {tuple(SPLIT_FILES)}, '
                              f'got {self.split!r}')
         if not 0 < self.rotation_range_deg <= 180:
-            raise ValueError('rotation_range_deg must be in (0, 180]')
+            raise UserError('rotation_range_deg must be in (0, 180]')
 
 
 class KittiDataset(SatmapQueries):

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from ciper_ros.geo.heading import wrap_angle_rad
+from ciper_ros.util.errors import UserError
 
 
 def column_azimuth_rad(u: np.ndarray | float, width: int, yaw_rad: float) -> np.ndarray:
@@ -45,7 +46,7 @@ def limit_fov(pano: np.ndarray, yaw_rad: float, fov_deg: float, *,
     """
     _check_image(pano)
     if not 0.0 < fov_deg <= 360.0:
-        raise ValueError(f'fov_deg must be in (0, 360], got {fov_deg}')
+        raise UserError(f'fov_deg must be in (0, 360], got {fov_deg}')
     w = pano.shape[1]
     centre = yaw_rad if centre_rad is None else centre_rad
     # roll so that the wanted direction sits at the centre column, then cut the middle
@@ -66,4 +67,4 @@ def heading_prior(yaw_rad: float, range_deg: float, rng: np.random.Generator) ->
 
 def _check_image(img: np.ndarray) -> None:
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[1] < 2:
-        raise ValueError(f'expected an (H, W, C) image, got shape {getattr(img, "shape", None)}')
+        raise UserError(f'expected an (H, W, C) image, got shape {getattr(img, "shape", None)}')

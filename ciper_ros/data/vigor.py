@@ -48,6 +48,7 @@ from ciper_ros.geo.mercator import (
     ground_resolution_m_per_px,
     latlon_from_global_px,
 )
+from ciper_ros.util.errors import UserError
 
 CITIES = ('NewYork', 'Seattle', 'SanFrancisco', 'Chicago')
 CROSS_AREA_CITIES = {'train': ('NewYork', 'Seattle'), 'test': ('SanFrancisco', 'Chicago')}
@@ -100,7 +101,7 @@ class VigorConfig:
         for name, allowed in (('area', ('same', 'cross')), ('split', ('train', 'test')),
                               ('heading', ('unknown', 'prior', 'north'))):
             if getattr(self, name) not in allowed:
-                raise ValueError(f'VigorConfig.{name} must be one of {allowed}, '
+                raise UserError(f'VigorConfig.{name} must be one of {allowed}, '
                                  f'got {getattr(self, name)!r}')
 
 

@@ -29,6 +29,7 @@ import time
 
 from ciper_ros.experiments.recipe import ModelRecipe, TEST_SEED, VAL_SEED, validation_curve
 from ciper_ros.util.atomic import atomic_path, atomic_write_text
+from ciper_ros.util.errors import UserError
 
 MODEL_FILE = Path('models') / 'ciper_t_synthetic.pt'
 CARD_FILE = Path('models') / 'MODEL_CARD.md'
@@ -434,7 +435,7 @@ def check(*, model: str | os.PathLike = MODEL_FILE, card_json: str | os.PathLike
     data = json.loads(Path(card_json).read_text())
     p = Protocol(**data['protocol'])
     if data.get('size_bytes') and Path(model).stat().st_size != data['size_bytes']:
-        raise ValueError(f'{model} is not the checkpoint {card_json} describes (size '
+        raise UserError(f'{model} is not the checkpoint {card_json} describes (size '
                          f'{Path(model).stat().st_size} != {data["size_bytes"]})')
     with tempfile.TemporaryDirectory(prefix='ciper_check_') as tmp:
         if city is None:

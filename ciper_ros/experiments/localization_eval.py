@@ -24,6 +24,7 @@ import numpy as np
 from ciper_ros.metrics.frames import FrameRecord
 from ciper_ros.metrics.frames import summarize as summarize_frames
 from ciper_ros.runtime.pipeline import Frame, FramePipeline
+from ciper_ros.util.errors import UserError
 
 FORWARD_CAMERA = {'width': 512, 'height': 288, 'hfov_deg': 90.0}   # a KITTI/Ford-like camera
 
@@ -52,7 +53,7 @@ def chained_frames(*, world, plane, crop_side_m: float, model_config, n: int,
     from ciper_ros.synth.render import CameraPose, GroundRenderer
 
     if camera not in ('native', 'forward'):
-        raise ValueError(f"camera must be 'native' or 'forward', got {camera!r}")
+        raise UserError(f"camera must be 'native' or 'forward', got {camera!r}")
     mc = model_config
     cam_cfg = PairConfig.for_model(mc)
     fwd = forward_camera() if camera == 'forward' else None

@@ -20,11 +20,11 @@ class LatLonBounds:
         for name in ('west_deg', 'south_deg', 'east_deg', 'north_deg'):
             object.__setattr__(self, name, float(getattr(self, name)))
         if not (-180.0 <= self.west_deg <= self.east_deg <= 180.0):
-            raise ValueError(
+            raise UserError(
                 f'bounds longitudes must satisfy -180 <= west <= east <= 180, got '
                 f'west={self.west_deg} east={self.east_deg}')
         if not (-90.0 <= self.south_deg <= self.north_deg <= 90.0):
-            raise ValueError(
+            raise UserError(
                 f'bounds latitudes must satisfy -90 <= south <= north <= 90, got '
                 f'south={self.south_deg} north={self.north_deg}')
 
@@ -33,11 +33,11 @@ class LatLonBounds:
         """Parse the MBTiles metadata form 'west,south,east,north'."""
         parts = [p.strip() for p in text.split(',')]
         if len(parts) != 4:
-            raise ValueError(f"bounds must be 'west,south,east,north', got {text!r}")
+            raise UserError(f"bounds must be 'west,south,east,north', got {text!r}")
         try:
             west, south, east, north = (float(p) for p in parts)
         except ValueError:
-            raise ValueError(
+            raise UserError(
                 f"bounds must be four numbers 'west,south,east,north', got {text!r}") from None
         return cls(west, south, east, north)
 

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from ciper_ros.util.errors import UserError
+
 
 @dataclass(frozen=True)
 class PinholeCamera:
@@ -22,19 +24,19 @@ class PinholeCamera:
     def __post_init__(self) -> None:
         if int(self.width) != self.width or int(self.height) != self.height \
                 or self.width < 1 or self.height < 1:
-            raise ValueError(f'camera size must be positive integers, got '
+            raise UserError(f'camera size must be positive integers, got '
                              f'{self.width}x{self.height}')
         for name in ('fx', 'fy', 'cx', 'cy'):
             if not math.isfinite(getattr(self, name)):
-                raise ValueError(f'camera {name} must be finite, got {getattr(self, name)}')
+                raise UserError(f'camera {name} must be finite, got {getattr(self, name)}')
         if self.fx <= 0 or self.fy <= 0:
-            raise ValueError(f'focal lengths must be positive, got fx={self.fx} fy={self.fy}')
+            raise UserError(f'focal lengths must be positive, got fx={self.fx} fy={self.fy}')
 
     @classmethod
     def from_hfov(cls, width: int, height: int, hfov_deg: float) -> PinholeCamera:
         """Square pixels, principal point at the image centre."""
         if not 1.0 <= hfov_deg < 179.0:
-            raise ValueError(f'horizontal FoV must be in [1, 179) degrees, got {hfov_deg}')
+            raise UserError(f'horizontal FoV must be in [1, 179) degrees, got {hfov_deg}')
         f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
         return cls(width, height, f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 

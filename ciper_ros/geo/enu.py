@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pymap3d
 
+from ciper_ros.util.errors import UserError
+
 ArrayLike = float | np.ndarray
 
 
@@ -15,9 +17,9 @@ def _check_latlon(lat_deg: ArrayLike, lon_deg: ArrayLike) -> None:
     lat = np.asarray(lat_deg, dtype=np.float64)
     lon = np.asarray(lon_deg, dtype=np.float64)
     if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
-        raise ValueError('latitude/longitude contain NaN or infinity')
+        raise UserError('latitude/longitude contain NaN or infinity')
     if np.any(np.abs(lat) > 90.0) or np.any(np.abs(lon) > 180.0):
-        raise ValueError(
+        raise UserError(
             f'latitude must be within [-90, 90] and longitude within [-180, 180] degrees, got '
             f'lat in [{lat.min()}, {lat.max()}], lon in [{lon.min()}, {lon.max()}]')
 
@@ -40,7 +42,7 @@ class LocalTangentPlane:
     def __post_init__(self) -> None:
         _check_latlon(self.lat0_deg, self.lon0_deg)
         if not math.isfinite(self.h0_m):
-            raise ValueError(f'datum height must be finite, got {self.h0_m}')
+            raise UserError(f'datum height must be finite, got {self.h0_m}')
 
     def enu_from_geodetic(self, lat_deg: ArrayLike, lon_deg: ArrayLike,
                           h_m: ArrayLike = 0.0) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
@@ -57,7 +59,7 @@ class LocalTangentPlane:
         e = np.asarray(east_m, dtype=np.float64)
         n = np.asarray(north_m, dtype=np.float64)
         if not (np.all(np.isfinite(e)) and np.all(np.isfinite(n))):
-            raise ValueError('east/north contain NaN or infinity')
+            raise UserError('east/north contain NaN or infinity')
         lat, lon, h = pymap3d.enu2geodetic(
             e, n, np.asarray(up_m, dtype=np.float64), self.lat0_deg, self.lon0_deg, self.h0_m)
         return _scalar_or_array(lat), _scalar_or_array(lon), _scalar_or_array(h)

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ciper_ros.geo.bounds import LatLonBounds
+from ciper_ros.util.errors import UserError
 
 # WGS84 semi-major axis: web-mercator projects on a sphere of this radius.
 EARTH_RADIUS_M = 6378137.0
@@ -27,7 +28,7 @@ ArrayLike = float | np.ndarray
 
 def _check_zoom(zoom: int) -> None:
     if int(zoom) != zoom or not (0 <= zoom <= 30):
-        raise ValueError(f'zoom must be an integer in [0, 30], got {zoom}')
+        raise UserError(f'zoom must be an integer in [0, 30], got {zoom}')
 
 
 def ground_resolution_m_per_px(lat_deg: ArrayLike, zoom: int, *, tile_px: int = DEFAULT_TILE_PX,
@@ -48,7 +49,7 @@ def latitude_deg_for_resolution(m_per_px: float, zoom: int, *, tile_px: int = DE
     """Inverse of :func:`ground_resolution_m_per_px` (northern hemisphere)."""
     equator = ground_resolution_m_per_px(0.0, zoom, tile_px=tile_px, scale=scale)
     if not (0.0 < m_per_px <= equator):
-        raise ValueError(f'{m_per_px} m/px is not reachable at zoom {zoom} '
+        raise UserError(f'{m_per_px} m/px is not reachable at zoom {zoom} '
                          f'(equator: {equator} m/px)')
     return math.degrees(math.acos(m_per_px / equator))
 
@@ -60,7 +61,7 @@ def global_px_from_latlon(lat_deg: ArrayLike, lon_deg: ArrayLike, zoom: int, *,
     lat = np.asarray(lat_deg, dtype=np.float64)
     lon = np.asarray(lon_deg, dtype=np.float64)
     if np.any(np.abs(lat) > MAX_LATITUDE_DEG) or np.any(np.abs(lon) > 180.0):
-        raise ValueError(f'latitude must be within +-{MAX_LATITUDE_DEG:.6f} and longitude within '
+        raise UserError(f'latitude must be within +-{MAX_LATITUDE_DEG:.6f} and longitude within '
                          f'+-180 degrees for web-mercator')
     world_px = tile_px * 2.0 ** zoom
     x = (lon + 180.0) / 360.0 * world_px
@@ -95,7 +96,7 @@ def tile_bounds(x: int, y: int, zoom: int) -> LatLonBounds:
     """Geographic bounds of XYZ tile (x, y, zoom)."""
     n = 2 ** zoom
     if not (0 <= x < n and 0 <= y < n):
-        raise ValueError(f'tile ({x}, {y}) does not exist at zoom {zoom} (0 <= x, y < {n})')
+        raise UserError(f'tile ({x}, {y}) does not exist at zoom {zoom} (0 <= x, y < {n})')
     north, west = latlon_from_global_px(x, y, zoom, tile_px=1)
     south, east = latlon_from_global_px(x + 1, y + 1, zoom, tile_px=1)
     return LatLonBounds(west, south, east, north)

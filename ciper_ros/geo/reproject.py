@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from ciper_ros.geo.camera import PinholeCamera
+from ciper_ros.util.errors import UserError
 
 
 def _rays(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,7 +53,7 @@ def pinhole_to_panorama(image: np.ndarray, camera: PinholeCamera, *, width: int,
     import cv2
 
     if image.shape[:2] != (camera.height, camera.width):
-        raise ValueError(f'image is {image.shape[1]}x{image.shape[0]}, the camera '
+        raise UserError(f'image is {image.shape[1]}x{image.shape[0]}, the camera '
                          f'{camera.width}x{camera.height}')
     u, v, inside = _pixel_map(camera, width, height)
     pano = cv2.remap(image, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -8,13 +8,15 @@ import threading
 
 import numpy as np
 
+from ciper_ros.util.errors import UserError
+
 
 class LRUTileCache:
     """Least-recently-used cache of numpy arrays, capacity in megabytes (0 disables it)."""
 
     def __init__(self, *, capacity_mb: float = 64.0) -> None:
         if not capacity_mb >= 0.0:
-            raise ValueError(f'cache capacity must be >= 0 MB, got {capacity_mb}')
+            raise UserError(f'cache capacity must be >= 0 MB, got {capacity_mb}')
         self.capacity_bytes = int(capacity_mb * 1024 * 1024)
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._bytes = 0

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from ciper_ros.maps.errors import CorruptTileError
+from ciper_ros.util.errors import UserError
 
 FORMATS = ('png', 'jpg', 'webp')
 _FORMAT_ALIASES = {'png': 'png', 'jpg': 'jpg', 'jpeg': 'jpg', 'webp': 'webp'}
@@ -16,7 +17,7 @@ def normalize_format(fmt: str) -> str:
     """'PNG', 'jpeg', ... -> one of FORMATS."""
     key = str(fmt).strip().lower()
     if key not in _FORMAT_ALIASES:
-        raise ValueError(f'unsupported tile format {fmt!r}; expected one of {FORMATS}')
+        raise UserError(f'unsupported tile format {fmt!r}; expected one of {FORMATS}')
     return _FORMAT_ALIASES[key]
 
 
@@ -59,7 +60,7 @@ def encode_rgb(image_rgb: np.ndarray, fmt: str, *, jpeg_quality: int = 90) -> by
     fmt = normalize_format(fmt)
     img = np.asarray(image_rgb)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f'expected an (H, W, 3) uint8 RGB image, got {img.dtype} {img.shape}')
+        raise UserError(f'expected an (H, W, 3) uint8 RGB image, got {img.dtype} {img.shape}')
     params: list[int] = []
     if fmt == 'jpg':
         params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
@@ -67,5 +68,5 @@ def encode_rgb(image_rgb: np.ndarray, fmt: str, *, jpeg_quality: int = 90) -> by
         params = [cv2.IMWRITE_WEBP_QUALITY, int(jpeg_quality)]
     ok, buf = cv2.imencode(_EXTENSIONS[fmt], cv2.cvtColor(img, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise ValueError(f'OpenCV failed to encode a {img.shape} image as {fmt}')
+        raise UserError(f'OpenCV failed to encode a {img.shape} image as {fmt}')
     return buf.tobytes()

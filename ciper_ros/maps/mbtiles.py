@@ -18,6 +18,7 @@ from ciper_ros.geo.bounds import LatLonBounds
 from ciper_ros.maps.codec import decode_rgb, encode_rgb, normalize_format, sniff_format
 from ciper_ros.maps.errors import MapStoreError, NotAMapError
 from ciper_ros.maps.store import MapMetadata, TileStore
+from ciper_ros.util.errors import UserError
 
 SQLITE_MAGIC = b'SQLite format 3\x00'
 
@@ -200,7 +201,7 @@ class MBTilesWriter:
         """Store XYZ tile (x, y) at ``zoom``: an RGB array (encoded here) or encoded bytes."""
         n = 1 << zoom
         if not (0 <= x < n and 0 <= y < n):
-            raise ValueError(f'tile ({x}, {y}) does not exist at zoom {zoom}')
+            raise UserError(f'tile ({x}, {y}) does not exist at zoom {zoom}')
         data = tile if isinstance(tile, bytes) else encode_rgb(tile, self.fmt,
                                                                jpeg_quality=self.jpeg_quality)
         self._conn.execute(

@@ -18,6 +18,7 @@ from ciper_ros.geo import mercator
 from ciper_ros.geo.bounds import LatLonBounds
 from ciper_ros.geo.enu import LocalTangentPlane
 from ciper_ros.maps.warp import knots, upsample_grid
+from ciper_ros.util.errors import UserError
 
 # (H, W) east_m, (H, W) north_m, m_per_px of the target -> (H, W, 3) uint8 RGB
 EnuSampler = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
@@ -63,7 +64,7 @@ def write_pyramid(writer: TileWriter, *, plane: LocalTangentPlane, sampler: EnuS
             plane.lat0_deg, z, tile_px=tile_px)
         rgb = sampler(east, north, res)
         if rgb.shape != (tile_px, tile_px, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f'sampler returned {rgb.dtype} {rgb.shape}; expected uint8 '
+            raise UserError(f'sampler returned {rgb.dtype} {rgb.shape}; expected uint8 '
                              f'({tile_px}, {tile_px}, 3)')
         writer.put_tile(z, x, y, rgb)
         written += 1
@@ -81,9 +82,9 @@ class RasterSampler:
                  m_per_px: float, fill_rgb: tuple[int, int, int] = (0, 0, 0)) -> None:
         img = np.asarray(image_rgb)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f'expected an (H, W, 3) uint8 raster, got {img.dtype} {img.shape}')
+            raise UserError(f'expected an (H, W, 3) uint8 raster, got {img.dtype} {img.shape}')
         if not m_per_px > 0:
-            raise ValueError(f'm_per_px must be positive, got {m_per_px}')
+            raise UserError(f'm_per_px must be positive, got {m_per_px}')
         self.image_rgb = img
         self.origin_xy_m = (float(origin_xy_m[0]), float(origin_xy_m[1]))
         self.m_per_px = float(m_per_px)

@@ -27,6 +27,7 @@ from ciper_ros.maps.errors import (
     ZoomNotAvailableError,
 )
 from ciper_ros.maps.warp import knots, upsample_grid
+from ciper_ros.util.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -192,13 +193,13 @@ class TileStore(ABC):
         """
         lat0, lon0 = (float(c) for c in center_latlon_deg)
         if not (math.isfinite(lat0) and math.isfinite(lon0)):
-            raise ValueError(f'crop centre must be finite, got {center_latlon_deg}')
+            raise UserError(f'crop centre must be finite, got {center_latlon_deg}')
         if not (math.isfinite(side_m) and side_m > 0.0):
-            raise ValueError(f'crop side_m must be a positive number, got {side_m}')
+            raise UserError(f'crop side_m must be a positive number, got {side_m}')
         if int(side_px) != side_px or side_px < 2:
-            raise ValueError(f'crop side_px must be an integer >= 2, got {side_px}')
+            raise UserError(f'crop side_px must be an integer >= 2, got {side_px}')
         if missing not in ('error', 'fill'):
-            raise ValueError(f"missing must be 'error' or 'fill', got {missing!r}")
+            raise UserError(f"missing must be 'error' or 'fill', got {missing!r}")
         side_px = int(side_px)
         meta = self.metadata
         box = self.crop_bounds((lat0, lon0), side_m)

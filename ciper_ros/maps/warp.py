@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ciper_ros.util.errors import UserError
+
 
 def knots(n_out: int, *, step_px: int = 32) -> np.ndarray:
     """Knot positions (pixel-centre indices 0..n_out-1, both ends included)."""
@@ -32,7 +34,7 @@ def upsample_grid(values: np.ndarray, knots_v: np.ndarray, knots_u: np.ndarray,
                   out_hw: tuple[int, int]) -> np.ndarray:
     """Bilinearly interpolate (len(knots_v), len(knots_u)) knot values to an (H, W) field."""
     if len(knots_v) == 1 or len(knots_u) == 1:
-        raise ValueError('need at least two knots per axis')
+        raise UserError('need at least two knots per axis')
     w_v = _interp_matrix(knots_v, out_hw[0])  # (H, Kv)
     w_u = _interp_matrix(knots_u, out_hw[1])  # (W, Ku)
     return w_v @ values @ w_u.T  # (H, Kv) @ (Kv, Ku) @ (Ku, W) -> (H, W)

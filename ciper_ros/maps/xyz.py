@@ -26,6 +26,7 @@ from ciper_ros.maps.codec import (
 from ciper_ros.maps.errors import MapStoreError, NotAMapError
 from ciper_ros.maps.store import MapMetadata, TileStore
 from ciper_ros.util.atomic import atomic_write_bytes
+from ciper_ros.util.errors import UserError
 
 METADATA_FILE = 'metadata.json'
 # util.atomic's temporary names, '.<final name>.<random>.tmp', for tiles and the metadata
@@ -133,7 +134,7 @@ class XYZWriter:
     def put_tile(self, zoom: int, x: int, y: int, tile: np.ndarray | bytes) -> None:
         n = 1 << zoom
         if not (0 <= x < n and 0 <= y < n):
-            raise ValueError(f'tile ({x}, {y}) does not exist at zoom {zoom}')
+            raise UserError(f'tile ({x}, {y}) does not exist at zoom {zoom}')
         data = tile if isinstance(tile, bytes) else encode_rgb(tile, self.fmt,
                                                                jpeg_quality=self.jpeg_quality)
         atomic_write_bytes(self._path(zoom, x, y), data)

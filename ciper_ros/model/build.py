@@ -81,7 +81,7 @@ MODELS = {'ciper_t': build_ciper_t, 'ciper_s': build_ciper_s}
 
 def build_model(name: str, **overrides) -> CIPER:
     if name not in MODELS:
-        raise ValueError(f'unknown model {name!r}; available: {sorted(MODELS)}')
+        raise UserError(f'unknown model {name!r}; available: {sorted(MODELS)}')
     return MODELS[name](**overrides)
 
 
@@ -96,7 +96,7 @@ def init_from_deit(model: CIPER, path: str | os.PathLike) -> dict:
 
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f'DeiT weights not found: {p} (nothing is downloaded)')
+        raise UserError(f'DeiT weights not found: {p} (nothing is downloaded)')
     encoders = [model.ground_encoder]
     if model.aerial_encoder is not model.ground_encoder:
         encoders.append(model.aerial_encoder)
@@ -105,10 +105,10 @@ def init_from_deit(model: CIPER, path: str | os.PathLike) -> dict:
         try:
             r = load_deit_weights(enc, str(p))
         except (RuntimeError, pickle.UnpicklingError, EOFError) as e:
-            raise ValueError(f'{p} is not a readable PyTorch weights file: {e}') from None
+            raise UserError(f'{p} is not a readable PyTorch weights file: {e}') from None
         n_own = len(enc.state_dict())
         if len(r['loaded']) < 0.8 * n_own:
-            raise ValueError(f'{p} does not fit the {name} encoder: {len(r["loaded"])} of '
+            raise UserError(f'{p} does not fit the {name} encoder: {len(r["loaded"])} of '
                              f'{n_own} tensors match by name and shape (width '
                              f'{model.config.dim}, depth {model.config.depth}, patch '
                              f'{model.config.patch}); a DeiT-Small file fits ciper_s')

@@ -1,1 +1,4 @@
-"""ROS 2 adapter: message conversions (no rclpy needed) and the node (rclpy)."""
+"""ROS 2 adapter: the node's wiring, outputs and diagnostics (rclpy); parameters too.
+
+The parameters, the launch-argument logic and DDS isolation import no rclpy.
+"""

@@ -199,11 +199,6 @@ class LocalizeNode(Node):
             new = NodeParams.from_dict(asdict(self.params) | ours)
         except ParameterError as e:
             return SetParametersResult(successful=False, reason=str(e))
-        batch = getattr(self.pipeline.localizer.model, 'batch', None)
-        if batch is not None and new.top_k > batch:       # an ONNX decoder of static batch
-            return SetParametersResult(successful=False, reason=(
-                f"parameter 'top_k' must be at most {batch} with this export (its decoder "
-                f'takes {batch} tiles; got {new.top_k})'))
         loc = self.pipeline.localizer
         loc.cfg = replace(loc.cfg, top_k=new.top_k, gate_sigmas=new.gate_sigmas)
         self.pipeline.fixes.policy = new.fix_policy()

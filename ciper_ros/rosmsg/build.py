@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from rosbags.typesys import get_typestore, Stores
 
+from ciper_ros.util.errors import UserError
+
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
@@ -75,7 +77,7 @@ def image_compressed(t_ns: int, frame_id: str, rgb: np.ndarray, *, quality: int 
     ok, buf = cv2.imencode('.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
-        raise ValueError('JPEG encoding failed')
+        raise UserError('JPEG encoding failed')
     return _t(COMPRESSED_IMAGE)(header=header(t_ns, frame_id), format='jpeg',
                                 data=buf.reshape(-1))
 

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from ciper_ros.runtime.localizer import Localizer, LocalizerConfig
+from ciper_ros.util.errors import UserError
 
 
 def read_calibration(path: str | os.PathLike) -> dict:
@@ -27,9 +28,9 @@ def read_calibration(path: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f'calibration file {path} does not exist') from None
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f'{path} is not a ciper calibrate file: {e}') from None
+        raise UserError(f'{path} is not a ciper calibrate file: {e}') from None
     if not all(v > 0 and v < float('inf') for v in scales.values()):
-        raise ValueError(f'{path}: covariance scales must be positive and finite, got {scales}')
+        raise UserError(f'{path}: covariance scales must be positive and finite, got {scales}')
     return scales | {'forward_cov_scale': scales['cov_scale'],
                      'forward_yaw_cov_scale': scales['yaw_cov_scale']}
 
@@ -46,7 +47,7 @@ def checkpoint_calibration(blob: dict) -> dict:
     calib = blob.get('calibration') or {}
     out = {k: float(calib[k]) for k in CALIBRATION_KEYS if calib.get(k) is not None}
     if not all(0 < v < float('inf') for v in out.values()):
-        raise ValueError(f'checkpoint calibration scales must be positive and finite: {out}')
+        raise UserError(f'checkpoint calibration scales must be positive and finite: {out}')
     return out
 
 

@@ -30,6 +30,7 @@ from ciper_ros.runtime.export import (
     ENCODER_OUTPUTS,
     NO_PRIOR_RANGE,
 )
+from ciper_ros.util.errors import UserError
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 GRAPHS = ('ground_encoder', 'aerial_encoder', 'pose_decoder')
@@ -76,11 +77,11 @@ class _GraphBackend:
         self.dir = Path(export_dir)
         f = self.dir / 'export.json'
         if not f.is_file():
-            raise ValueError(f'{self.dir} is not an export directory (no export.json); run '
+            raise UserError(f'{self.dir} is not an export directory (no export.json); run '
                              '`ciper export` first')
         self.report = json.loads(f.read_text())
         if model_sha256 is not None and model_sha256 != self.report['model_sha256']:
-            raise ValueError(f'{self.dir} was exported from model '
+            raise UserError(f'{self.dir} was exported from model '
                              f'{self.report["model_sha256"][:12]}, not {model_sha256[:12]}: '
                              're-export it')
         self.batch = int(self.report['decoder_batch'])
@@ -147,13 +148,13 @@ class OnnxRuntimeBackend(_GraphBackend):
                 self.sessions[name] = ort.InferenceSession(
                     str(path), sess_options=opts, providers=['CPUExecutionProvider'])
             except Exception as e:     # onnxruntime raises its own exception types
-                raise ValueError(f'cannot load {path}: {str(e).splitlines()[0]}') from None
+                raise UserError(f'cannot load {path}: {str(e).splitlines()[0]}') from None
         want = {'ground_encoder': {'image'}, 'aerial_encoder': {'image'},
                 'pose_decoder': set(DECODER_INPUTS)}
         for name, sess in self.sessions.items():
             got = {i.name for i in sess.get_inputs()}
             if not got <= want[name]:
-                raise ValueError(f'{name}.onnx has unexpected inputs {sorted(got - want[name])}')
+                raise UserError(f'{name}.onnx has unexpected inputs {sorted(got - want[name])}')
 
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
         sess = self.sessions[graph]
@@ -174,11 +175,11 @@ class TensorRTBackend(_GraphBackend):
         try:
             import tensorrt as trt
         except ImportError:
-            raise ValueError('the tensorrt backend needs the TensorRT Python package '
+            raise UserError('the tensorrt backend needs the TensorRT Python package '
                              '(pip install tensorrt on a machine with an NVIDIA GPU); use '
                              'torch or onnxruntime here') from None
         if not torch.cuda.is_available():
-            raise ValueError('the tensorrt backend needs a CUDA GPU visible to torch')
+            raise UserError('the tensorrt backend needs a CUDA GPU visible to torch')
         super().__init__(export_dir, model_sha256=model_sha256)
         self.trt = trt
         self.config = config
@@ -196,7 +197,7 @@ class TensorRTBackend(_GraphBackend):
                 blob = self._engine_bytes(name, rebuild=True)
                 engine = trt.Runtime(self.logger).deserialize_cuda_engine(blob)
             if engine is None:
-                raise ValueError(f'TensorRT cannot deserialise the engine of {name}')
+                raise UserError(f'TensorRT cannot deserialise the engine of {name}')
             self._validate(name, engine)
             self.engines[name] = engine
             self.contexts[name] = engine.create_execution_context()
@@ -219,14 +220,14 @@ class TensorRTBackend(_GraphBackend):
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse((self.dir / f'{name}.onnx').read_bytes()):
             errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise ValueError(f'TensorRT cannot parse {name}.onnx: {errors}')
+            raise UserError(f'TensorRT cannot parse {name}.onnx: {errors}')
         cfg = builder.create_builder_config()
         cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace)
         if self.fp16:
             cfg.set_flag(trt.BuilderFlag.FP16)
         serialized = builder.build_serialized_network(network, cfg)
         if serialized is None:
-            raise ValueError(f'TensorRT failed to build an engine for {name}.onnx')
+            raise UserError(f'TensorRT failed to build an engine for {name}.onnx')
         blob = bytes(serialized)
         atomic_write_bytes(path, blob)
         return blob
@@ -238,11 +239,11 @@ class TensorRTBackend(_GraphBackend):
         want_in = {'image'} if name != 'pose_decoder' else set(DECODER_INPUTS)
         want_out = set(ENCODER_OUTPUTS if name != 'pose_decoder' else DECODER_OUTPUTS)
         if not set(inputs) <= want_in or set(names) - set(inputs) != want_out:
-            raise ValueError(f'{name} engine tensors {names} do not match the export format')
+            raise UserError(f'{name} engine tensors {names} do not match the export format')
         shapes = self.report['graphs'][f'{name}.onnx']['inputs']
         for n in inputs:
             if list(engine.get_tensor_shape(n)) != shapes[n]:
-                raise ValueError(f'{name} engine input {n} has shape '
+                raise UserError(f'{name} engine input {n} has shape '
                                  f'{list(engine.get_tensor_shape(n))}, expected {shapes[n]}')
 
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
@@ -276,11 +277,11 @@ def make_backend(kind: str, *, model_path: str | os.PathLike,
     from ciper_ros.runtime.index import file_sha256
 
     if kind not in BACKENDS:
-        raise ValueError(f'backend must be one of {BACKENDS}, got {kind!r}')
+        raise UserError(f'backend must be one of {BACKENDS}, got {kind!r}')
     if kind == 'torch':
         return TorchBackend(load_model(model_path), device=device, **kw)
     if export_dir is None:
-        raise ValueError(f'the {kind} backend needs an export directory (ciper export)')
+        raise UserError(f'the {kind} backend needs an export directory (ciper export)')
     config = ModelConfig.from_dict(load_checkpoint(model_path)['config'])
     cls = OnnxRuntimeBackend if kind == 'onnxruntime' else TensorRTBackend
     return cls(export_dir, config=config, model_sha256=file_sha256(model_path), **kw)

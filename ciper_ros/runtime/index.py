@@ -126,7 +126,7 @@ def chunk_ranges(n_tiles: int, shard: tuple[int, int] = (0, 1), *,
     """(start, stop) tile-id ranges of the chunks this shard builds (whole chunks)."""
     i, n = shard
     if not (0 <= i < n):
-        raise ValueError(f'shard must be i/n with 0 <= i < n, got {i}/{n}')
+        raise UserError(f'shard must be i/n with 0 <= i < n, got {i}/{n}')
     chunks = [(a, min(a + chunk_tiles, n_tiles)) for a in range(0, n_tiles, chunk_tiles)]
     parts = np.array_split(np.arange(len(chunks)), n)
     return [chunks[k] for k in parts[i]]
@@ -138,7 +138,7 @@ def make_faiss(desc: np.ndarray, kind: str = 'auto', *, flat_max: int = FLAT_MAX
     import faiss
 
     if kind not in FAISS_KINDS:
-        raise ValueError(f'FAISS kind must be one of {FAISS_KINDS}, got {kind!r}')
+        raise UserError(f'FAISS kind must be one of {FAISS_KINDS}, got {kind!r}')
     x = np.ascontiguousarray(desc, dtype=np.float32)
     n, d = x.shape
     if kind == 'auto':

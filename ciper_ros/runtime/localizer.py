@@ -30,6 +30,7 @@ from ciper_ros.runtime.selection import (
     select_pose,
     to_index_frame,
 )
+from ciper_ros.util.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class LocalizerConfig:
     cache_mb: float = 64.0               # aerial encodings of recently used tiles
     spread_top: int = 8                  # hypotheses entering the covariance
     cov_scale: float = 1.0               # calibration factors (validation data):
-    yaw_cov_scale: float = 1.0           # see calibrate_covariance
+    yaw_cov_scale: float = 1.0           # see runtime.calibration
     forward_cov_scale: float | None = None      # the same for forward-camera frames a
     forward_yaw_cov_scale: float | None = None  # panorama model resamples (None: as above)
     sigma_floor_m: float = 0.5
@@ -153,7 +154,7 @@ class Localizer:
         self.ground_hw = tuple(mc.ground_size)
         self.crop_px = int(mc.aerial_size[0])
         if self.crop_px != index.spec.crop_px:
-            raise ValueError(f'index crops are {index.spec.crop_px} px, the model takes '
+            raise UserError(f'index crops are {index.spec.crop_px} px, the model takes '
                              f'{self.crop_px} px')
 
     # ------------------------------------------------------------------ helpers
@@ -161,15 +162,15 @@ class Localizer:
         import cv2
 
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f'image must be (H, W, 3) RGB, got shape '
+            raise UserError(f'image must be (H, W, 3) RGB, got shape '
                              f'{getattr(image, "shape", None)}')
         if image.dtype != np.uint8:
-            raise ValueError(f'image must be uint8, got {image.dtype}')
+            raise UserError(f'image must be uint8, got {image.dtype}')
         h, w = self.ground_hw
         aspect, want = image.shape[1] / max(image.shape[0], 1), w / h
         if image.shape[0] < 8 or image.shape[1] < 8 or not 0.45 < aspect / want < 2.2:
             kind = self.model.config.ground
-            raise ValueError(f'image is {image.shape[1]}x{image.shape[0]}; the model takes '
+            raise UserError(f'image is {image.shape[1]}x{image.shape[0]}; the model takes '
                              f'{w}x{h} {kind} images (aspect {want:.2f}): wrong camera?')
         if image.shape[:2] != (h, w):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA
@@ -212,7 +213,7 @@ class Localizer:
         from ciper_ros.geo.reproject import pinhole_to_panorama
 
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.dtype != np.uint8:
-            raise ValueError(f'image must be (H, W, 3) uint8 RGB, got '
+            raise UserError(f'image must be (H, W, 3) uint8 RGB, got '
                              f'{getattr(image, "shape", None)}')
         h, w = self.ground_hw
         return pinhole_to_panorama(image, camera, width=w, height=h)[0]

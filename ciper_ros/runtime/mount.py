@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from ciper_ros.geo.se2 import SE2
+from ciper_ros.util.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def _matrix(xyz, q_xyzw) -> np.ndarray:
     x, y, z, w = (float(v) for v in q_xyzw)
     n = math.sqrt(x * x + y * y + z * z + w * w)
     if not math.isfinite(n) or n < 1e-9 or not all(math.isfinite(float(v)) for v in xyz):
-        raise ValueError(f'transform is not finite / its quaternion is zero: {xyz} {q_xyzw}')
+        raise UserError(f'transform is not finite / its quaternion is zero: {xyz} {q_xyzw}')
     x, y, z, w = x / n, y / n, z / n, w / n
     T = np.eye(4)
     T[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -77,7 +78,7 @@ def mount_from_edges(edges, *, base_frame: str, camera_frame: str) -> Mount | No
         chain.append(frame)
     forward = T[:3, 2] if 'optical' in camera_frame else T[:3, 0]
     if math.hypot(forward[0], forward[1]) < 1e-6:
-        raise ValueError(f'camera frame {camera_frame!r} looks straight up or down in '
+        raise UserError(f'camera frame {camera_frame!r} looks straight up or down in '
                          f'{base_frame!r}: no heading to localize')
     return Mount(float(T[0, 3]), float(T[1, 3]), math.atan2(forward[1], forward[0]),
                  source='tf_static: ' + ' -> '.join(reversed(chain)))

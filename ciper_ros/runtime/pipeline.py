@@ -192,6 +192,7 @@ class FramePipeline:
         return rec
 
     def reset_history(self) -> None:
-        """Forget buffered fixes and odometry (the clock went back)."""
+        """Forget buffered fixes, CameraInfo and odometry (the clock went back)."""
         self.fixes.clear()
+        self.camera_infos.clear()
         self.odometry.clear()

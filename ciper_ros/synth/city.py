@@ -23,6 +23,7 @@ from ciper_ros.synth.world import (
     Trees,
     World,
 )
+from ciper_ros.util.errors import UserError
 
 FACADE_PALETTE = np.array([[196, 180, 150], [170, 160, 150], [150, 80, 60], [225, 220, 210],
                            [120, 130, 140], [200, 190, 120], [110, 90, 80], [185, 200, 205]])
@@ -232,7 +233,7 @@ def _building(b: _Builder, rng, inner: np.ndarray, x: int, y: int, quad_m: np.nd
     """Rasterise a quadrilateral building clipped to the block's inner area."""
     bid = len(b.bld['height_m']) + 1
     if bid >= 60000:
-        raise ValueError('city has more than 60000 buildings; use a smaller size_m')
+        raise UserError('city has more than 60000 buildings; use a smaller size_m')
     h, w = inner.shape
     local = np.zeros((h, w), np.uint8)
     pts = b.poly_px(quad_m) - np.array([x, y]) * 16
@@ -340,7 +341,7 @@ def _finish_trees(b: _Builder) -> None:
     """Renumber tree pixels after all buildings: ids B+1..B+T."""
     n_b = len(b.bld['height_m'])
     if n_b + len(b.trees['height_m']) >= 65535:
-        raise ValueError('city has more than 65535 objects; use a smaller size_m')
+        raise UserError('city has more than 65535 objects; use a smaller size_m')
     for t, (sub, sel) in enumerate(getattr(b, '_tree_masks', [])):
         # a later tree may have grown over part of this one: only pixels it still owns
         own = sel & (b.obj[sub] == 60000)

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ciper_ros.synth.world import RoadGraph
+from ciper_ros.util.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def plan_route(graph: RoadGraph, rng: np.random.Generator, *, length_m: float,
     at dead ends. ``keep_inside_m`` avoids edges that leave that half-size square.
     """
     if not graph.edges:
-        raise ValueError('the road graph has no edges to drive on')
+        raise UserError('the road graph has no edges to drive on')
     incident: dict[int, list[int]] = {}
     for e, (a, b) in enumerate(graph.edges):
         incident.setdefault(a, []).append(e)
@@ -123,7 +124,7 @@ def drive_trajectory(graph: RoadGraph, rng: np.random.Generator, *, duration_s: 
     v_mid = np.maximum((v[1:] + v[:-1]) / 2, 0.3)
     t = np.concatenate([[0.0], np.cumsum(ds_m / v_mid)])
     if t[-1] < duration_s:
-        raise ValueError(f'route too short for a {duration_s:g} s drive ({t[-1]:.1f} s)')
+        raise UserError(f'route too short for a {duration_s:g} s drive ({t[-1]:.1f} s)')
     # end exactly at duration_s (interpolated last sample)
     n = int(np.searchsorted(t, duration_s, side='right'))
     t_end = np.append(t[:n], duration_s) if t[n - 1] < duration_s else t[:n]

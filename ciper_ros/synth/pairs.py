@@ -24,6 +24,7 @@ import numpy as np
 from ciper_ros.geo.camera import PinholeCamera
 from ciper_ros.synth.roads import arc_length, point_on_polyline
 from ciper_ros.util.atomic import atomic_path, atomic_write_text
+from ciper_ros.util.errors import UserError
 
 # city seeds per split: disjoint by construction
 SPLIT_SEED_BASE = {'test': 0, 'val': 500, 'train': 1000}
@@ -32,9 +33,9 @@ SPLIT_SEED_BASE = {'test': 0, 'val': 500, 'train': 1000}
 def city_seeds(split: str, n: int) -> list[int]:
     """``n`` city seeds of a split ('train', 'val', 'test'); the splits never overlap."""
     if split not in SPLIT_SEED_BASE:
-        raise ValueError(f'split must be one of {sorted(SPLIT_SEED_BASE)}, got {split!r}')
+        raise UserError(f'split must be one of {sorted(SPLIT_SEED_BASE)}, got {split!r}')
     if split != 'train' and n > 500:
-        raise ValueError(f'at most 500 {split} cities')
+        raise UserError(f'at most 500 {split} cities')
     return [SPLIT_SEED_BASE[split] + i for i in range(n)]
 
 
@@ -69,7 +70,7 @@ class PairConfig:
         for name, allowed in (('style', ('vigor', 'kitti')), ('ground', ('panorama', 'pinhole')),
                               ('heading', ('unknown', 'prior'))):
             if getattr(self, name) not in allowed:
-                raise ValueError(f'PairConfig.{name} must be one of {allowed}, got '
+                raise UserError(f'PairConfig.{name} must be one of {allowed}, got '
                                  f'{getattr(self, name)!r}')
 
     @classmethod
@@ -248,7 +249,7 @@ def sample_road_pose(world, rng: np.random.Generator, *,
         p = p + np.array([d[1], -d[0]]) * lane * rng.uniform(0.6, 1.4)
         yaw = math.atan2(d[1], d[0]) + math.radians(rng.normal(0, 3.0))
         return p, math.remainder(yaw, 2 * math.pi)
-    raise ValueError('no road inside the city margin; the city is too small for this crop')
+    raise UserError('no road inside the city margin; the city is too small for this crop')
 
 
 class SyntheticPairs:
@@ -260,7 +261,7 @@ class SyntheticPairs:
     def __init__(self, sources: list[CitySource], cfg: PairConfig, *, length: int,
                  seed: int = 0) -> None:
         if not sources:
-            raise ValueError('need at least one city')
+            raise UserError('need at least one city')
         self.sources, self.cfg, self.length, self.seed = sources, cfg, length, seed
 
     def __len__(self) -> int:
@@ -304,7 +305,7 @@ def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: Pai
             {k: v for k, v in spec.items() if k != 'pair_config'} and all(
                 old['pair_config'].get(k) == spec['pair_config'][k] for k in RENDER_FIELDS)
         if not same:
-            raise ValueError(f'{out} holds shards of different settings; use another folder')
+            raise UserError(f'{out} holds shards of different settings; use another folder')
         manifest = old
     done = {s['index'] for s in manifest['shards']}
     n_shards = math.ceil(n_renders / shard_size)
@@ -348,13 +349,13 @@ class ShardPairs:
         try:
             self.manifest = json.loads((self.dir / MANIFEST).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f'{self.dir} is not a pair shard folder: {e}') from None
+            raise UserError(f'{self.dir} is not a pair shard folder: {e}') from None
         stored = PairConfig(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in self.manifest['pair_config'].items()})
         self.cfg = cfg or stored
         if (self.cfg.ground, self.cfg.aerial_side_px, self.cfg.aerial_side_m) != \
                 (stored.ground, stored.aerial_side_px, stored.aerial_side_m):
-            raise ValueError('ground type and aerial crop size must match the shards')
+            raise UserError('ground type and aerial crop size must match the shards')
         self.shards = self.manifest['shards']
         self.offsets = np.cumsum([0] + [s['count'] for s in self.shards])
         self.pairs_per_render = pairs_per_render

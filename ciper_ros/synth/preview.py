@@ -8,6 +8,8 @@ import os
 import cv2
 import numpy as np
 
+from ciper_ros.util.errors import UserError
+
 
 def draw_pose(aerial: np.ndarray, offset_xy_m: np.ndarray, yaw_rad: float, m_per_px: float, *,
               fov_rad: float | None = None) -> np.ndarray:
@@ -64,7 +66,7 @@ def city_preview_sheet(city_dir: str | os.PathLike, *, n_rows: int = 4, seed: in
     from ciper_ros.synth.world import World
 
     if n_rows < 1:
-        raise ValueError(f'a preview sheet needs at least one row, got {n_rows}')
+        raise UserError(f'a preview sheet needs at least one row, got {n_rows}')
     world_path, map_path = city_paths(city_dir)
     world = World.load(world_path)
     renderer = GroundRenderer(world, epoch=1)

@@ -67,11 +67,11 @@ class CityConfig:
 
     def __post_init__(self) -> None:
         if not 100.0 <= self.size_m <= 5000.0:
-            raise ValueError(f'city size_m must be in [100, 5000] m, got {self.size_m}')
+            raise UserError(f'city size_m must be in [100, 5000] m, got {self.size_m}')
         if not 0.05 <= self.res_m <= 0.5:
-            raise ValueError(f'city res_m must be in [0.05, 0.5] m/px, got {self.res_m}')
+            raise UserError(f'city res_m must be in [0.05, 0.5] m/px, got {self.res_m}')
         if self.n_drive_epochs < 1:
-            raise ValueError('n_drive_epochs must be >= 1')
+            raise UserError('n_drive_epochs must be >= 1')
 
 
 @dataclass
@@ -179,7 +179,7 @@ class World:
         """(N, N) uint16: index + 1 of the car parked on each pixel in ``epoch``, 0 = none."""
         if epoch not in self._car_layers:
             if not 0 <= epoch <= self.config.n_drive_epochs:
-                raise ValueError(f'epoch {epoch} does not exist (0 = aerial, 1..'
+                raise UserError(f'epoch {epoch} does not exist (0 = aerial, 1..'
                                  f'{self.config.n_drive_epochs} = drives)')
             layer = np.zeros(self.kind.shape, np.uint16)
             cars = self.cars

@@ -25,6 +25,7 @@ from ciper_ros.data.common import collate, Gallery
 from ciper_ros.geo.enu import LocalTangentPlane
 from ciper_ros.metrics.pose import pose_metrics
 from ciper_ros.metrics.retrieval import retrieval_metrics
+from ciper_ros.util.errors import UserError
 
 RECALL_1PCT = ('recall@1%_transgeo: the positive within the top G // 100 (TransGeo, '
                'Sample4Geo); recall@1%_vigor: within the top int(0.01 G) + 1 (VIGOR); '
@@ -60,7 +61,7 @@ def evaluate(model, dataset, *, batch_size: int = 16, top_k: int = 5,
                                                  'camera_latlon_deg', 'group')})
     n = len(meta)
     if n == 0:
-        raise ValueError('empty evaluation set')
+        raise UserError('empty evaluation set')
     desc_g = torch.cat(desc_g)
     group = np.array([int(m['group']) for m in meta])
     half = np.array([float(m['half_side_m']) for m in meta])
