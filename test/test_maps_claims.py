@@ -340,3 +340,24 @@ def test_a_forked_child_opens_its_own_connection_and_reads_correctly(tmp_path):
         # the parent keeps its connection and still reads after the child is gone
         assert store._connection() is parent_conn
         assert all(store.tile_bytes(*k) == tiles[k] for k in keys)
+
+
+def test_a_child_forked_while_the_cache_lock_is_held_does_not_deadlock():
+    """A multi-threaded parent may fork while a reader thread holds the cache lock."""
+    import os
+    import signal
+
+    from ciper_ros.maps.cache import LRUTileCache
+
+    cache = LRUTileCache(capacity_mb=1.0)
+    with cache._lock:                     # what another thread holds at the fork
+        pid = os.fork()
+        if pid == 0:                      # child: the first use must not wait forever
+            signal.alarm(20)
+            try:
+                v = cache.get_or_load('k', lambda: np.ones(3, np.uint8))
+                os._exit(0 if v.sum() == 3 else 1)
+            except BaseException:
+                os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status

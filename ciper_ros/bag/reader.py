@@ -227,10 +227,6 @@ class Recording:
     drive_info: dict | None
     bag: Bag
 
-    @property
-    def image_frame_ids(self) -> set[str]:
-        return {fid for *_, fid in self.images}
-
 
 def read_recording(path: str | os.PathLike, topics: BagTopics = BagTopics()) -> Recording:
     """Open ``path`` and load every stream the pipeline needs (images stay raw)."""

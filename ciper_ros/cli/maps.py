@@ -40,37 +40,13 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=cmd_pattern)
 
 
-def _summary(store, path) -> dict:
-    """Summarize an open store as ``map info`` reports it."""
-    from ciper_ros.geo import mercator
-
-    meta = store.metadata
-    lat_c, _ = meta.bounds.center_latlon_deg
-    per_zoom = {z: store.tile_count(z) for z in meta.zooms}
-    return {
-        'path': str(path),
-        'type': type(store).__name__,
-        'name': meta.name,
-        'format': meta.format,
-        'tile_px': meta.tile_px,
-        'bounds': {'west_deg': meta.bounds.west_deg, 'south_deg': meta.bounds.south_deg,
-                   'east_deg': meta.bounds.east_deg, 'north_deg': meta.bounds.north_deg},
-        'minzoom': meta.minzoom,
-        'maxzoom': meta.maxzoom,
-        'tile_count': sum(per_zoom.values()),
-        'tiles_per_zoom': per_zoom,
-        'm_per_px_at_center': {
-            z: round(mercator.ground_resolution_m_per_px(lat_c, z, tile_px=meta.tile_px), 6)
-            for z in meta.zooms},
-    }
-
-
 def cmd_info(args: argparse.Namespace) -> int:
     from ciper_ros.maps import open_store
+    from ciper_ros.maps.open import store_summary
     from ciper_ros.util.jsonio import dumps_json
 
     with open_store(args.map) as store:
-        info = _summary(store, args.map)
+        info = store_summary(store, args.map)
         bounds = store.metadata.bounds
     if args.json:
         print(dumps_json(info, indent=2), end='')
@@ -100,23 +76,11 @@ def cmd_crop(args: argparse.Namespace) -> int:
 
 
 def cmd_pattern(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from ciper_ros.maps.pattern import write_pattern_map
 
-    from ciper_ros.geo import LatLonBounds, LocalTangentPlane
-    from ciper_ros.maps import MBTilesWriter, write_pyramid, XYZWriter
-    from ciper_ros.maps.pattern import grid_sampler
-
-    out = Path(args.out)
-    bounds = LatLonBounds.around(args.center, args.size_m)
-    if out.suffix == '.mbtiles':
-        writer = MBTilesWriter(out, name='ciper metric grid', fmt=args.format, bounds=bounds,
-                               resume=True, overwrite=args.overwrite)
-    else:
-        writer = XYZWriter(out, name='ciper metric grid', fmt=args.format, bounds=bounds)
-    with writer:
-        n = write_pyramid(writer, plane=LocalTangentPlane(*args.center),
-                          sampler=grid_sampler(spacing_m=args.spacing_m), bounds=bounds,
-                          zooms=args.zooms, desc='pattern tiles')
-    print(f'wrote {out}: {n} new tiles, {args.size_m:g} m square at {args.center}, '
+    n = write_pattern_map(args.out, center_latlon_deg=args.center, size_m=args.size_m,
+                          zooms=args.zooms, spacing_m=args.spacing_m, fmt=args.format,
+                          overwrite=args.overwrite)
+    print(f'wrote {args.out}: {n} new tiles, {args.size_m:g} m square at {args.center}, '
           f'zooms {args.zooms}, grid every {args.spacing_m:g} m')
     return 0

@@ -34,9 +34,6 @@ class DatasetError(UserError):
     """A dataset tree or file is missing, malformed or inconsistent (one clear line)."""
 
 
-ITEM_KEYS = ('ground', 'aerial', 'xy', 'yaw', 'yaw_prior', 'half_side_m', 'camera_latlon_deg',
-             'group')
-
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a PNG/JPEG file; a clear error when it cannot be read."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+import os
 import threading
 
 import numpy as np
@@ -21,8 +22,15 @@ class LRUTileCache:
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self.hits = 0
         self.misses = 0
+
+    def _guard(self) -> threading.Lock:
+        """Return the lock, new in a forked child (another thread may have held it at fork)."""
+        if os.getpid() != self._pid:
+            self._lock, self._pid = threading.Lock(), os.getpid()
+        return self._lock
 
     def __len__(self) -> int:
         return len(self._items)
@@ -33,7 +41,7 @@ class LRUTileCache:
 
     def get_or_load(self, key: Hashable, load: Callable[[], np.ndarray]) -> np.ndarray:
         """Return the value cached under ``key``, else ``load()`` it (outside the lock)."""
-        with self._lock:
+        with self._guard():
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
@@ -49,7 +57,7 @@ class LRUTileCache:
         nbytes = value.nbytes
         if nbytes > self.capacity_bytes:
             return
-        with self._lock:
+        with self._guard():
             old = self._items.pop(key, None)
             if old is not None:
                 self._bytes -= old.nbytes
@@ -60,6 +68,6 @@ class LRUTileCache:
                 self._bytes -= evicted.nbytes
 
     def clear(self) -> None:
-        with self._lock:
+        with self._guard():
             self._items.clear()
             self._bytes = 0

@@ -58,6 +58,9 @@ class MBTilesStore(TileStore):
 
     def _connection(self) -> sqlite3.Connection:
         if os.getpid() != self._pid:  # forked (e.g. a DataLoader worker): never share sockets
+            # the parent's connections stay referenced, never closed here: SQLite must not
+            # close a handle inherited across fork (it may release the parent's locks)
+            self._inherited = getattr(self, '_inherited', []) + self._connections
             self._local = threading.local()
             self._connections = []
             self._lock = threading.Lock()

@@ -97,3 +97,27 @@ def find_marker_centroids(image_rgb: np.ndarray, *, min_weight: float = 200.0) -
             continue
         out.append(((wi * uu).sum() / total + 0.5, (wi * vv).sum() / total + 0.5))
     return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def write_pattern_map(out, *, center_latlon_deg: tuple[float, float], size_m: float,
+                      zooms, spacing_m: float = 10.0, fmt: str = 'png',
+                      overwrite: bool = False) -> int:
+    """Write a metric grid map: ``*.mbtiles`` (resumable) or an XYZ folder; new tiles."""
+    from pathlib import Path
+
+    from ciper_ros.geo import LatLonBounds, LocalTangentPlane
+    from ciper_ros.maps.mbtiles import MBTilesWriter
+    from ciper_ros.maps.pyramid import write_pyramid
+    from ciper_ros.maps.xyz import XYZWriter
+
+    out = Path(out)
+    bounds = LatLonBounds.around(center_latlon_deg, size_m)
+    if out.suffix == '.mbtiles':
+        writer = MBTilesWriter(out, name='ciper metric grid', fmt=fmt, bounds=bounds,
+                               resume=True, overwrite=overwrite)
+    else:
+        writer = XYZWriter(out, name='ciper metric grid', fmt=fmt, bounds=bounds)
+    with writer:
+        return write_pyramid(writer, plane=LocalTangentPlane(*center_latlon_deg),
+                             sampler=grid_sampler(spacing_m=spacing_m), bounds=bounds,
+                             zooms=zooms, desc='pattern tiles')

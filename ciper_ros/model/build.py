@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import pickle
@@ -114,15 +113,6 @@ def init_from_deit(model: CIPER, path: str | os.PathLike) -> dict:
                              f'{model.config.patch}); a DeiT-Small file fits ciper_s')
         report[name] = r
     return report
-
-
-@dataclass
-class Checkpoint:
-    model: dict
-    config: dict
-    step: int = 0
-    metrics: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)   # optimizer, scheduler, rng states ...
 
 
 def save_checkpoint(path: str | os.PathLike, model: CIPER, *, step: int = 0,

@@ -32,24 +32,6 @@ def draw_pose(aerial: np.ndarray, offset_xy_m: np.ndarray, yaw_rad: float, m_per
     return img
 
 
-def preview_sheet(pairs: list[dict], *, row_height: int = 160,
-                  fov_rad: float | None = None) -> np.ndarray:
-    """One row per pair: aerial crop with the pose | ground image. RGB uint8."""
-    rows = []
-    for p in pairs:
-        aer = draw_pose(p['aerial'], p['offset_xy_m'], float(p['yaw_rad']),
-                        float(p['m_per_px']), fov_rad=fov_rad)
-        aer = cv2.resize(aer, (row_height, row_height), interpolation=cv2.INTER_AREA)
-        g = p['ground']
-        gw = int(round(g.shape[1] * row_height / g.shape[0]))
-        g = cv2.resize(g, (gw, row_height), interpolation=cv2.INTER_AREA)
-        rows.append(np.concatenate([aer, np.full((row_height, 6, 3), 255, np.uint8), g], 1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255)
-            for r in rows]
-    return np.concatenate(rows, axis=0)
-
-
 def city_preview_sheet(city_dir: str | os.PathLike, *, n_rows: int = 4, seed: int = 0,
                        row_px: int = 180, crop_side_m: float = 60.0,
                        hfov_deg: float = 90.0) -> np.ndarray:
