@@ -5,20 +5,8 @@
 
 from __future__ import annotations
 
-import importlib
+from ciper_ros.util.lazy import lazy_exports
 
-_EXPORTS = {'build_model': 'build', 'load_model': 'build', 'ModelConfig': 'build',
+_EXPORTS = {'build_model': 'build', 'load_model': 'build', 'ModelConfig': 'config',
             'CIPER': 'ciper', 'default_model_path': 'build'}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    value = getattr(importlib.import_module(f'{__name__}.{_EXPORTS[name]}'), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

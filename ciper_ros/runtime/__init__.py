@@ -10,7 +10,7 @@ light module such as ``ciper_ros.runtime.gnss`` does not load torch::
 
 from __future__ import annotations
 
-import importlib
+from ciper_ros.util.lazy import lazy_exports
 
 _EXPORTS = {
     'Localizer': 'localizer', 'LocalizerConfig': 'localizer', 'Prior': 'localizer',
@@ -18,16 +18,4 @@ _EXPORTS = {
     'FramePipeline': 'pipeline', 'PipelineConfig': 'pipeline', 'Frame': 'pipeline',
     'TileIndex': 'index', 'build_index': 'index',
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    value = getattr(importlib.import_module(f'{__name__}.{_EXPORTS[name]}'), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -14,16 +14,15 @@ covariance are never buffered; the reason is kept for diagnostics.
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_right
 from dataclasses import dataclass
 import math
-import threading
 
 import numpy as np
 
 from ciper_ros.runtime.localizer import Prior
+from ciper_ros.runtime.stamped import StampedBuffer
 
-TIME_JUMP_BACK_S = 1.0      # a fix this much older than the newest: the clock went back
 DEFAULT_FIX_SIGMA_M = 5.0        # when a fix reports no covariance
 # sensor_msgs/NavSatStatus: STATUS_UNKNOWN (-2, Jazzy and later), STATUS_NO_FIX (-1)
 FIX_STATUS_NAMES = {-2: 'STATUS_UNKNOWN', -1: 'STATUS_NO_FIX'}
@@ -63,28 +62,17 @@ class FixPolicy:
     horizon_s: float = 60.0               # fixes kept this long behind the newest
 
 
-class FixBuffer:
+class FixBuffer(StampedBuffer):
     """Time-ordered valid GNSS fixes; :meth:`prior_at` picks one for an image stamp.
 
     Thread-safe: the node adds fixes on its executor thread and reads priors on its worker.
     """
 
     def __init__(self, policy: FixPolicy = FixPolicy()) -> None:
+        super().__init__(horizon_s=policy.horizon_s)
         self.policy = policy
-        self._lock = threading.Lock()
-        self._t: list[int] = []
-        self._p: dict[int, Prior] = {}
         self.last_rejection = ''
         self.received = self.rejected = 0
-        self.resets = 0
-
-    def __len__(self) -> int:
-        return len(self._t)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._t.clear()
-            self._p.clear()
 
     def add(self, stamp_ns: int, msg) -> str | None:
         """Buffer a sensor_msgs/NavSatFix; return why it was refused, or None."""
@@ -94,22 +82,9 @@ class FixBuffer:
             self.rejected += 1
             self.last_rejection = why
             return why
-        with self._lock:
-            if self._t and stamp_ns < self._t[-1] - TIME_JUMP_BACK_S * 1e9:
-                self._t.clear()               # bag looped / clock reset: old fixes are void
-                self._p.clear()
-                self.resets += 1
-            if stamp_ns not in self._p:
-                insort(self._t, stamp_ns)
-            self._p[stamp_ns] = prior
-            cutoff = self._t[-1] - int(self.policy.horizon_s * 1e9)
-            while self._t and self._t[0] < cutoff:
-                self._p.pop(self._t.pop(0))
+        self.horizon_ns = int(self.policy.horizon_s * 1e9)    # the policy may change at run time
+        self._add(stamp_ns, prior)
         return None
-
-    def newest_ns(self) -> int | None:
-        with self._lock:
-            return self._t[-1] if self._t else None
 
     def prior_at(self, stamp_ns: int) -> tuple[Prior | None, str, float]:
         """(prior, reason when None, age of the fix in s (NaN without one))."""
@@ -119,7 +94,7 @@ class FixBuffer:
             if k < 0:
                 return None, 'no GNSS fix at or before the image stamp', math.nan
             t = self._t[k]
-            p = self._p[t]
+            p = self._v[t]
         age_s = (stamp_ns - t) * 1e-9
         if age_s > pol.max_fix_age_s:
             return None, (f'GNSS fix is stale: {age_s:.2f} s older than the image '

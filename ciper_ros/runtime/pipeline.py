@@ -33,12 +33,8 @@ from ciper_ros.rosmsg.convert import MessageError, to_rgb
 from ciper_ros.runtime.gnss import FixBuffer, FixPolicy
 from ciper_ros.runtime.localizer import Localizer, Prior
 from ciper_ros.runtime.mount import base_from_camera, Mount
-from ciper_ros.runtime.sensors import (
-    CameraInfoBuffer,
-    OdometryBuffer,
-    StaticTransforms,
-    TIME_JUMP_BACK_S,
-)
+from ciper_ros.runtime.sensors import CameraInfoBuffer, OdometryBuffer, StaticTransforms
+from ciper_ros.runtime.stamped import TIME_JUMP_BACK_S
 
 
 @dataclass(frozen=True)

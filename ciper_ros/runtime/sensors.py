@@ -15,53 +15,16 @@ offline runs pick the same CameraInfo, odometry and camera mount for the same fr
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_right
 import threading
 
 from ciper_ros.geo.camera import PinholeCamera
 from ciper_ros.geo.se2 import SE2
 from ciper_ros.runtime.mount import Mount, mount_or_default
-
-TIME_JUMP_BACK_S = 1.0      # a message this much older than the newest: the clock went back
-
-
-class _StampedBuffer:
-    """Values keyed by stamp (ns), sorted, bounded by a horizon behind the newest."""
-
-    def __init__(self, *, horizon_s: float) -> None:
-        self.horizon_ns = int(horizon_s * 1e9)
-        self._lock = threading.Lock()
-        self._t: list[int] = []
-        self._v: dict[int, object] = {}
-        self.resets = 0
-
-    def __len__(self) -> int:
-        return len(self._t)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._t.clear()
-            self._v.clear()
-
-    def _add(self, stamp_ns: int, value) -> None:
-        with self._lock:
-            if self._t and stamp_ns < self._t[-1] - TIME_JUMP_BACK_S * 1e9:
-                self._t.clear()                  # bag looped / clock reset: history is void
-                self._v.clear()
-                self.resets += 1
-            if stamp_ns not in self._v:
-                insort(self._t, stamp_ns)
-            self._v[stamp_ns] = value
-            cutoff = self._t[-1] - self.horizon_ns
-            while self._t and self._t[0] < cutoff:
-                self._v.pop(self._t.pop(0))
-
-    def newest_ns(self) -> int | None:
-        with self._lock:
-            return self._t[-1] if self._t else None
+from ciper_ros.runtime.stamped import StampedBuffer
 
 
-class CameraInfoBuffer(_StampedBuffer):
+class CameraInfoBuffer(StampedBuffer):
     """Camera intrinsics by stamp."""
 
     def __init__(self, *, tolerance_s: float = 0.02, horizon_s: float = 10.0) -> None:
@@ -90,7 +53,7 @@ class CameraInfoBuffer(_StampedBuffer):
         return None, 'no CameraInfo received'
 
 
-class OdometryBuffer(_StampedBuffer):
+class OdometryBuffer(StampedBuffer):
     """T_odom_base (SE(2)) by stamp, interpolated at image stamps."""
 
     def __init__(self, *, max_gap_s: float = 0.5, tolerance_s: float = 0.05,
