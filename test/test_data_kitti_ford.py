@@ -192,7 +192,7 @@ def test_ciper_eval_on_a_dataset_tree(kitti, tmp_path, capsys):
                  '--set', 'split=test2', '--set', 'side_px=256', '--out', str(out)]) == 0
     r = json.loads(out.read_text())
     assert r['count'] == 3 and r['dataset']['split'] == 'test2'
-    assert 'lateral_within_1m' in r['gt_tile'] and 'orientation_within_1deg' in r['gt_tile']
+    assert 'lateral_within_1m' in r['gt_tile'] and 'heading_within_1deg' in r['gt_tile']
     assert main(['eval', '--model', str(ckpt), '--dataset', 'ford', '--root',
                  str(tmp_path / 'missing')]) == 2
     err = capsys.readouterr().err

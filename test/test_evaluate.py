@@ -70,7 +70,7 @@ def test_oracle_scores_perfectly(data):
     assert r['gt_tile']['position_error_m_median'] == pytest.approx(0.0, abs=1e-5)
     assert r['chained']['position_error_m_median'] == pytest.approx(0.0, abs=1e-3)
     assert r['chained']['picked_true_tile'] == 1.0
-    assert r['gt_tile']['orientation_error_deg_median'] == pytest.approx(0.0, abs=1e-3)
+    assert r['gt_tile']['heading_error_deg_median'] == pytest.approx(0.0, abs=1e-3)
     assert r['baseline_tile_centre']['position_error_m_median'] > 1.0
 
 
@@ -79,7 +79,7 @@ def test_untrained_model_runs_both_modes(data):
     r = evaluate(build_model('ciper_t', **TINY), data, batch_size=4, top_k=2)
     for mode in ('gt_tile', 'chained'):
         assert np.isfinite(r[mode]['position_error_m_mean'])
-        assert 0.0 <= r[mode]['orientation_error_deg_median'] <= 180.0
+        assert 0.0 <= r[mode]['heading_error_deg_median'] <= 180.0
     assert 0.0 <= r['retrieval']['recall@1'] <= 1.0
 
 

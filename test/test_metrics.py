@@ -155,8 +155,8 @@ def test_lateral_longitudinal_in_the_vehicle_frame():
     assert m['lateral_within_1m'] == 0.5 and m['lateral_within_3m'] == 1.0
     assert m['longitudinal_within_3m'] == 0.5 and m['longitudinal_within_5m'] == 1.0
     assert m['position_error_m_mean'] == pytest.approx(3.0)
-    assert m['orientation_error_deg_median'] == pytest.approx(6.0)
-    assert m['orientation_within_3deg'] == 0.5
+    assert m['heading_error_deg_median'] == pytest.approx(6.0)
+    assert m['heading_within_3deg'] == 0.5
     # rotated vehicle (yaw 30 deg): an error along its heading is purely longitudinal
     y30 = math.radians(30.0)
     e = 2.5 * np.array([[math.cos(y30), math.sin(y30)]])
@@ -164,3 +164,19 @@ def test_lateral_longitudinal_in_the_vehicle_frame():
     assert m['longitudinal_error_m_median'] == pytest.approx(2.5)
     assert m['lateral_error_m_median'] == pytest.approx(0.0, abs=1e-12)
     assert 'value' in markdown_table(m, title='t')
+
+
+def test_stored_records_with_legacy_names_are_upgraded():
+    from ciper_ros.metrics.pose import upgrade_metric_names
+
+    old = {'step': 2000, 'val/count': 256, 'val/orientation_error_deg_median': 7.7,
+           'val/orientation_within_1deg': 0.06, 'val/recall@1%': 0.04, 'val/recall@1%_k': 3,
+           'val/position_error_m_median': 5.0}
+    new = upgrade_metric_names(old)
+    # K = 3 of G = 256 is VIGOR's int(0.01 G) + 1, not TransGeo's G // 100 = 2
+    assert new == {'step': 2000, 'val/count': 256, 'val/heading_error_deg_median': 7.7,
+                   'val/heading_within_1deg': 0.06, 'val/recall@1%_vigor': 0.04,
+                   'val/recall@1%_vigor_k': 3, 'val/position_error_m_median': 5.0}
+    assert upgrade_metric_names({'recall@1%': 0.1, 'recall@1%_k': 3, 'gallery_size': 300}) == \
+        {'recall@1%_transgeo': 0.1, 'recall@1%_transgeo_k': 3, 'gallery_size': 300}
+    assert upgrade_metric_names(new) == new

@@ -42,5 +42,5 @@ def test_short_training_run_beats_chance(tmp_path):
     gt, centre = r['gt_tile'], r['baseline_tile_centre']
     print(json.dumps({'loss': [first, last], 'gt_tile': gt, 'retrieval': r['retrieval']}))
     assert gt['position_error_m_median'] < 0.95 * centre['position_error_m_median']
-    assert gt['orientation_error_deg_median'] < 45.0       # chance: 90
+    assert gt['heading_error_deg_median'] < 45.0       # chance: 90
     assert r['retrieval']['recall@10'] > 10 / 120           # chance: 8.3 %

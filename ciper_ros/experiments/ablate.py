@@ -24,7 +24,7 @@ import numpy as np
 from ciper_ros.util.atomic import atomic_write_text
 
 MODES = ('anchored', 'free')
-CURVE_KEYS = ('val/position_error_m_median', 'val/orientation_error_deg_median',
+CURVE_KEYS = ('val/position_error_m_median', 'val/heading_error_deg_median',
               'val/recall@1')
 
 
@@ -152,7 +152,7 @@ def markdown(result: dict) -> str:
     rows = [('position error median (m), GT crop', 'gt_tile', 'position_error_m_median'),
             ('position within 1 / 3 / 5 m, GT crop', 'gt_tile', 'position_within_%gm'),
             ('orientation error median (deg), GT crop', 'gt_tile',
-             'orientation_error_deg_median'),
+             'heading_error_deg_median'),
             ('retrieval recall@1 (city gallery)', 'retrieval', 'recall@1'),
             ('chained position error median (m)', 'chained', 'position_error_m_median')]
     modes = list(result['modes'])
@@ -195,7 +195,7 @@ def plot(result: dict, path: Path) -> None:
             continue
         steps = [x['step'] for x in c]
         axes[0].plot(steps, [x['position_error_m_median'] for x in c], marker='o', label=mode)
-        axes[1].plot(steps, [x['orientation_error_deg_median'] for x in c], marker='o',
+        axes[1].plot(steps, [x['heading_error_deg_median'] for x in c], marker='o',
                      label=mode)
     first = next(iter(result['modes'].values()))['eval']
     axes[0].axhline(first['baseline_tile_centre']['position_error_m_median'], color='grey',

@@ -116,7 +116,7 @@ def _last_losses(run: Path) -> dict:
 def markdown(result: dict) -> str:
     rows = [('position error median, GT crop (m)', 'gt_tile', 'position_error_m_median', 2),
             ('position within 1 m, GT crop', 'gt_tile', 'position_within_1m', -1),
-            ('heading error median, GT crop (deg)', 'gt_tile', 'orientation_error_deg_median',
+            ('heading error median, GT crop (deg)', 'gt_tile', 'heading_error_deg_median',
              1),
             ('retrieval recall@1', 'retrieval', 'recall@1', -1),
             ('chained position error median (m)', 'chained', 'position_error_m_median', 2)]

@@ -28,6 +28,7 @@ import platform
 import time
 
 from ciper_ros.experiments.recipe import ModelRecipe, TEST_SEED, VAL_SEED, validation_curve
+from ciper_ros.metrics.pose import upgrade_metric_names
 from ciper_ros.util.atomic import atomic_path, atomic_write_text
 from ciper_ros.util.errors import UserError
 
@@ -125,7 +126,8 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
                                 'shipped recipe checkpoint')
     blob = load_checkpoint(source)
     model = model_from_checkpoint(blob)
-    curve = blob.get('curve') or validation_curve(recipe.root / 'train' / 'metrics.jsonl')
+    curve = [upgrade_metric_names(r) for r in blob.get('curve') or
+             validation_curve(recipe.root / 'train' / 'metrics.jsonl')]
     train_info = {'step': int(blob['step']), 'elapsed_s': float(blob.get('elapsed_s', 0.0)),
                   'source': str(source)}
     extra = {'elapsed_s': train_info['elapsed_s'], 'train_config': blob.get('train_config', {}),
@@ -245,7 +247,7 @@ def plot_curve(curve: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     pts = [(r['elapsed_s'] / 3600.0, r['val/position_error_m_median'],
-            r.get('val/orientation_error_deg_median', math.nan))
+            r.get('val/heading_error_deg_median', math.nan))
            for r in curve if 'val/position_error_m_median' in r and r.get('elapsed_s')]
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     if pts:
@@ -359,8 +361,8 @@ def render_card(d: dict) -> str:
             ('gt_tile', 'position_error_m_median', False),
             ('gt_tile', 'position_error_m_mean', False),
             ('gt_tile', 'position_within_1m', True), ('gt_tile', 'position_within_3m', True),
-            ('gt_tile', 'orientation_error_deg_median', False),
-            ('gt_tile', 'orientation_within_1deg', True),
+            ('gt_tile', 'heading_error_deg_median', False),
+            ('gt_tile', 'heading_within_1deg', True),
             ('retrieval', 'recall@1', True), ('retrieval', 'recall@5', True),
             ('chained', 'position_error_m_median', False),
             ('baseline_tile_centre', 'position_error_m_median', False)):
@@ -376,7 +378,7 @@ def render_card(d: dict) -> str:
                   f"{p['frame_seed']}, the training pair options): GT crop median "
                   f"{_fmt(g.get('position_error_m_median'))} m, within 1 m "
                   f"{_fmt(g.get('position_within_1m'), pct=True)}, heading median "
-                  f"{_fmt(g.get('orientation_error_deg_median'), 1)} deg; retrieval "
+                  f"{_fmt(g.get('heading_error_deg_median'), 1)} deg; retrieval "
                   f"recall@1 {_fmt(ab['retrieval'].get('recall@1'), pct=True)}; see "
                   '[docs/ablations.md](../docs/ablations.md).']
     lines += ['', '## Training curve', '', '![validation curve](training_curve.png)', '',
@@ -386,7 +388,7 @@ def render_card(d: dict) -> str:
         if 'val/position_error_m_median' in r:
             lines.append(f"| {r['step']} | {r.get('elapsed_s', 0) / 3600:.2f} | "
                          f"{r['val/position_error_m_median']:.2f} | "
-                         f"{r.get('val/orientation_error_deg_median', math.nan):.1f} |")
+                         f"{r.get('val/heading_error_deg_median', math.nan):.1f} |")
     if d.get('notes'):
         lines += ['', '## Training history', ''] + [f'- {n}' for n in d['notes']]
     lines += ['', '## Reproduce', '', '```bash',

@@ -31,6 +31,7 @@ from pathlib import Path
 import shutil
 import time
 
+from ciper_ros.metrics.pose import upgrade_metric_names
 from ciper_ros.util.atomic import atomic_write_text
 
 TEST_SEED = 0          # the held-out evaluation city (test split)
@@ -188,7 +189,7 @@ def _start_from_snapshot(trainer, path: Path) -> None:
     trainer.out.mkdir(parents=True, exist_ok=True)
     with open(trainer.out / 'metrics.jsonl', 'a') as f:
         for rec in blob.get('curve') or []:
-            f.write(json.dumps(rec) + '\n')
+            f.write(json.dumps(upgrade_metric_names(rec)) + '\n')
 
 
 def validation_curve(log: Path) -> list[dict]:
@@ -196,7 +197,7 @@ def validation_curve(log: Path) -> list[dict]:
     if not log.is_file():
         return []
     recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return [r for r in recs if any(k.startswith('val/') for k in r)]
+    return [upgrade_metric_names(r) for r in recs if any(k.startswith('val/') for k in r)]
 
 
 def snapshot(recipe: ModelRecipe, out: str | os.PathLike | None = None) -> Path:

@@ -47,10 +47,10 @@ def pose_metrics(pred_xy_m: np.ndarray, true_xy_m: np.ndarray, *,
         if pred_yaw_rad is not None:
             d = wrap_deg(np.degrees(np.asarray(pred_yaw_rad, dtype=np.float64).reshape(-1)
                                     - ty))
-            out['orientation_error_deg_mean'] = float(d.mean())
-            out['orientation_error_deg_median'] = float(np.median(d))
+            out['heading_error_deg_mean'] = float(d.mean())
+            out['heading_error_deg_median'] = float(np.median(d))
             for th in thresholds_deg:
-                out[f'orientation_within_{th:g}deg'] = float(np.mean(d <= th))
+                out[f'heading_within_{th:g}deg'] = float(np.mean(d <= th))
     return out
 
 
@@ -61,3 +61,36 @@ def markdown_table(metrics: dict, *, title: str = '') -> str:
     for k, v in metrics.items():
         lines.append(f'| {k} | {v:.4g} |' if isinstance(v, float) else f'| {k} | {v} |')
     return '\n'.join(lines) + '\n'
+
+
+# names of stored records (training logs, checkpoints' curves, model cards) before metrics
+# had one naming scheme, and the ones that replace them
+LEGACY_PREFIXES = {'orientation_error_deg_': 'heading_error_deg_',
+                   'orientation_within_': 'heading_within_'}
+
+
+def upgrade_metric_names(record: dict) -> dict:
+    """Return ``record`` with legacy metric names renamed (``val/`` prefixes kept).
+
+    ``recall@1%`` (the positive within the top ceil(G / 100)) becomes the variant its K
+    equals, ``recall@1%_transgeo`` (G // 100) or ``recall@1%_vigor`` (int(0.01 G) + 1),
+    when the record holds G (``count`` or ``gallery_size``); else it is left as it was.
+    """
+    out = {}
+    for key, value in record.items():
+        pre, _, name = key.rpartition('/')
+        pre = pre + '/' if pre else ''
+        for old, new in LEGACY_PREFIXES.items():
+            if name.startswith(old):
+                name = new + name[len(old):]
+        out[pre + name] = value
+    for pre in ('', 'val/'):
+        k, g = out.get(f'{pre}recall@1%_k'), out.get(f'{pre}count', out.get('gallery_size'))
+        if k is None or g is None or f'{pre}recall@1%' not in out:
+            continue
+        variant = ('transgeo' if k == g // 100 else 'vigor' if k == int(0.01 * g) + 1
+                   else None)
+        if variant:
+            out[f'{pre}recall@1%_{variant}'] = out.pop(f'{pre}recall@1%')
+            out[f'{pre}recall@1%_{variant}_k'] = out.pop(f'{pre}recall@1%_k')
+    return out

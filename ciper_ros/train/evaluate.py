@@ -157,7 +157,7 @@ def evaluate(model, dataset, *, batch_size: int = 16, top_k: int = 5,
            'retrieval': retrieval_metrics(sim, positives, semi_positives=semi),
            'gt_tile': gt, 'chained': chained,
            'baseline_tile_centre': centre,
-           'baseline_chance_heading_deg_median': chance_yaw['orientation_error_deg_median'],
+           'baseline_chance_heading_deg_median': chance_yaw['heading_error_deg_median'],
            'retrieval_gallery': ("crops of the query's group" if per_group
                                  else 'the whole gallery') + '; ' + RECALL_1PCT}
     groups = sorted(set(group.tolist()))
