@@ -29,28 +29,27 @@ def bag_frames(bag: Path, *, policy=None, decode: bool = True) -> list[dict]:
     ``decode``), ``prior`` (a Prior or None), ``fix_age_s``, ``drive_info``
     (``ciper_drive.json``) and ``truth_xy_yaw`` (base_link in the drive's ENU frame).
     """
-    import numpy as np
-
-    from ciper_ros.bag.reader import read_recording
+    from ciper_ros.bag.reader import read_recording, reference_records
+    from ciper_ros.geo.enu import LocalTangentPlane
     from ciper_ros.rosmsg.convert import to_rgb
-    from ciper_ros.runtime.gnss import FixBuffer, FixPolicy
+    from ciper_ros.runtime.gnss import FixPolicy
+    from ciper_ros.runtime.localizer import Prior
 
     rec = read_recording(bag)
-    buffer, fixes, k, out = FixBuffer(policy or FixPolicy()), rec.fixes, 0, []
+    city = rec.drive_info['city']
+    datum = (city['lat0_deg'], city['lon0_deg'])         # truth stays in the drive's frame
+    refs = reference_records(rec, plane=LocalTangentPlane(*datum),
+                             fix_policy=policy or FixPolicy(), datum_latlon_deg=datum)
+    out = []
     try:
-        for stamp, _, raw, msgtype, frame_id in rec.images:
-            while k < len(fixes) and fixes[k][0] <= stamp:
-                buffer.add(*fixes[k])
-                k += 1
-            prior, _, age = buffer.prior_at(stamp)
+        for r, (_, _, raw, msgtype, frame_id) in zip(refs, rec.images, strict=True):
             msg = rec.bag.deserialize(raw, msgtype)
-            fr = {'t_ns': stamp, 'frame_id': frame_id, 'prior': prior, 'fix_age_s': age,
-                  'image': to_rgb(msg, msgtype) if decode else msg,
-                  'drive_info': rec.drive_info}
-            if len(rec.truth):
-                j = int(np.abs(rec.truth[:, 0] - stamp).argmin())
-                fr['truth_xy_yaw'] = tuple(float(v) for v in rec.truth[j, 1:])
-            out.append(fr)
+            prior = None if r.prior_latlon_deg is None else Prior(
+                *r.prior_latlon_deg, sigma_m=r.prior_sigma_m)
+            out.append({'t_ns': r.stamp_ns, 'frame_id': frame_id, 'prior': prior,
+                        'fix_age_s': r.fix_age_s, 'drive_info': rec.drive_info,
+                        'truth_xy_yaw': (r.truth_x_m, r.truth_y_m, r.truth_yaw_rad),
+                        'image': to_rgb(msg, msgtype) if decode else msg})
     finally:
         rec.bag.close()
     return out

@@ -316,7 +316,7 @@ def drive_frames(pipeline, rec: Recording, *,
                 error = f'bad image: {e}'
         record = pipeline.process(Frame(stamp_ns=stamp, image=image, frame_id=frame_id,
                                         error=error))
-        attach_truth(record, rec, truth_xy, mount=pipeline.tf_static.mount(frame_id))
+        attach_truth(record, truth_xy, mount=pipeline.tf_static.mount(frame_id))
         yield record, {'bag_t_ns': bag_t_ns, 'frame_id': frame_id, 'msg': msg,
                        'msgtype': msgtype}
 
@@ -337,7 +337,7 @@ def _truth_in_index(rec: Recording, plane, datum_latlon_deg) -> np.ndarray:
     return truth
 
 
-def attach_truth(record, rec: Recording, truth_xy: np.ndarray, *, mount) -> None:
+def attach_truth(record, truth_xy: np.ndarray, *, mount) -> None:
     """Set the record's truth (base_link and camera) from the nearest truth message."""
     from ciper_ros.runtime.mount import camera_from_base
 
@@ -359,6 +359,8 @@ def reference_records(rec: Recording, *, plane, fix_policy,
     """
     from ciper_ros.metrics.frames import FrameRecord
     from ciper_ros.runtime.gnss import FixBuffer
+    from ciper_ros.runtime.mount import Mount
+    from ciper_ros.runtime.pipeline import set_prior
 
     buffer, fixes = FixBuffer(fix_policy), _Stream(rec.fixes)
     truth_xy = _truth_in_index(rec, plane, datum_latlon_deg)
@@ -372,12 +374,7 @@ def reference_records(rec: Recording, *, plane, fix_policy,
         if raw is None:
             r.reason = msgtype
         if prior is not None:
-            r.prior_sigma_m = prior.sigma_m
-            r.prior_latlon_deg = (prior.lat_deg, prior.lon_deg)
-            r.prior_x_m, r.prior_y_m = (float(v) for v in plane.xy_m_from_latlon(
-                np.array([[prior.lat_deg, prior.lon_deg]]))[0])
-        if len(truth_xy):
-            j = int(np.abs(truth_xy[:, 0] - stamp).argmin())
-            r.truth_x_m, r.truth_y_m, r.truth_yaw_rad = (float(v) for v in truth_xy[j, 1:])
+            set_prior(r, prior, plane)
+        attach_truth(r, truth_xy, mount=Mount())
         out.append(r)
     return out

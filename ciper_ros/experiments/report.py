@@ -7,8 +7,6 @@ Every file is written atomically; the Markdown page links the plots.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -16,25 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ciper_ros.metrics.frames import COLUMNS, FrameRecord, summarize
+from ciper_ros.metrics.frames import FrameRecord, summarize
+from ciper_ros.runtime.frames import write_records
 from ciper_ros.util.atomic import atomic_path, atomic_write_text
 
 
 def metrics(records: list[FrameRecord]) -> dict:
     """Headline numbers of a drive (:func:`ciper_ros.metrics.frames.summarize`)."""
     return summarize(records)
-
-
-def write_rows_csv(records: list[FrameRecord], path: Path) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=['t_s', *COLUMNS], extrasaction='ignore')
-    w.writeheader()
-    t0 = records[0].stamp_ns if records else 0
-    for r in records:
-        row = {k: ('' if isinstance(v, float) and not math.isfinite(v) else v)
-               for k, v in r.row().items()}
-        w.writerow(row | {'t_s': (r.stamp_ns - t0) * 1e-9})
-    atomic_write_text(path, buf.getvalue())
 
 
 def _col(records: list[FrameRecord], fn, only_ok: bool = False) -> np.ndarray:
@@ -150,7 +137,7 @@ def write_report(out_dir: str | os.PathLike, records: list[FrameRecord], *, meta
     online = meta.get('mode') == 'online'
     lat_label = ('latency: image published -> pose received (ms, wall)' if online
                  else 'processing time per frame (ms)')
-    write_rows_csv(records, out / 'frames.csv')
+    write_records(records, out / 'frames.csv')
     plot_trajectory(records, out / 'trajectory.png', store=store, plane=plane, zoom=zoom)
     plot_error_time(records, out / 'error_time.png')
     plot_cdf(records, out / 'error_cdf.png')

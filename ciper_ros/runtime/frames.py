@@ -53,24 +53,23 @@ def run_frames(pipeline: FramePipeline, frames: Iterable[Frame], *, total: int |
                                                disable=not progress)]
 
 
-def _cell(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return ''
-    return v
+def _rows(records: list[FrameRecord], missing) -> list[dict]:
+    """Record rows with ``t_s`` (seconds from the first frame); non-finite -> ``missing``."""
+    t0 = records[0].stamp_ns if records else 0
+    return [{k: missing if isinstance(v, float) and not math.isfinite(v) else v
+             for k, v in ({'t_s': (r.stamp_ns - t0) * 1e-9} | r.row()).items()}
+            for r in records]
 
 
 def write_records(records: list[FrameRecord], path: str | os.PathLike) -> None:
-    """Write one row per frame: ``.json`` (with the summary) or CSV, atomically."""
+    """Write one row per frame: ``.json`` (with the summary; null for no value) or CSV."""
     p = Path(path)
-    rows = [r.row() for r in records]
     if p.suffix.lower() == '.json':
-        clean = [{k: (None if v == '' else v) for k, v in ((k, _cell(v)) for k, v in r.items())}
-                 for r in rows]
-        atomic_write_text(p, json.dumps({'summary': summarize(records), 'frames': clean},
-                                        indent=1) + '\n')
+        atomic_write_text(p, json.dumps({'summary': summarize(records),
+                                         'frames': _rows(records, None)}, indent=1) + '\n')
         return
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction='ignore')
+    w = csv.DictWriter(buf, fieldnames=['t_s', *COLUMNS])
     w.writeheader()
-    w.writerows({k: _cell(v) for k, v in r.items()} for r in rows)
+    w.writerows(_rows(records, ''))
     atomic_write_text(p, buf.getvalue())

@@ -37,6 +37,14 @@ from ciper_ros.runtime.sensors import CameraInfoBuffer, OdometryBuffer, StaticTr
 from ciper_ros.runtime.stamped import TIME_JUMP_BACK_S
 
 
+def set_prior(rec: FrameRecord, prior: Prior, plane) -> None:
+    """Record the prior a frame was localized with (its centre in ``plane``'s ENU frame)."""
+    rec.prior_sigma_m = prior.sigma_m
+    rec.prior_latlon_deg = (prior.lat_deg, prior.lon_deg)
+    rec.prior_x_m, rec.prior_y_m = (float(v) for v in plane.xy_m_from_latlon(
+        np.array([[prior.lat_deg, prior.lon_deg]]))[0])
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """What the per-frame path needs besides the Localizer (the node's parameters imply it)."""
@@ -156,10 +164,7 @@ class FramePipeline:
             return rec
         plane = self.localizer.index.plane
         if prior is not None:
-            rec.prior_sigma_m = prior.sigma_m
-            rec.prior_latlon_deg = (prior.lat_deg, prior.lon_deg)
-            rec.prior_x_m, rec.prior_y_m = (float(v) for v in plane.xy_m_from_latlon(
-                np.array([[prior.lat_deg, prior.lon_deg]]))[0])
+            set_prior(rec, prior, plane)
         mount = self.tf_static.mount(frame.frame_id)
         rec.mount_source = mount.source
         try:

@@ -19,6 +19,7 @@ from bisect import bisect_right
 import threading
 
 from ciper_ros.geo.camera import PinholeCamera
+from ciper_ros.geo.heading import wrap_angle_rad
 from ciper_ros.geo.se2 import SE2
 from ciper_ros.runtime.mount import Mount, mount_or_default
 from ciper_ros.runtime.stamped import StampedBuffer
@@ -74,10 +75,10 @@ class OdometryBuffer(StampedBuffer):
         if before and after and after[0] - before[0] <= self.max_gap_ns:
             (ta, a), (tb, b) = before, after
             w = (stamp_ns - ta) / (tb - ta)
-            d = a.inv() @ b                    # the motion between the two, in a's frame
-            # interpolate position in the odom frame and heading along the shortest arc
+            # position linearly in the odom frame, heading along the shortest arc
+            dyaw = wrap_angle_rad(b.yaw_rad - a.yaw_rad)
             return SE2(a.x_m + w * (b.x_m - a.x_m), a.y_m + w * (b.y_m - a.y_m),
-                       a.yaw_rad + w * d.yaw_rad, parent=a.parent, child=a.child)
+                       a.yaw_rad + w * dyaw, parent=a.parent, child=a.child)
         near = [o for o in (before, after) if o is not None]
         if near:
             t, T = min(near, key=lambda o: abs(o[0] - stamp_ns))
