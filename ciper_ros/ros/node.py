@@ -83,7 +83,6 @@ class LocalizeNode(Node):
         self._info_cv = threading.Condition()     # a CameraInfo arrived (a frame may wait)
         self._slot = None
         self._stop = False
-        self._camera_info = None
         self.rates = {k: RateMeter() for k in ('image', 'camera_info', 'gnss', 'odom')}
         self.counts = dict.fromkeys(('received', 'processed', 'dropped', 'localized',
                                      'rejected', 'bad_images', 'bad_fixes', 'bad_tf',
@@ -252,7 +251,6 @@ class LocalizeNode(Node):
 
     def _on_camera_info(self, msg) -> None:
         self.rates['camera_info'].tick()
-        self._camera_info = msg
         why = self.pipeline.add_camera_info(stamp_ns(msg.header.stamp), msg)
         if why:
             self.last['error'] = f'CameraInfo: {why}'
@@ -366,9 +364,10 @@ class LocalizeNode(Node):
         now = self.get_clock().now().nanoseconds
         vals['gnss_age_s'] = round((now - newest) * 1e-9, 3) if newest else math.nan
         vals['gnss_buffered'] = len(pipe.fixes)
-        cam = self._camera_info
-        if cam is not None and cam.k[0] > 0:
-            vals['camera_hfov_deg'] = math.degrees(2 * math.atan(cam.width / (2 * cam.k[0])))
+        info_ns = pipe.camera_infos.newest_ns()
+        cam = pipe.camera_infos.at(info_ns)[0] if info_ns is not None else None
+        if cam is not None:
+            vals['camera_hfov_deg'] = math.degrees(cam.hfov_rad)
         vals['camera_info_buffered'] = len(pipe.camera_infos)
         vals['odom_buffered'] = len(pipe.odometry)
         mounts = pipe.tf_static.mounts()
