@@ -13,6 +13,12 @@ from ciper_ros.cli.common import (
     zooms,
 )
 
+# the names of ciper_ros.synth.appearance.PRESETS and its HELD_OUT_PRESET, spelled out so
+# that --help imports no numpy (test/test_appearance_presets.py keeps them equal)
+APPEARANCE_PRESETS = ('default', 'summer_noon', 'autumn', 'winter_overcast', 'evening_low_sun',
+                      'provider_b', 'dry_south')
+HELD_OUT_APPEARANCE = 'dry_south'
+
 
 def add_parser(subparsers) -> None:
     p_syn = subparsers.add_parser('synth', help='synthetic cities, drives and training pairs')
@@ -26,6 +32,10 @@ def add_parser(subparsers) -> None:
     p.add_argument('--datum', type=latlon, default=(48.137, 11.575),
                    help='LAT,LON of the city centre (map ENU origin)')
     p.add_argument('--zooms', type=zooms, default=[19, 20], help='aerial zoom levels')
+    p.add_argument('--appearance', choices=APPEARANCE_PRESETS, default='default',
+                   metavar='NAME', help='appearance preset (palettes, season, sun, road wear, '
+                   f'aerial provider): {", ".join(APPEARANCE_PRESETS)}; {HELD_OUT_APPEARANCE} '
+                   'is held out from training (default: %(default)s)')
     p.add_argument('--out', required=True, help='output folder')
     p.set_defaults(func=cmd_city)
 
@@ -75,9 +85,10 @@ def cmd_city(args: argparse.Namespace) -> int:
 
     out = check_out_dir(args.out)
     cfg = CityConfig(seed=args.seed, size_m=args.size_m, res_m=args.res_m,
-                     lat0_deg=args.datum[0], lon0_deg=args.datum[1])
+                     lat0_deg=args.datum[0], lon0_deg=args.datum[1],
+                     appearance=args.appearance)
     world, t = write_city_folder(out, cfg, zooms=tuple(args.zooms))
-    print(f'city seed {cfg.seed}: {cfg.size_m:g} m square at {args.datum}, '
+    print(f'city seed {cfg.seed} ({cfg.appearance}): {cfg.size_m:g} m square at {args.datum}, '
           f'{world.n_buildings} buildings, {len(world.trees.height_m)} trees, '
           f'{len(world.cars.yaw_rad)} parked cars, {len(world.roads.edges)} road edges '
           f"(generated in {t['generate_s']:.1f} s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 import math
 import os
 
@@ -69,3 +70,67 @@ def city_preview_sheet(city_dir: str | os.PathLike, *, n_rows: int = 4, seed: in
             rows.append(np.concatenate([aerial, gap, pinhole, gap, pano], axis=1))
     sep = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
     return np.concatenate([r for row in rows for r in (sep, row)][1:], axis=0)
+
+
+def appearance_sheet(*, seed: int = 3, size_m: float = 200.0, xy_m: tuple[float, float] = (24.0,
+                     56.3), yaw_rad: float = 1.6, row_px: int = 100, crop_side_m: float = 60.0,
+                     presets: tuple[str, ...] | None = None) -> np.ndarray:
+    """One spot of one city under every appearance preset: a row of aerial | panorama each.
+
+    Same seed, so the same geometry; per row the preset's name, an aerial crop of
+    ``crop_side_m`` around ``xy_m`` rendered as its provider would (sun, colours, blur,
+    resolution; no JPEG) with the pose drawn, and the 360 degree panorama centred on
+    ``yaw_rad``. RGB uint8, about ``len(presets) * (row_px + 6)`` high.
+    """
+    from ciper_ros.synth.appearance import (
+        aerial_capture,
+        AerialSampler,
+        get_preset,
+        HELD_OUT_PRESET,
+        PRESETS,
+    )
+    from ciper_ros.synth.city import generate_city
+    from ciper_ros.synth.render import CameraPose, GroundRenderer
+    from ciper_ros.synth.world import CityConfig
+
+    names = tuple(PRESETS) if presets is None else tuple(presets)
+    if not names:
+        raise UserError('an appearance sheet needs at least one preset')
+    for n in names:
+        get_preset(n)
+    base = generate_city(CityConfig(seed=seed, size_m=size_m))
+    m_per_px = crop_side_m / row_px
+    off = (np.arange(row_px) + 0.5) * m_per_px - crop_side_m / 2
+    east, north = np.meshgrid(xy_m[0] + off, xy_m[1] - off)
+    pose = CameraPose(float(xy_m[0]), float(xy_m[1]), yaw_rad)
+    label_w = 104
+    gap = np.full((row_px, 6, 3), 255, np.uint8)
+    rows = []
+    for n in names:
+        # geometry does not depend on the preset: reuse the tables, swap the config
+        world = replace(base, config=CityConfig(seed=seed, size_m=size_m, appearance=n),
+                        _car_layers={})
+        aerial = AerialSampler(world, aerial_capture(world))(east, north, m_per_px)
+        aerial = draw_pose(aerial, np.zeros(2), yaw_rad, m_per_px)
+        pano = GroundRenderer(world, epoch=1).panorama(pose, width=4 * row_px, height=row_px)
+        label = np.full((row_px, label_w, 3), 255, np.uint8)
+        lines = [n, '(held out)'] if n == HELD_OUT_PRESET else [n]
+        for i, text in enumerate(lines):
+            cv2.putText(label, text, (4, row_px // 2 - 4 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.42, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(np.concatenate([label, aerial, gap, pano], axis=1))
+    sep = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([r for row in rows for r in (sep, row)][1:], axis=0)
+
+
+def write_appearance_sheet(path: str | os.PathLike, **kwargs) -> os.PathLike:
+    """Write :func:`appearance_sheet` as a PNG (docs/appearance_presets.png); returns the path."""
+    from pathlib import Path
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    img = appearance_sheet(**kwargs)
+    if not cv2.imwrite(str(p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                       [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise UserError(f'could not write {p}')
+    return p

@@ -28,8 +28,9 @@ from ciper_ros.synth._kernels import (
 )
 from ciper_ros.synth.appearance import (
     Capture,
-    GROUND_RGB,
+    get_preset,
     ground_rgb01,
+    object_colours,
     shadow_mask,
     Textures,
 )
@@ -76,18 +77,23 @@ class CameraPose:
 
 
 class GroundRenderer:
-    """Renders what a vehicle camera sees in ``world`` during drive ``epoch`` (>= 1)."""
+    """Renders what a vehicle camera sees in ``world`` during drive ``epoch`` (>= 1).
+
+    The capture (sun, shadows, colour response) is drawn from the city's appearance preset
+    unless given; palettes, season, road wear, sky and ``fog_m`` (m, unless given) follow it.
+    """
 
     def __init__(self, world: World, *, epoch: int = 1, capture: Capture | None = None,
-                 max_range_m: float = 150.0, n_samples: int = 96, fog_m: float = 250.0,
+                 max_range_m: float = 150.0, n_samples: int = 96, fog_m: float | None = None,
                  seed: int | None = None, use_numba: bool = HAVE_NUMBA) -> None:
+        preset = get_preset(world.config.appearance)
         self.world = world
         self.use_numba = use_numba
         self.epoch = epoch
         rng = np.random.default_rng([world.config.seed, 0xD21E, epoch if seed is None else seed])
-        self.capture = capture or Capture.random(rng, aerial=False)
+        self.capture = capture or Capture.draw(rng, preset.ground)
         self.tex = Textures(world.config.seed)
-        self.fog_m = fog_m
+        self.fog_m = preset.fog_m if fog_m is None else fog_m
         self.d = np.geomspace(0.4, max_range_m, n_samples).astype(np.float32)   # (K,)
         self.d_prev = np.concatenate([[0.0], self.d[:-1]]).astype(np.float32)
         self.car_layer = world.car_layer(epoch)
@@ -98,9 +104,10 @@ class GroundRenderer:
         self.nb = nb
         # per object id tables (0 = none, 1..B buildings, B+1.. trees)
         n_obj = 1 + nb + len(world.trees.height_m)
+        facade_rgb, _, crown_rgb = object_colours(world)
         self.obj_rgb = np.zeros((n_obj, 3), np.float32)
-        self.obj_rgb[1:nb + 1] = b.facade_rgb / 255.0
-        self.obj_rgb[nb + 1:] = world.trees.rgb / 255.0
+        self.obj_rgb[1:nb + 1] = facade_rgb / 255.0
+        self.obj_rgb[nb + 1:] = crown_rgb / 255.0
         self.b_center = np.zeros((nb + 1, 2), np.float32)
         self.b_center[1:] = b.center_xy_m
         self.b_u = np.zeros((nb + 1, 2), np.float32)
@@ -130,12 +137,13 @@ class GroundRenderer:
         self.shadow_factor = 2
         self.shadow = shadow_mask(world.surface_height_m(epoch), world.res_m, self.capture.sun,
                                   factor=self.shadow_factor).astype(np.float32)
-        self.palette = (GROUND_RGB / 255.0).astype(np.float32)
+        self.ground_rgb = preset.ground_rgb()      # (16, 3) 0-255 per Kind
+        self.palette = (self.ground_rgb / 255.0).astype(np.float32)
         sun = self.capture.sun.direction
         self.sun_h = sun[:2] / max(np.linalg.norm(sun[:2]), 1e-6)
         self.sun_el = self.capture.sun.elevation_rad
-        self.sky_top = np.float32([0.35, 0.55, 0.85]) * rng.uniform(0.85, 1.1)
-        self.sky_horizon = np.float32([0.78, 0.84, 0.9]) * rng.uniform(0.9, 1.05)
+        self.sky_top = np.float32(preset.sky_top_rgb) * rng.uniform(0.85, 1.1)
+        self.sky_horizon = np.float32(preset.sky_horizon_rgb) * rng.uniform(0.9, 1.05)
 
     # ------------------------------------------------------------------ public
     def panorama(self, pose: CameraPose, *, width: int = 256, height: int = 64,
@@ -422,7 +430,7 @@ class GroundRenderer:
             gkind = np.where(gin, np.take(self.kind_flat, grow * w.size_px + gcol), Kind.OUT)
             gkind = np.where((gkind == Kind.BUILDING) | (gkind == Kind.TREE), Kind.SIDEWALK,
                              gkind)
-            col_g = ground_rgb01(gkind, gx, gy, self.tex)
+            col_g = ground_rgb01(gkind, gx, gy, self.tex, palette=self.ground_rgb)
             light = (1.0 - (1.0 - light_amb) * self._shade_bilinear_shadow(gx, gy))
             light = light.astype(np.float32)
             rgb[gi] = col_g * light[:, None]
@@ -488,7 +496,7 @@ class GroundRenderer:
                 lab[oi[0][is_tree], oi[1][is_tree]] = tr
             if np.any(other):
                 col_o[other] = ground_rgb01(kind_hit[oi][other], hx[other], hy[other],
-                                            self.tex)
+                                            self.tex, palette=self.ground_rgb)
             rgb[oi] = col_o
         # distance fog, then the sky where nothing was hit
         fog = (1.0 - np.exp(d_hit * np.float32(-1.0 / self.fog_m)))[..., None]

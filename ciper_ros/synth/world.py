@@ -56,7 +56,12 @@ class District(IntEnum):
 
 @dataclass(frozen=True)
 class CityConfig:
-    """Everything that defines a city; the same config gives the same bytes."""
+    """Everything that defines a city; the same config gives the same bytes.
+
+    ``appearance``: name of the look (``ciper_ros.synth.appearance.PRESETS``): palettes,
+    season, sun, road wear and the aerial provider; it never changes the geometry. World
+    files written before it existed load as ``'default'``.
+    """
 
     seed: int = 0
     size_m: float = 600.0
@@ -64,8 +69,12 @@ class CityConfig:
     lat0_deg: float = 48.137
     lon0_deg: float = 11.575
     n_drive_epochs: int = 1
+    appearance: str = 'default'
 
     def __post_init__(self) -> None:
+        from ciper_ros.synth.appearance import get_preset  # appearance imports this module
+
+        get_preset(self.appearance)
         if not 100.0 <= self.size_m <= 5000.0:
             raise UserError(f'city size_m must be in [100, 5000] m, got {self.size_m}')
         if not 0.05 <= self.res_m <= 0.5:
@@ -256,6 +265,8 @@ class World:
                             f'version reads {FORMAT_VERSION}; regenerate it')
         try:
             return cls._from_arrays(z, meta)
+        except UserError:   # a valid file this version cannot read (e.g. an unknown preset)
+            raise
         except (KeyError, TypeError, ValueError) as e:   # arrays missing or misshapen
             raise CorruptFileError(f'corrupt city file {path}: its arrays do not make a '
                                    f'city ({type(e).__name__}: {e}); regenerate it') from None
