@@ -31,6 +31,9 @@ def add_parser(subparsers) -> None:
     p.add_argument('--config', default='config/train/default_model.yaml')
     p.add_argument('--cities', type=int, default=128, help='training cities (seeds 1000..)')
     p.add_argument('--renders-per-city', type=int, default=96)
+    p.add_argument('--appearance', choices=('default', 'random'), default='default',
+                   help='training cities under the default look, or each under an '
+                        'appearance preset drawn by seed (the held-out preset never)')
     p.add_argument('--minutes', type=float, default=0.0,
                    help='wall-clock budget of this run (0: train to max_steps)')
     p.add_argument('--no-finalize', action='store_true',
@@ -75,7 +78,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         _check_finalize_outputs(args)
     recipe = ModelRecipe(work_dir=args.work_dir, train_config=args.config,
                          n_train_cities=args.cities, renders_per_city=args.renders_per_city,
-                         overrides=args.overrides)
+                         overrides=args.overrides, appearance=args.appearance)
     state = train(recipe, minutes=args.minutes)
     print(f"step {state['step']} of {state['max_steps']} after {state['train_hours']:.2f} h "
           f"of training; checkpoint {state['checkpoint']}"

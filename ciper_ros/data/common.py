@@ -11,6 +11,8 @@ Item schema (one dict per query; :func:`collate` stacks them):
   or log the query belongs to (retrieval galleries and per-log metrics are per group)
 * optional ``aerial_negative`` (3, S, S): a crop of the same place without the camera in
   its central half (synthetic pairs with ``negative_crops``; trains ``loss_negative``)
+* optional ``aerial_far`` (3, S, S): a crop of the same city 30-150 m from the camera
+  (synthetic pairs with ``far_negatives``: hard retrieval negatives, "no match" examples)
 
 Datasets may also expose a retrieval *gallery* (VIGOR: every satellite image of the split's
 cities) through :class:`Gallery`; without one, the gallery is the queries' own crops.
@@ -96,11 +98,14 @@ def to_tensor_image(img: np.ndarray) -> torch.Tensor:
 def make_item(*, ground: np.ndarray, aerial: np.ndarray, offset_xy_m: np.ndarray,
               yaw_rad: float, yaw_prior_rad: float, half_side_m: float,
               camera_latlon_deg: tuple[float, float], group: int,
-              aerial_negative: np.ndarray | None = None) -> dict:
+              aerial_negative: np.ndarray | None = None,
+              aerial_far: np.ndarray | None = None) -> dict:
     """Build one item of the schema above from uint8 images and metric labels.
 
     ``aerial_negative``: optional crop that does not hold the camera in its central half
     (item key ``aerial_negative``; trains the confidence to say "not here").
+    ``aerial_far``: optional crop of the same city 30-150 m away (item key ``aerial_far``:
+    a hard retrieval negative and a "no match" example).
     """
     if aerial.shape[0] != aerial.shape[1]:
         raise DatasetError(f'aerial crop must be square, got {aerial.shape}')
@@ -119,6 +124,8 @@ def make_item(*, ground: np.ndarray, aerial: np.ndarray, offset_xy_m: np.ndarray
     }
     if aerial_negative is not None:
         item['aerial_negative'] = to_tensor_image(aerial_negative)
+    if aerial_far is not None:
+        item['aerial_far'] = to_tensor_image(aerial_far)
     return item
 
 

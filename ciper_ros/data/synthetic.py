@@ -29,4 +29,5 @@ class PairTensors(Dataset):
                          half_side_m=float(p['aerial'].shape[0] * p['m_per_px'] / 2.0),
                          camera_latlon_deg=np.asarray(p['camera_latlon_deg'], np.float64),
                          group=int(p['city_seed']),
-                         aerial_negative=p.get('aerial_negative'))
+                         aerial_negative=p.get('aerial_negative'),
+                         aerial_far=p.get('aerial_far'))

@@ -51,6 +51,10 @@ class ModelRecipe:
     shard_size: int = 256
     bank_seed: int = 0
     overrides: list[str] = field(default_factory=list)   # key=value for the train config
+    appearance: str = 'default'     # 'random': each training city under a preset drawn by
+    #                                 seed (synth.appearance.TRAINING_PRESETS); validation and
+    #                                 test cities stay 'default'; the held-out preset is never
+    #                                 trained on
     progress_file: str = str(PROGRESS_FILE)     # mid-training snapshots (ciper model snapshot)
     shipped_file: str = str(SHIPPED_FILE)       # finalize's output carries the same state
 
@@ -58,20 +62,24 @@ class ModelRecipe:
     def root(self) -> Path:
         return Path(self.work_dir)
 
-    def resume_source(self) -> Path | None:
+    def resume_source(self, model_config=None) -> Path | None:
         """Pick the committed weights a run without its own checkpoint starts from.
 
         The progress snapshot or the shipped model (``ciper model finalize`` writes the same
         step, training time and curve into it), whichever has trained more steps; None when
-        neither is a recipe checkpoint.
+        neither is a recipe checkpoint. ``model_config`` (a ModelConfig): only weights of
+        that model count (a v1 shipped model does not seed a v2 run).
         """
         from ciper_ros.model.build import load_checkpoint
 
+        want = None if model_config is None else _plain_dict(model_config.to_dict())
         best, best_step = None, -1
         for path in (Path(self.progress_file), Path(self.shipped_file)):
             if not path.is_file():
                 continue
             blob = load_checkpoint(path)
+            if want is not None and _plain_dict(blob['config']) != want:
+                continue
             if 'elapsed_s' in blob and 'recipe' in blob and int(blob['step']) > best_step:
                 best, best_step = path, int(blob['step'])
         return best
@@ -84,6 +92,23 @@ class ModelRecipe:
         from ciper_ros.synth.pairs import city_seeds
 
         return city_seeds('train', self.n_train_cities)
+
+
+def _plain_dict(d: dict) -> dict:
+    """Return a config dict with tuples as lists, as JSON and checkpoints hold it."""
+    from ciper_ros.model.config import ModelConfig
+
+    full = ModelConfig.from_dict(d).to_dict()      # older checkpoints: defaults filled in
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
+
+
+def city_appearance(recipe: ModelRecipe, seed: int) -> str:
+    """Appearance preset of a recipe city: randomized for training cities, else default."""
+    from ciper_ros.synth.appearance import preset_for_seed
+
+    if recipe.appearance == 'random' and seed in recipe.train_seeds:
+        return preset_for_seed(seed)
+    return 'default'
 
 
 def _city_done(folder: Path) -> bool:
@@ -109,7 +134,8 @@ def make_cities(recipe: ModelRecipe, *, progress: bool = True) -> list[Path]:
         # written into a staging folder and renamed: a killed run leaves no half city
         final = recipe.city_dir(seed)
         staging = final.with_name(final.name + '.partial')
-        write_city_folder(staging, CityConfig(seed=seed, size_m=recipe.city_size_m),
+        write_city_folder(staging, CityConfig(seed=seed, size_m=recipe.city_size_m,
+                                              appearance=city_appearance(recipe, seed)),
                           zooms=recipe.zooms, progress=False)
         if final.exists():
             shutil.rmtree(final)
@@ -140,12 +166,13 @@ def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -
     make_cities(recipe, progress=progress)
     model_config = build_model(base.model, **base.model_overrides).config
     bank = make_bank(recipe, model_config, base.pairs, progress=progress)
-    budget = run_budget_minutes(recipe, minutes, setup_s=time.perf_counter() - t0)
+    budget = run_budget_minutes(recipe, minutes, setup_s=time.perf_counter() - t0,
+                                model_config=model_config)
     cfg = load_config(recipe.train_config, [
         *recipe.overrides, f'out_dir={recipe.root / "train"}', f'shards={bank}',
         'cities=[]', f'val_cities=[{recipe.city_dir(VAL_SEED)}]', f'max_minutes={budget}'])
     trainer = Trainer(cfg)
-    source = None if trainer.last_path.exists() else recipe.resume_source()
+    source = None if trainer.last_path.exists() else recipe.resume_source(model_config)
     if source is not None:
         _start_from_snapshot(trainer, source)
     record = trainer.run(progress=progress)
@@ -157,7 +184,8 @@ def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -
     return state
 
 
-def run_budget_minutes(recipe: ModelRecipe, minutes: float, *, setup_s: float = 0.0) -> float:
+def run_budget_minutes(recipe: ModelRecipe, minutes: float, *, setup_s: float = 0.0,
+                       model_config=None) -> float:
     """Compute the trainer's ``max_minutes`` for ``minutes`` more training in this run.
 
     The trainer's budget counts training time summed over resumes (so a killed run stops
@@ -169,7 +197,7 @@ def run_budget_minutes(recipe: ModelRecipe, minutes: float, *, setup_s: float = 
     from ciper_ros.model.build import load_checkpoint
 
     last = recipe.root / 'train' / 'last.pt'
-    source = last if last.exists() else recipe.resume_source()
+    source = last if last.exists() else recipe.resume_source(model_config)
     done_s = float(load_checkpoint(source).get('elapsed_s', 0.0)) if source else 0.0
     return done_s / 60.0 + max(minutes - setup_s / 60.0, 0.5)
 

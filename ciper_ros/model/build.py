@@ -1,6 +1,6 @@
 """Model registry: builders own every number. Checkpoints carry their config.
 
-``MODELS = {'ciper_s': ..., 'ciper_t': ...}``; ``build_model(name, **overrides)``;
+``MODELS = {'ciper_s': ..., 'ciper_t': ..., 'ciper_t2': ...}``; ``build_model(name, **overrides)``;
 ``save_checkpoint`` / ``load_model`` (``torch.load(weights_only=True)``, atomic writes).
 """
 
@@ -15,11 +15,14 @@ import zipfile
 import torch
 
 from ciper_ros.model.anchors import PolarAnchors
-from ciper_ros.model.ciper import CIPER, DescriptorHead
+from ciper_ros.model.ciper import CIPER, DescriptorHead, GeMDescriptor
 from ciper_ros.model.config import ModelConfig
+from ciper_ros.model.fine_decoder import FinePoseDecoder
+from ciper_ros.model.hybrid import HybridEncoder
 from ciper_ros.model.pose_decoder import PoseDecoder
 from ciper_ros.model.two_way import TwoWayTransformer
 from ciper_ros.model.vit import ViTEncoder
+from ciper_ros.model.volume import FinePolarVolume
 from ciper_ros.util.atomic import atomic_path
 from ciper_ros.util.errors import CorruptFileError, UserError
 
@@ -27,8 +30,12 @@ FORMAT_VERSION = 1
 
 
 PRESETS = {
-    # CPU / embedded default, trained on the synthetic city
+    # the first CPU / embedded model (v1): ViT at stride 16, polar anchors on a 4 m grid
     'ciper_t': ModelConfig(),
+    # v2: hybrid encoders with fine (stride 4) features, the pose read from a fine score
+    # volume (2 m, 5.6 deg cells, soft-argmax refined), GeM descriptors, a match head
+    'ciper_t2': ModelConfig(name='ciper_t2', trunk='mobilenetv2', query_mode='fine',
+                            descriptor='gem'),
     # the paper's size (DeiT-Small encoders, SAM-style decoder), for GPU training
     'ciper_s': ModelConfig(name='ciper_s', ground_size=(256, 1024), aerial_size=(512, 512),
                            dim=384, depth=12, num_heads=6, desc_dim=1000, decoder_depth=2,
@@ -39,6 +46,8 @@ PRESETS = {
 
 
 def build_from_config(cfg: ModelConfig) -> CIPER:
+    if cfg.trunk != 'none':
+        return _build_fine(cfg)
     ground = ViTEncoder(img_size=cfg.ground_size, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth,
                         num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio)
     if cfg.share_encoders and cfg.ground_size == cfg.aerial_size:
@@ -65,6 +74,37 @@ def build_from_config(cfg: ModelConfig) -> CIPER:
                  config=cfg)
 
 
+def _build_fine(cfg: ModelConfig) -> CIPER:
+    """CIPER with hybrid encoders (stride-4 trunk, ViT at 16) and fine features."""
+    if cfg.share_encoders:
+        raise UserError('shared encoders are not available with a convolutional trunk')
+    kw = {'dim': cfg.dim, 'depth': cfg.depth, 'num_heads': cfg.num_heads,
+          'mlp_ratio': cfg.mlp_ratio, 'fine_dim': cfg.fine_dim}
+    ground = HybridEncoder(img_size=cfg.ground_size, **kw)
+    aerial = HybridEncoder(img_size=cfg.aerial_size, **kw)
+    transformer = TwoWayTransformer(depth=cfg.decoder_depth, dim=cfg.dim,
+                                    num_heads=cfg.decoder_heads, mlp_dim=cfg.decoder_mlp,
+                                    downsample_rate=cfg.decoder_downsample)
+    if cfg.query_mode == 'fine':
+        volume = FinePolarVolume(fine_dim=cfg.fine_dim, corr_dim=cfg.volume_corr_dim,
+                                 grid_size=cfg.volume_grid, grid_extent=cfg.volume_extent,
+                                 n_azimuth=cfg.volume_azimuths, ground=cfg.ground,
+                                 hfov_deg=cfg.hfov_deg, ground_rows=cfg.ground_size[0] // 4,
+                                 window=cfg.softargmax_window)
+        decoder = FinePoseDecoder(volume=volume, transformer=transformer,
+                                  top_k=cfg.num_queries)
+    else:
+        raise UserError(f"a convolutional trunk takes query_mode 'fine', got "
+                        f'{cfg.query_mode!r}')
+    if cfg.descriptor == 'gem':
+        descs = [GeMDescriptor(fine_dim=cfg.fine_dim, dim=cfg.dim, out_dim=cfg.desc_dim)
+                 for _ in range(2)]
+    else:
+        descs = [DescriptorHead(cfg.dim, cfg.desc_dim) for _ in range(2)]
+    return CIPER(ground_encoder=ground, aerial_encoder=aerial, ground_desc=descs[0],
+                 aerial_desc=descs[1], pose_decoder=decoder, config=cfg)
+
+
 def build_ciper_t(**overrides) -> CIPER:
     return build_from_config(ModelConfig.from_dict({**PRESETS['ciper_t'].to_dict(),
                                                     **overrides}))
@@ -75,7 +115,12 @@ def build_ciper_s(**overrides) -> CIPER:
                                                     **overrides}))
 
 
-MODELS = {'ciper_t': build_ciper_t, 'ciper_s': build_ciper_s}
+def build_ciper_t2(**overrides) -> CIPER:
+    return build_from_config(ModelConfig.from_dict({**PRESETS['ciper_t2'].to_dict(),
+                                                    **overrides}))
+
+
+MODELS = {'ciper_t': build_ciper_t, 'ciper_t2': build_ciper_t2, 'ciper_s': build_ciper_s}
 
 
 def build_model(name: str, **overrides) -> CIPER:

@@ -31,6 +31,30 @@ class ModelConfig:
     anchor_extent: float = 0.5
     anchor_azimuths: int = 32
     anchor_corr_dim: int = 32
+    # v2 (fine) parts; the defaults are v1's, so v1 checkpoints rebuild as they were saved
+    trunk: str = 'none'                      # 'none': plain ViT; 'mobilenetv2': hybrid ViT
+    #                                          on a stride-4 trunk, fine features
+    fine_dim: int = 64                       # channels of the stride-4 fine features
+    volume_corr_dim: int = 16                # channels the fine volume correlates
+    volume_grid: int = 17                    # query_mode 'fine': G x G positions (2 m)
+    volume_extent: float = 0.5               # of the half-side: +-16 m in a 64 m crop
+    volume_azimuths: int = 64                # heading bins (5.6 deg)
+    softargmax_window: int = 2               # (2w + 1)^3 cells around each peak
+    descriptor: str = 'tokens'               # 'tokens' (v1: cls / dist heads) or 'gem'
+
+    def __post_init__(self) -> None:
+        from ciper_ros.util.errors import UserError
+
+        choices = {'ground': ('panorama', 'pinhole'), 'trunk': ('none', 'mobilenetv2'),
+                   'descriptor': ('tokens', 'gem'),
+                   'query_mode': ('single', 'free', 'anchored', 'fine')}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f'model {name} must be one of {allowed}, got '
+                                f'{getattr(self, name)!r}')
+        if self.trunk == 'none' and (self.query_mode == 'fine' or self.descriptor == 'gem'):
+            raise UserError("query_mode 'fine' and descriptor 'gem' need fine features "
+                            "(trunk: mobilenetv2)")
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:

@@ -64,14 +64,22 @@ class ViTEncoder(nn.Module):
     NUM_PREFIX = 3
 
     def __init__(self, *, img_size: tuple[int, int], patch: int, dim: int, depth: int,
-                 num_heads: int, mlp_ratio: float = 4.0) -> None:
+                 num_heads: int, mlp_ratio: float = 4.0, in_chans: int = 3,
+                 normalize: bool = True) -> None:
+        """Build the encoder.
+
+        ``in_chans`` / ``normalize``: a hybrid ViT (a convolutional trunk in front) passes
+        the trunk's channels and its feature-map size as ``img_size``, un-normalised.
+        """
         super().__init__()
         H, W = img_size
         if H % patch or W % patch:
             raise ValueError(f'image size {img_size} is not a multiple of the patch {patch}')
         self.img_size = (H, W)
+        self.in_chans = in_chans
+        self.normalize = normalize
         self.grid = (H // patch, W // patch)
-        self.patch_embed = PatchEmbed(patch=patch, in_chans=3, dim=dim)
+        self.patch_embed = PatchEmbed(patch=patch, in_chans=in_chans, dim=dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pose_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -103,9 +111,12 @@ class ViTEncoder(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> dict:
-        assert image.shape[1:] == (3, *self.img_size), \
-            f'expected (B, 3, {self.img_size[0]}, {self.img_size[1]}), got {tuple(image.shape)}'
-        x, grid = self.patch_embed((image - self.mean) / self.std)     # (B, hw, D)
+        assert image.shape[1:] == (self.in_chans, *self.img_size), \
+            f'expected (B, {self.in_chans}, {self.img_size[0]}, {self.img_size[1]}), got ' \
+            f'{tuple(image.shape)}'
+        if self.normalize:
+            image = (image - self.mean) / self.std
+        x, grid = self.patch_embed(image)                               # (B, hw, D)
         B = x.shape[0]
         prefix = torch.cat([self.cls_token, self.dist_token, self.pose_token], 1).expand(B, -1,
                                                                                           -1)

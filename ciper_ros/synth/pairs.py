@@ -65,6 +65,10 @@ class PairConfig:
     negative_crops: bool = False
     negative_min_fraction: float = 0.6     # camera offset >= this x half-side (0.5: the edge
     #                                        of the central half) on one axis at least
+    # a crop of the same city centred 30-150 m from the camera, cut when the render is made:
+    # the hard retrieval negative (same streets, another place) and a "no match" example
+    far_negatives: bool = False
+    far_negative_range_m: tuple[float, float] = (30.0, 150.0)
 
     def __post_init__(self) -> None:
         for name, allowed in (('style', ('vigor', 'kitti')), ('ground', ('panorama', 'pinhole')),
@@ -110,6 +114,7 @@ class Render:
     yaw_rad: float         # heading the ground image was rendered at (0 for panoramas)
     camera_latlon_deg: tuple[float, float]
     city_seed: int
+    aerial_far: np.ndarray | None = None   # (S, S, 3) crop 30-150 m away (far_negatives)
 
 
 def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict:
@@ -157,6 +162,8 @@ def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict
            'camera_latlon_deg': np.asarray(render.camera_latlon_deg, np.float64)}
     if negative is not None:
         out['aerial_negative'] = negative
+    if render.aerial_far is not None:
+        out['aerial_far'] = np.ascontiguousarray(render.aerial_far)
     return out
 
 
@@ -225,9 +232,38 @@ class CitySource:
         latlon = w.plane.latlon_from_xy_m(xy)[0]
         crop = self._store.crop((latlon[0], latlon[1]), 2 * cfg.aerial_side_m,
                                 cfg.render_side_px)
+        far = None
+        if cfg.far_negatives:
+            far_xy = far_point(w, xy, rng, range_m=cfg.far_negative_range_m,
+                               margin_m=cfg.aerial_side_m / 2.0)
+            far_latlon = w.plane.latlon_from_xy_m(far_xy[None])[0]
+            far = self._store.crop((float(far_latlon[0]), float(far_latlon[1])),
+                                   cfg.aerial_side_m, cfg.aerial_side_px).image_rgb
         return Render(ground=ground, aerial=crop.image_rgb, yaw_rad=float(yaw),
                       camera_latlon_deg=(float(latlon[0]), float(latlon[1])),
-                      city_seed=w.config.seed)
+                      city_seed=w.config.seed, aerial_far=far)
+
+
+def far_point(world, xy_m: np.ndarray, rng: np.random.Generator, *,
+              range_m: tuple[float, float], margin_m: float) -> np.ndarray:
+    """Draw a point ``range_m`` (min, max) from ``xy_m``, a crop margin inside the city.
+
+    Directions are uniform; when the city is too small for the whole range, the farthest
+    inside point of 64 tries is taken (never the camera's own place).
+    """
+    half = world.size_px * world.res_m / 2.0 - margin_m
+    best, best_d = None, -1.0
+    for _ in range(64):
+        d = float(rng.uniform(*range_m))
+        a = float(rng.uniform(-math.pi, math.pi))
+        p = np.asarray(xy_m, np.float64) + d * np.array([math.cos(a), math.sin(a)])
+        p_in = np.clip(p, -half, half)
+        if np.allclose(p, p_in):
+            return p
+        dist = float(np.hypot(*(p_in - xy_m)))
+        if dist > best_d:
+            best, best_d = p_in, dist
+    return best
 
 
 def sample_road_pose(world, rng: np.random.Generator, *,
@@ -278,7 +314,10 @@ class SyntheticPairs:
 # ---------------------------------------------------------------------------- shards
 MANIFEST = 'manifest.json'
 RENDER_FIELDS = ('ground', 'pano_width', 'pano_height', 'pinhole_width', 'pinhole_height',
-                 'pinhole_hfov_deg', 'aerial_side_m', 'aerial_side_px')
+                 'pinhole_hfov_deg', 'aerial_side_m', 'aerial_side_px', 'far_negatives',
+                 'far_negative_range_m')
+# render fields older manifests lack, with the value their renders were made with
+RENDER_FIELD_DEFAULTS = {'far_negatives': False, 'far_negative_range_m': [30.0, 150.0]}
 
 
 def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: PairConfig, *,
@@ -303,7 +342,8 @@ def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: Pai
         # renders depend on these; draw-time options (offsets, headings, FoV cuts) do not
         same = {k: old.get(k) for k in spec if k != 'pair_config'} == \
             {k: v for k, v in spec.items() if k != 'pair_config'} and all(
-                old['pair_config'].get(k) == spec['pair_config'][k] for k in RENDER_FIELDS)
+                _plain(old['pair_config'].get(k, RENDER_FIELD_DEFAULTS.get(k)))
+                == _plain(spec['pair_config'][k]) for k in RENDER_FIELDS)
         if not same:
             raise UserError(f'{out} holds shards of different settings; use another folder')
         manifest = old
@@ -325,6 +365,8 @@ def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: Pai
                   'yaw_rad': np.array([r.yaw_rad for r in renders], np.float32),
                   'camera_latlon_deg': np.array([r.camera_latlon_deg for r in renders]),
                   'city_seed': np.array([r.city_seed for r in renders], np.int64)}
+        if cfg.far_negatives:
+            arrays['aerial_far'] = np.stack([r.aerial_far for r in renders])
         name = f'shard_{k:05d}.npz'
         with atomic_path(out / name, suffix='.npz') as tmp:
             np.savez(tmp, **arrays)
@@ -333,6 +375,11 @@ def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: Pai
         atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     bar.close()
     return out
+
+
+def _plain(value):
+    """Return a manifest value as JSON holds it (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 class ShardPairs:
@@ -374,7 +421,8 @@ class ShardPairs:
         r = j - int(self.offsets[k])
         return Render(ground=a['ground'][r], aerial=a['aerial'][r], yaw_rad=float(a['yaw_rad'][r]),
                       camera_latlon_deg=tuple(a['camera_latlon_deg'][r]),
-                      city_seed=int(a['city_seed'][r]))
+                      city_seed=int(a['city_seed'][r]),
+                      aerial_far=a['aerial_far'][r] if 'aerial_far' in a else None)
 
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < len(self):

