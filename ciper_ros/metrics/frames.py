@@ -76,6 +76,7 @@ class FrameRecord:
     prior_latlon_deg: tuple[float, float] | None = None
     fix_age_s: float = math.nan
     score: float = math.nan
+    match_prob: float = math.nan              # calibrated "this is a match" (v2 models)
     candidates: int = 0
     candidate_tiles: tuple[int, ...] = ()     # tile ids decoded, best retrieval first
     tile_id: int = -1
@@ -133,7 +134,8 @@ class FrameRecord:
                'reason': self.reason, 'x_m': self.x_m, 'y_m': self.y_m,
                'yaw_rad': self.yaw_rad, 'lat_deg': self.lat_deg, 'lon_deg': self.lon_deg,
                'sigma_x_m': sx, 'sigma_y_m': sy, 'sigma_yaw_rad': syaw,
-               'score': self.score, 'candidates': self.candidates, 'tile_id': self.tile_id,
+               'score': self.score, 'match_prob': self.match_prob,
+               'candidates': self.candidates, 'tile_id': self.tile_id,
                'prior_x_m': self.prior_x_m, 'prior_y_m': self.prior_y_m,
                'prior_sigma_m': self.prior_sigma_m, 'fix_age_s': self.fix_age_s,
                'total_ms': self.timings_ms.get('total', math.nan),

@@ -116,7 +116,8 @@ class SetCriterion(nn.Module):
                  weight_dict: dict | None = None, retrieval: str = 'triplet',
                  triplet_alpha: float = 20.0, conf_loss: str = 'bce',
                  focal_gamma: float = 2.0, anchors=None, volume=None,
-                 queue_size: int = 0, desc_dim: int = 128) -> None:
+                 queue_size: int = 0, desc_dim: int = 128,
+                 volume_target: str = 'gaussian') -> None:
         super().__init__()
         if retrieval not in ('triplet', 'infonce'):
             raise ValueError(f"retrieval loss must be 'triplet' or 'infonce', got {retrieval!r}")
@@ -129,7 +130,11 @@ class SetCriterion(nn.Module):
         self.conf_loss = conf_loss
         self.gamma = focal_gamma
         self.anchors = anchors
+        if volume_target not in ('gaussian', 'nearest'):
+            raise ValueError(f"volume_target must be 'gaussian' or 'nearest', got "
+                             f'{volume_target!r}')
         self.volume = volume          # FinePolarVolume of a fine model (soft labels, refine)
+        self.volume_target = volume_target     # 'nearest': the one nearest cell (ablation)
         self.queue = DescriptorQueue(queue_size, desc_dim) if queue_size else None
 
     def forward(self, outputs: dict, targets: dict) -> dict:
@@ -210,7 +215,10 @@ class SetCriterion(nn.Module):
         """Soft-label cross-entropy of the volume; L1 of the soft-argmax at the true cell."""
         vol = self.volume
         volume = outputs['volume']
-        target = vol.target_distribution(xy, yaw)                      # (B, P * A)
+        if self.volume_target == 'gaussian':
+            target = vol.target_distribution(xy, yaw)                  # (B, P * A)
+        else:
+            target = vol.target_distribution(xy, yaw, sigma_cells=1e-3, sigma_bins=1e-3)
         if 'allowed' in outputs:          # no mass on headings the prior rules out
             allowed = outputs['allowed'][:, None, :].expand(-1, volume.shape[1], -1)
             target = target * allowed.flatten(1).to(target.dtype)

@@ -84,6 +84,8 @@ class Diagnostics:
             vals['last_fix_age_s'] = out.fix_age_s
             vals['candidates'] = out.candidates
             vals['score'] = out.score
+            if math.isfinite(out.match_prob):
+                vals['match_prob'] = out.match_prob
             c = out.covariance
             if np.all(np.isfinite(c)):
                 vals['sigma_x_m'] = math.sqrt(c[0, 0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 import json
+import math
 import os
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def read_calibration(path: str | os.PathLike) -> dict:
 
 
 CALIBRATION_KEYS = ('cov_scale', 'yaw_cov_scale', 'forward_cov_scale', 'forward_yaw_cov_scale')
+# the match head's Platt scaling and acceptance threshold (models with a match head)
+MATCH_KEYS = ('match_scale', 'match_bias', 'min_match_prob')
 
 
 def checkpoint_calibration(blob: dict) -> dict:
@@ -48,7 +51,12 @@ def checkpoint_calibration(blob: dict) -> dict:
     out = {k: float(calib[k]) for k in CALIBRATION_KEYS if calib.get(k) is not None}
     if not all(0 < v < float('inf') for v in out.values()):
         raise UserError(f'checkpoint calibration scales must be positive and finite: {out}')
-    return out
+    match = {k: float(calib[k]) for k in MATCH_KEYS if calib.get(k) is not None}
+    if not (all(math.isfinite(v) for v in match.values())
+            and match.get('match_scale', 1.0) > 0
+            and 0.0 <= match.get('min_match_prob', 0.5) <= 1.0):
+        raise UserError(f'checkpoint match calibration is not usable: {match}')
+    return {**out, **match}
 
 
 def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None = None,
@@ -59,7 +67,8 @@ def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None 
     """Open everything a Localizer needs; ``model`` None or '' means the shipped default.
 
     Covariance scales: ``calibration`` (a ``ciper calibrate`` file) when given, else the
-    ones the checkpoint carries, else none (1.0).
+    ones the checkpoint carries, else none (1.0). The match head's calibration (Platt
+    scale, bias and threshold) always comes from the checkpoint unless ``config`` sets one.
     """
     from ciper_ros.maps.open import open_store
     from ciper_ros.model.build import default_model_path, load_checkpoint
@@ -76,9 +85,13 @@ def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None 
     store = open_store(map_path or tiles.spec.map_path)
     net = make_backend(backend, model_path=model, export_dir=export_dir or None, device=device)
     config = config or LocalizerConfig()
+    own = checkpoint_calibration(blob)
+    match = {k: v for k, v in own.items() if k in MATCH_KEYS}
+    if tuple(getattr(config, k) for k in MATCH_KEYS) == (1.0, 0.0, 0.5):
+        config = replace(config, **match)     # no match calibration of the caller's own
     if calibration:
         config = replace(config, **read_calibration(calibration))
     elif tuple(getattr(config, k) for k in CALIBRATION_KEYS) == (1.0, 1.0, None, None):
         # the caller set no scales of its own: use the checkpoint's
-        config = replace(config, **checkpoint_calibration(blob))
+        config = replace(config, **{k: v for k, v in own.items() if k in CALIBRATION_KEYS})
     return Localizer(model=net, index=tiles, store=store, config=config, device=device)

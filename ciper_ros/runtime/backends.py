@@ -2,14 +2,18 @@
 
 A backend has ``config`` (the model's ModelConfig) and three methods, all on torch tensors:
 
-* ``encode_ground(image (1, 3, Hg, Wg))`` -> {'pose', 'tokens', 'desc', 'grid'}
-* ``encode_aerial(image (1, 3, S, S))`` -> the same keys
+* ``encode_ground(image (1, 3, Hg, Wg))`` -> {'pose', 'tokens', 'desc', 'grid'}; v2 (fine)
+  models add 'fine' (1, Cf, Hg / 4, Wg / 4) and 'col_mask' (1, Wg / 4)
+* ``encode_aerial(image (1, 3, S, S))`` -> the same keys; v2 adds 'polar' (1, P, A, C)
 * ``decode(g, a, yaw_prior=None, yaw_prior_range=pi)`` -> {'pred_logits', 'pred_xy',
-  'pred_yaw'} for a batch of K (ground, aerial) pairs
+  'pred_yaw'} for a batch of K (ground, aerial) pairs; v2 adds 'match_logit' (K,)
 
-Backends: ``torch`` (CPU, or CUDA with float16 autocast), ``onnxruntime`` (CPU, from
-``ciper export``), ``tensorrt`` (engines built from the same ONNX on the target GPU;
-written against TensorRT 10's Python API and **not verified on hardware here**).
+Backends: ``torch`` (CPU, or CUDA with float16 autocast; returns every tensor the model
+does), ``onnxruntime`` (CPU, from ``ciper export``), ``tensorrt`` (engines built from the
+same ONNX on the target GPU; written against TensorRT 10's Python API and **not verified on
+hardware here**). The ONNX-based ones read the graphs' input and output names from the
+export's ``export.json`` (:mod:`ciper_ros.runtime.export`) and refuse an export whose
+interface is not the model's (a v1 export with a v2 model, or the reverse).
 """
 
 from __future__ import annotations
@@ -24,22 +28,10 @@ import numpy as np
 import torch
 
 from ciper_ros.model.config import ModelConfig
-from ciper_ros.runtime.export import (
-    DECODER_INPUTS,
-    DECODER_OUTPUTS,
-    ENCODER_OUTPUTS,
-    NO_PRIOR_RANGE,
-)
+from ciper_ros.runtime.export import check_interface, GRAPHS, NO_PRIOR_RANGE, token_grids
 from ciper_ros.util.errors import UserError
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
-GRAPHS = ('ground_encoder', 'aerial_encoder', 'pose_decoder')
-
-
-def _grids(config: ModelConfig) -> tuple[tuple[int, int], tuple[int, int]]:
-    p = config.patch
-    return ((config.ground_size[0] // p, config.ground_size[1] // p),
-            (config.aerial_size[0] // p, config.aerial_size[1] // p))
 
 
 class TorchBackend:
@@ -71,28 +63,43 @@ class TorchBackend:
 
 
 class _GraphBackend:
-    """Shared by the ONNX-based backends: static batch (padded, split), names, grids."""
+    """Shared by the ONNX-based backends: the export's names, static batch (padded, split)."""
 
-    def __init__(self, export_dir: str | os.PathLike, *, model_sha256: str | None) -> None:
+    def __init__(self, export_dir: str | os.PathLike, *, config: ModelConfig,
+                 model_sha256: str | None) -> None:
         self.dir = Path(export_dir)
         f = self.dir / 'export.json'
         if not f.is_file():
             raise UserError(f'{self.dir} is not an export directory (no export.json); run '
                              '`ciper export` first')
         self.report = json.loads(f.read_text())
+        self.config = config
+        # the interface first: a v1 export with a v2 model says so, not only "other model"
+        self.names = check_interface(self.report, config, self.dir)   # graph -> in / out
         if model_sha256 is not None and model_sha256 != self.report['model_sha256']:
             raise UserError(f'{self.dir} was exported from model '
                              f'{self.report["model_sha256"][:12]}, not {model_sha256[:12]}: '
                              're-export it')
         self.batch = int(self.report['decoder_batch'])
+        self.grids = token_grids(config)
+
+    def _check_names(self, graph: str, inputs: list[str], outputs: list[str]) -> None:
+        """Refuse a graph whose tensors are not those ``export.json`` names for it."""
+        want = self.names[graph]
+        # inputs a graph does not use are pruned by the exporter: a subset is fine
+        if set(inputs) - set(want['inputs']) or sorted(outputs) != sorted(want['outputs']):
+            raise UserError(f'{self.dir}/{graph}.onnx has inputs {inputs} and outputs '
+                             f'{outputs}, not those export.json names ({want["inputs"]} -> '
+                             f'{want["outputs"]}): re-export it')
 
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
+        """Run one graph; outputs in the order of ``self.names[graph]['outputs']``."""
         raise NotImplementedError
 
     def _encode(self, graph: str, image: torch.Tensor, grid) -> dict:
         outs = self._run(graph, {'image': image.detach().cpu().float().numpy()})
-        enc = {k: torch.from_numpy(np.asarray(v)) for k, v in zip(ENCODER_OUTPUTS, outs,
-                                                                  strict=True)}
+        enc = {k: torch.from_numpy(np.asarray(v))
+               for k, v in zip(self.names[graph]['outputs'], outs, strict=True)}
         enc['grid'] = grid
         return enc
 
@@ -103,12 +110,25 @@ class _GraphBackend:
         return self._encode('aerial_encoder', image, self.grids[1])
 
     def decode(self, g: dict, a: dict, *, yaw_prior=None, yaw_prior_range=math.pi) -> dict:
-        """Decode K pairs in runs of the exported batch (the last run padded)."""
+        """Decode K pairs in runs of the exported batch (the last run padded).
+
+        Feeds the decoder's inputs by name (``g_fine`` is ``g['fine']``, ``a_polar`` is
+        ``a['polar']``, ...) and returns every output of the graph.
+        """
         k = g['pose'].shape[0]
         prior = yaw_prior if yaw_prior is not None else torch.zeros(k)
         rng = float(yaw_prior_range) if yaw_prior is not None else NO_PRIOR_RANGE
-        inputs = {'g_pose': g['pose'], 'g_tokens': g['tokens'], 'a_tokens': a['tokens'],
-                  'yaw_prior': torch.as_tensor(prior).reshape(k)}
+        inputs = {}
+        for name in self.names['pose_decoder']['inputs']:
+            if name == 'yaw_prior':
+                inputs[name] = torch.as_tensor(prior, dtype=torch.float32).reshape(k)
+            elif name != 'yaw_prior_range':
+                enc = g if name.startswith('g_') else a
+                if name[2:] not in enc:
+                    raise UserError(f'decoder input {name} needs {name[2:]!r} in the '
+                                     f'{"ground" if enc is g else "aerial"} encoding, which '
+                                     f'has {sorted(enc)}')
+                inputs[name] = enc[name[2:]]
         runs = []
         for start in range(0, k, self.batch):
             n = min(self.batch, k - start)
@@ -116,7 +136,7 @@ class _GraphBackend:
             feeds['yaw_prior_range'] = np.array([rng], np.float32)
             runs.append([np.asarray(o)[:n] for o in self._run('pose_decoder', feeds)])
         return {name: torch.from_numpy(np.concatenate([r[i] for r in runs]))
-                for i, name in enumerate(DECODER_OUTPUTS)}
+                for i, name in enumerate(self.names['pose_decoder']['outputs'])}
 
     def _fit(self, t: torch.Tensor) -> np.ndarray:
         """One run's input with the static batch: short runs repeat their last row."""
@@ -132,9 +152,7 @@ class OnnxRuntimeBackend(_GraphBackend):
                  model_sha256: str | None = None, threads: int = 0) -> None:
         import onnxruntime as ort
 
-        super().__init__(export_dir, model_sha256=model_sha256)
-        self.config = config
-        self.grids = _grids(config)
+        super().__init__(export_dir, config=config, model_sha256=model_sha256)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -149,17 +167,15 @@ class OnnxRuntimeBackend(_GraphBackend):
                     str(path), sess_options=opts, providers=['CPUExecutionProvider'])
             except Exception as e:     # onnxruntime raises its own exception types
                 raise UserError(f'cannot load {path}: {str(e).splitlines()[0]}') from None
-        want = {'ground_encoder': {'image'}, 'aerial_encoder': {'image'},
-                'pose_decoder': set(DECODER_INPUTS)}
         for name, sess in self.sessions.items():
-            got = {i.name for i in sess.get_inputs()}
-            if not got <= want[name]:
-                raise UserError(f'{name}.onnx has unexpected inputs {sorted(got - want[name])}')
+            self._check_names(name, [i.name for i in sess.get_inputs()],
+                              [o.name for o in sess.get_outputs()])
 
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
         sess = self.sessions[graph]
         names = {i.name for i in sess.get_inputs()}
-        return sess.run(None, {k: v for k, v in feeds.items() if k in names})
+        return sess.run(list(self.names[graph]['outputs']),
+                        {k: v for k, v in feeds.items() if k in names})
 
 
 class TensorRTBackend(_GraphBackend):
@@ -180,10 +196,8 @@ class TensorRTBackend(_GraphBackend):
                              'torch or onnxruntime here') from None
         if not torch.cuda.is_available():
             raise UserError('the tensorrt backend needs a CUDA GPU visible to torch')
-        super().__init__(export_dir, model_sha256=model_sha256)
+        super().__init__(export_dir, config=config, model_sha256=model_sha256)
         self.trt = trt
-        self.config = config
-        self.grids = _grids(config)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.cache_dir = Path(cache_dir or self.dir / 'trt_cache')
         self.fp16, self.workspace = fp16, workspace_mb * 2 ** 20
@@ -236,10 +250,7 @@ class TensorRTBackend(_GraphBackend):
         trt = self.trt
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        want_in = {'image'} if name != 'pose_decoder' else set(DECODER_INPUTS)
-        want_out = set(ENCODER_OUTPUTS if name != 'pose_decoder' else DECODER_OUTPUTS)
-        if not set(inputs) <= want_in or set(names) - set(inputs) != want_out:
-            raise UserError(f'{name} engine tensors {names} do not match the export format')
+        self._check_names(name, inputs, [n for n in names if n not in inputs])
         shapes = self.report['graphs'][f'{name}.onnx']['inputs']
         for n in inputs:
             if list(engine.get_tensor_shape(n)) != shapes[n]:
@@ -265,9 +276,8 @@ class TensorRTBackend(_GraphBackend):
         if not ctx.execute_async_v3(stream.cuda_stream):
             raise RuntimeError(f'TensorRT execution of {graph} failed')
         stream.synchronize()
-        order = ENCODER_OUTPUTS if graph != 'pose_decoder' else DECODER_OUTPUTS
         by_name = {n: t.cpu().numpy() for n, t in outputs}
-        return [by_name[n] for n in order]
+        return [by_name[n] for n in self.names[graph]['outputs']]
 
 
 def make_backend(kind: str, *, model_path: str | os.PathLike,

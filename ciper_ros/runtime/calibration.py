@@ -79,3 +79,46 @@ def fit_covariance_scales(records: list[FrameRecord], *, statistic: str = 'p95')
                                                'mean_nees': 2.0},
                                   'heading': {'1sigma': 0.683, '2sigma': 0.954, '95': 0.95,
                                               'mean_nees': 1.0}}}
+
+
+def fit_match_calibration(match_logits: np.ndarray, null_logits: np.ndarray, *,
+                          max_false_accept: float = 0.01) -> dict:
+    """Platt scaling of the match head, and the acceptance threshold.
+
+    ``match_logits``: raw match logits of real frames at their true place (the tile the
+    Localizer chose); ``null_logits``: of frames that match nothing (images of nothing,
+    other cities' images, wrong cameras). Fits p = sigmoid(a z + b) by maximum likelihood
+    with the two classes weighted equally, then picks ``min_match_prob``: the lowest
+    probability that accepts at most ``max_false_accept`` of the null frames (never below
+    0.5). Returns ``match_scale``, ``match_bias``, ``min_match_prob`` and the accept rates
+    of both sets at it.
+    """
+    from scipy.optimize import minimize
+
+    pos = np.asarray(match_logits, np.float64).ravel()
+    neg = np.asarray(null_logits, np.float64).ravel()
+    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
+    if len(pos) < 5 or len(neg) < 5:
+        raise UserError(f'match calibration needs at least 5 real and 5 null frames, got '
+                        f'{len(pos)} and {len(neg)}')
+
+    def nll(ab):
+        a, b = ab
+        lp = -np.logaddexp(0.0, -(a * pos + b))        # log sigmoid
+        ln = -np.logaddexp(0.0, a * neg + b)           # log (1 - sigmoid)
+        return -(lp.mean() + ln.mean()) / 2
+
+    fit = minimize(nll, x0=np.array([1.0, 0.0]), method='Nelder-Mead',
+                   options={'xatol': 1e-6, 'fatol': 1e-9, 'maxiter': 4000})
+    a, b = (float(v) for v in fit.x)
+    p_pos = 1.0 / (1.0 + np.exp(-(a * pos + b)))
+    p_neg = 1.0 / (1.0 + np.exp(-(a * neg + b)))
+    # the smallest threshold at or above 0.5 leaving <= max_false_accept of nulls above it
+    k = int(math.floor(max_false_accept * len(neg)))
+    worst = np.sort(p_neg)[::-1]
+    thr = max(0.5, float(np.nextafter(worst[k], 1.0)) if k < len(worst) else 0.5)
+    return {'match_scale': a, 'match_bias': b, 'min_match_prob': thr,
+            'real_accepted': float(np.mean(p_pos >= thr)),
+            'null_accepted': float(np.mean(p_neg >= thr)),
+            'real_frames': int(len(pos)), 'null_frames': int(len(neg)),
+            'max_false_accept': max_false_accept}

@@ -27,6 +27,7 @@ from ciper_ros.runtime.selection import (
     CovarianceRule,
     gate_reason,
     heading_window,
+    match_mixture,
     select_pose,
     to_index_frame,
 )
@@ -78,6 +79,13 @@ class LocalizerConfig:
     sigma_ceiling_m: float = 50.0
     yaw_sigma_floor_rad: float = math.radians(1.0)
     yaw_sigma_ceiling_rad: float = math.pi
+    # integrity (models with a match head): p = sigmoid(match_scale * logit + match_bias),
+    # calibrated on validation frames (runtime.calibration); frames below min_match_prob
+    # are rejected, and the covariance is the mixture of "right" and "anywhere the prior
+    # allows" (selection.match_mixture)
+    match_scale: float = 1.0
+    match_bias: float = 0.0
+    min_match_prob: float = 0.5
 
 
 @dataclass
@@ -90,6 +98,7 @@ class LocalizationResult:
     yaw_rad: float = math.nan
     covariance: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan))
     score: float = 0.0
+    match_prob: float = math.nan        # calibrated "this is a match" (models with one)
     tile_id: int = -1
     candidates: list[int] = field(default_factory=list)
     timings_ms: dict = field(default_factory=dict)
@@ -99,7 +108,8 @@ class LocalizationResult:
                 'lon_deg': self.lon_deg, 'x_m': float(self.xy_m[0]),
                 'y_m': float(self.xy_m[1]), 'yaw_rad': self.yaw_rad,
                 'covariance': np.asarray(self.covariance).tolist(), 'score': self.score,
-                'tile_id': self.tile_id, 'candidates': list(self.candidates),
+                'match_prob': self.match_prob, 'tile_id': self.tile_id,
+                'candidates': list(self.candidates),
                 'timings_ms': dict(self.timings_ms)}
 
 
@@ -306,22 +316,47 @@ class Localizer:
     def _select(self, ids, sims, out, prior: Prior | None, prior_xy, *,
                 forward: bool = False) -> LocalizationResult:
         idx = self.index
+        cfg = self.cfg
         hyps = hypotheses(out, half_side_m=idx.crop_side_m / 2.0)      # K dicts of Q each
         xy = np.stack([h['xy_m'] for h in hyps])                           # (K, Q, 2)
         pts = to_index_frame(idx.plane, idx.latlon_deg[np.asarray(ids, np.int64)], xy)
+        match = self.match_probability(out)                                # (K,) or None
+        rule = self.covariance_rule(forward=forward)
         sel = select_pose(xy_m=pts, yaw_rad=np.stack([h['yaw_rad'] for h in hyps]),
                           confidence=np.stack([h['score'] for h in hyps]),
                           similarity=np.asarray(sims), prior_xy_m=prior_xy,
                           prior_sigma_m=None if prior is None else prior.sigma_m,
-                          rule=self.covariance_rule(forward=forward))
+                          rule=rule, match_prob=match)
         lat, lon = idx.plane.latlon_from_xy_m(sel.xy_m[None])[0]
+        cov = sel.covariance
+        p = math.nan if match is None else float(match[sel.candidate])
+        if match is not None:
+            cov = match_mixture(
+                cov, p, prior_sigma_m=prior.sigma_m if prior is not None
+                else cfg.sigma_ceiling_m,
+                prior_yaw_sigma_rad=min(prior.yaw_sigma_rad, math.pi / math.sqrt(3.0))
+                if prior is not None and prior.yaw_sigma_rad else math.pi / math.sqrt(3.0),
+                rule=rule)
         res = LocalizationResult(ok=True, lat_deg=float(lat), lon_deg=float(lon),
-                                 xy_m=sel.xy_m, yaw_rad=sel.yaw_rad,
-                                 covariance=sel.covariance, score=sel.score,
+                                 xy_m=sel.xy_m, yaw_rad=sel.yaw_rad, covariance=cov,
+                                 score=sel.score, match_prob=p,
                                  tile_id=int(ids[sel.candidate]))
-        if prior is not None:
+        if match is not None and not p >= cfg.min_match_prob:
+            res.ok = False
+            res.reason = (f'no match: match probability {p:.2f} is below '
+                          f'{cfg.min_match_prob:g} (the image fits no tile '
+                          f'{"near the prior" if prior is not None else "searched"})')
+        elif prior is not None:
             res.reason = gate_reason(xy_m=sel.xy_m, prior_xy_m=prior_xy,
                                      prior_sigma_m=prior.sigma_m, sigma_m=sel.sigma_m,
-                                     gate_sigmas=self.cfg.gate_sigmas)
+                                     gate_sigmas=cfg.gate_sigmas)
             res.ok = not res.reason
         return res
+
+    def match_probability(self, out: dict) -> np.ndarray | None:
+        """Calibrated match probability (K,) of each decoded tile; None without a head."""
+        logit = out.get('match_logit')
+        if logit is None:
+            return None
+        z = self.cfg.match_scale * logit.detach().cpu().double().numpy() + self.cfg.match_bias
+        return 1.0 / (1.0 + np.exp(-z))

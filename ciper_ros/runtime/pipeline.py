@@ -176,6 +176,7 @@ class FramePipeline:
         rec.candidates = len(res.candidates)
         rec.candidate_tiles = tuple(int(c) for c in res.candidates)
         rec.score, rec.tile_id, rec.reason = float(res.score), int(res.tile_id), res.reason
+        rec.match_prob = float(res.match_prob)
         if math.isfinite(res.yaw_rad):
             rec.camera_xy_yaw = (float(res.xy_m[0]), float(res.xy_m[1]), float(res.yaw_rad))
             rec.camera_covariance = np.asarray(res.covariance, np.float64)

@@ -69,10 +69,17 @@ def to_index_frame(plane: LocalTangentPlane, tile_latlon_deg: np.ndarray,
 
 def hypothesis_scores(*, confidence: np.ndarray, similarity: np.ndarray, xy_m: np.ndarray,
                       prior_xy_m: np.ndarray | None = None,
-                      prior_sigma_m: float | None = None) -> np.ndarray:
-    """Scores (K, Q): confidence x (1 + retrieval cosine) / 2 x the prior's likelihood."""
+                      prior_sigma_m: float | None = None,
+                      match_prob: np.ndarray | None = None) -> np.ndarray:
+    """Scores (K, Q): confidence x (1 + retrieval cosine) / 2 x the prior's likelihood.
+
+    ``match_prob`` (K,): each tile's calibrated match probability (models with a match
+    head), a factor of its hypotheses' scores.
+    """
     score = np.asarray(confidence, np.float64) * \
         (1.0 + np.asarray(similarity, np.float64)[:, None]) / 2.0
+    if match_prob is not None:
+        score = score * np.asarray(match_prob, np.float64)[:, None]
     if prior_xy_m is not None:
         d2 = np.sum((np.asarray(xy_m) - np.asarray(prior_xy_m)) ** 2, axis=-1)
         score = score * np.exp(-0.5 * d2 / float(prior_sigma_m) ** 2)
@@ -121,7 +128,8 @@ def floored_covariance(cov: np.ndarray, rule: CovarianceRule) -> np.ndarray:
 def select_pose(*, xy_m: np.ndarray, yaw_rad: np.ndarray, confidence: np.ndarray,
                 similarity: np.ndarray, prior_xy_m: np.ndarray | None = None,
                 prior_sigma_m: float | None = None,
-                rule: CovarianceRule = CovarianceRule()) -> Selection:
+                rule: CovarianceRule = CovarianceRule(),
+                match_prob: np.ndarray | None = None) -> Selection:
     """Choose the best of K x Q hypotheses and its covariance.
 
     :param xy_m: (K, Q, 2) hypotheses in the index's ENU frame
@@ -129,11 +137,13 @@ def select_pose(*, xy_m: np.ndarray, yaw_rad: np.ndarray, confidence: np.ndarray
     :param confidence: (K, Q) the model's probabilities
     :param similarity: (K,) retrieval cosine of each candidate tile
     :param prior_xy_m: the prior's position (index ENU frame), with ``prior_sigma_m``
+    :param match_prob: (K,) calibrated match probability of each tile, or None
     """
     xy_m = np.asarray(xy_m, np.float64)
     yaw_rad = np.asarray(yaw_rad, np.float64)
     score = hypothesis_scores(confidence=confidence, similarity=similarity, xy_m=xy_m,
-                              prior_xy_m=prior_xy_m, prior_sigma_m=prior_sigma_m)
+                              prior_xy_m=prior_xy_m, prior_sigma_m=prior_sigma_m,
+                              match_prob=match_prob)
     flat = np.argsort(-score, axis=None, kind='stable')
     j, q = np.unravel_index(flat[0], score.shape)
     best_xy, best_yaw = xy_m[j, q], float(yaw_rad[j, q])
@@ -145,6 +155,23 @@ def select_pose(*, xy_m: np.ndarray, yaw_rad: np.ndarray, confidence: np.ndarray
     return Selection(candidate=int(j), query=int(q), xy_m=best_xy, yaw_rad=best_yaw,
                      score=float(score[j, q]), covariance=cov,
                      sigma_m=np.sqrt(np.diag(cov)[:2]))
+
+
+def match_mixture(cov: np.ndarray, match_prob: float, *, prior_sigma_m: float,
+                  prior_yaw_sigma_rad: float, rule: CovarianceRule) -> np.ndarray:
+    """Covariance of "right with probability p, else anywhere the prior allows".
+
+    The pose is a two-component mixture: with the match probability p the hypothesis'
+    covariance; with 1 - p a wrong place, spread like the prior (position sigma of the
+    prior, heading uniform or the prior's). Its covariance (the components share the mean)
+    is p cov + (1 - p) prior; ceilings still apply.
+    """
+    p = float(np.clip(match_prob, 0.0, 1.0))
+    wrong = np.diag([prior_sigma_m ** 2, prior_sigma_m ** 2, prior_yaw_sigma_rad ** 2])
+    out = p * np.asarray(cov, np.float64) + (1.0 - p) * wrong
+    cap = np.array([rule.sigma_ceiling_m, rule.sigma_ceiling_m, rule.yaw_sigma_ceiling_rad])
+    scale = np.minimum(1.0, cap / np.sqrt(np.diag(out)))
+    return out * np.outer(scale, scale)
 
 
 def gate_reason(*, xy_m: np.ndarray, prior_xy_m: np.ndarray, prior_sigma_m: float,

@@ -87,6 +87,8 @@ class TrainConfig:
     null_images: int = 0                             # images of nothing per batch (noise,
     #                                                  blank sky...): match-head negatives
     far_match: bool = False                          # decode far crops as match negatives
+    volume_target: str = 'gaussian'                  # fine volume labels: 'gaussian' soft
+    #                                                  labels or the 'nearest' cell only
     conf_loss: str = 'bce'
     loss_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))   # partial
     #                                        dicts change those named; the rest keep defaults
@@ -113,6 +115,9 @@ class TrainConfig:
             if not getattr(self, name) >= 0:
                 raise UserError(f'training config {name} must be >= 0, got '
                                 f'{getattr(self, name)}')
+        if self.volume_target not in ('gaussian', 'nearest'):
+            raise UserError(f"training config volume_target must be 'gaussian' or 'nearest', "
+                            f'got {self.volume_target!r}')
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f'training config lr must be a positive number, got {self.lr}')
         if not self.grad_clip > 0:       # 0 would clip every gradient to zero: no training
@@ -195,7 +200,8 @@ class Trainer:
                                       volume=getattr(self.model.pose_decoder, 'volume', None),
                                       weight_dict=cfg.loss_weights,
                                       retrieval=cfg.retrieval_loss, conf_loss=cfg.conf_loss,
-                                      queue_size=cfg.retrieval_queue, desc_dim=mcfg.desc_dim)
+                                      queue_size=cfg.retrieval_queue, desc_dim=mcfg.desc_dim,
+                                      volume_target=cfg.volume_target)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
                                            weight_decay=cfg.weight_decay)
         self.use_amp = cfg.amp and self.device.type == 'cuda'
