@@ -18,7 +18,7 @@ import sys
 
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from ciper_ros.experiments.ablations import run_suite, VARIANTS
+    from ciper_ros.experiments.ablations import run_suite, SUITES
 
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--config', default='config/train/default_model.yaml')
@@ -28,7 +28,11 @@ def main() -> int:
     p.add_argument('--budget-minutes', type=float, required=True,
                    help='training wall-clock per variant (the cascade splits it in two)')
     p.add_argument('--n', type=int, default=150, help='evaluation pairs')
-    p.add_argument('--variants', nargs='+', choices=list(VARIANTS))
+    p.add_argument('--suite', choices=list(SUITES), default='v1',
+                   help="v1: the first model's ablations; v2: issue 14's changes (use "
+                        '--config config/train/default_model_v2.yaml)')
+    p.add_argument('--variants', nargs='+',
+                   choices=sorted({n for t, e in SUITES.values() for n in (*t, *e)}))
     p.add_argument('--no-geometric', action='store_true')
     p.add_argument('--out', default='bench/results/ablation')
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE')
@@ -38,7 +42,7 @@ def main() -> int:
         overrides.append(f'val_cities=[{args.val_city}]')
     result = run_suite(args.config, overrides, args.out, budget_minutes=args.budget_minutes,
                        test_cities=args.test_city, n=args.n, variants=args.variants,
-                       geometric=not args.no_geometric)
+                       geometric=not args.no_geometric, suite=args.suite)
     print((Path(args.out) / 'ablations.md').read_text())
     print(f'wrote {args.out}/ablations.json ({len(result["variants"])} variants)')
     return 0

@@ -180,3 +180,17 @@ def test_stored_records_with_legacy_names_are_upgraded():
     assert upgrade_metric_names({'recall@1%': 0.1, 'recall@1%_k': 3, 'gallery_size': 300}) == \
         {'recall@1%_transgeo': 0.1, 'recall@1%_transgeo_k': 3, 'gallery_size': 300}
     assert upgrade_metric_names(new) == new
+
+
+def test_descriptor_stats_tell_a_collapsed_descriptor():
+    from ciper_ros.metrics.retrieval import descriptor_stats
+
+    rng = np.random.default_rng(0)
+    spread = descriptor_stats(rng.normal(size=(300, 64)))
+    # a collapsed descriptor: one shared direction plus variance in 3 dimensions
+    base = np.zeros((300, 64))
+    base[:, 0] = 5.0
+    base[:, 1:4] = rng.normal(size=(300, 3))
+    collapsed = descriptor_stats(base)
+    assert spread['effective_rank'] > 40 and abs(spread['mean_pairwise_cosine']) < 0.05
+    assert collapsed['effective_rank'] < 4 and collapsed['mean_pairwise_cosine'] > 0.7

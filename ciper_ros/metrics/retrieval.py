@@ -90,3 +90,23 @@ def retrieval_metrics(similarity: np.ndarray, positives: np.ndarray, *,
 def _k(k: np.ndarray) -> int | float:
     """Return the K every query used, or their mean when the galleries differ in size."""
     return int(k[0]) if len(k) and (k == k[0]).all() else float(np.mean(k))
+
+
+def descriptor_stats(desc: np.ndarray) -> dict:
+    """Collapse diagnostics of descriptors (N, E): effective rank and mean pairwise cosine.
+
+    Effective rank (Roy and Vetterli 2007): exp of the entropy of the normalised singular
+    values of the centred, L2-normalised descriptors, between 1 (every descriptor on one
+    line) and min(N, E). A collapsed descriptor has a handful; the mean pairwise cosine of
+    a collapsed one is near 1.
+    """
+    d = np.asarray(desc, np.float64)
+    d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    n = len(d)
+    cos = d @ d.T
+    mean_cos = float((cos.sum() - np.trace(cos)) / max(n * (n - 1), 1))
+    s = np.linalg.svd(d - d.mean(0, keepdims=True), compute_uv=False)
+    p = s / max(float(s.sum()), 1e-12)
+    p = p[p > 0]
+    return {'effective_rank': float(np.exp(-(p * np.log(p)).sum())),
+            'mean_pairwise_cosine': mean_cos}

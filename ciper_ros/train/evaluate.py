@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from ciper_ros.data.common import collate, Gallery
 from ciper_ros.geo.enu import LocalTangentPlane
 from ciper_ros.metrics.pose import pose_metrics
-from ciper_ros.metrics.retrieval import retrieval_metrics
+from ciper_ros.metrics.retrieval import descriptor_stats, retrieval_metrics
 from ciper_ros.util.errors import UserError
 
 RECALL_1PCT = ('recall@1%_transgeo: the positive within the top G // 100 (TransGeo, '
@@ -155,6 +155,8 @@ def evaluate(model, dataset, *, batch_size: int = 16, top_k: int = 5,
     out = {'count': n, 'groups': int(len(set(group.tolist()))), 'top_k': top_k,
            'gallery_size': int(len(desc_a)),
            'retrieval': retrieval_metrics(sim, positives, semi_positives=semi),
+           'descriptors': {'ground': descriptor_stats(desc_g.numpy()),
+                           'aerial': descriptor_stats(desc_a.numpy())},
            'gt_tile': gt, 'chained': chained,
            'baseline_tile_centre': centre,
            'baseline_chance_heading_deg_median': chance_yaw['heading_error_deg_median'],
