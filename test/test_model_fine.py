@@ -120,6 +120,18 @@ def test_peaks_are_local_maxima_and_respect_the_prior():
     scores, cells = vol.peaks(volume, 12)       # more than the prior's maxima
     assert (scores > NEG / 2).all()             # never a disallowed cell
     assert allowed[cells % 16].all()
+    # the separable maximum equals a 3 x 3 x 3 max-pool (circular in heading)
+    v = torch.randn(2, 25, 16)
+    _, cells = vol.peaks(v, 400)
+    x = v.view(2, 1, 5, 5, 16)
+    x = torch.cat([x[..., -1:], x, x[..., :1]], -1)
+    ref = torch.nn.functional.max_pool3d(torch.nn.functional.pad(x, (0, 0, 1, 1, 1, 1),
+                                                                 value=-1e9), 3, stride=1)
+    is_max = v == ref.view(2, 25, 16)
+    for b in range(2):
+        want = set(torch.nonzero(is_max[b].flatten()).flatten().tolist())
+        assert 0 < len(want) < 400
+        assert set(cells[b, :len(want)].tolist()) == want     # maxima first, then the rest
 
 
 def test_masked_azimuths_change_nothing():
