@@ -17,6 +17,11 @@ def _finalize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--calibration-frames', type=int,
                    help='validation frames per camera (default 200)')
     p.add_argument('--pairs', type=int, help='GT-crop pairs per camera (default 300)')
+    p.add_argument('--test-seeds', type=int, nargs='+',
+                   help='v2 models: the test cities evaluated (default 0 1 2)')
+    p.add_argument('--held-out-appearance',
+                   help="v2 models: the appearance preset test seed 0 is also judged under "
+                        "(default dry_south; '' for none)")
     p.add_argument('--note', action='append', default=[],
                    help="a line for the card's training history (repeatable)")
 
@@ -101,7 +106,10 @@ def _finalize(recipe, args: argparse.Namespace) -> int:
     from ciper_ros.experiments.finalize import finalize, PROTOCOL
 
     protocol = replace(PROTOCOL, **{k: getattr(args, k) for k in (
-        'frames', 'calibration_frames', 'pairs') if getattr(args, k) is not None})
+        'frames', 'calibration_frames', 'pairs', 'held_out_appearance')
+        if getattr(args, k) is not None})
+    if args.test_seeds:
+        protocol = replace(protocol, test_seeds=tuple(args.test_seeds))
     data = finalize(recipe, source=args.source, out_model=args.out_model, card=args.card,
                     protocol=protocol, notes=tuple(args.note))
     for r in data['targets']:

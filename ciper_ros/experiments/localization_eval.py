@@ -27,6 +27,7 @@ from ciper_ros.runtime.pipeline import Frame, FramePipeline
 from ciper_ros.util.errors import UserError
 
 FORWARD_CAMERA = {'width': 512, 'height': 288, 'hfov_deg': 90.0}   # a KITTI/Ford-like camera
+WHOLE_CITY_CACHE_MB = 1024.0     # aerial encodings of every tile of a 500 m city (v2: 250 MB)
 
 
 def forward_camera():
@@ -90,11 +91,14 @@ def chained_frames(*, world, plane, crop_side_m: float, model_config, n: int,
 def open_city_localizer(*, model: str | os.PathLike, city: str | os.PathLike,
                         index_dir: str | os.PathLike, top_k: int | None = None,
                         calibration: str | os.PathLike | None = None,
-                        uncalibrated: bool = False, progress: bool = True):
+                        uncalibrated: bool = False, cache_mb: float | None = None,
+                        progress: bool = True):
     """(localizer, world) for a synthetic city; builds the city's tile index if missing.
 
     Covariance scales: ``calibration`` file, else the checkpoint's own (``uncalibrated``:
-    none).
+    none). ``cache_mb``: the aerial encoding cache (default: the runtime's); results do
+    not depend on it, only the time (:data:`WHOLE_CITY_CACHE_MB` holds a 500 m city of a
+    v2 model, about 1.5 MB a tile).
     """
     from ciper_ros.runtime.assemble import open_localizer
     from ciper_ros.runtime.index import build_index
@@ -107,9 +111,11 @@ def open_city_localizer(*, model: str | os.PathLike, city: str | os.PathLike,
     if not (index_dir / 'index.json').exists():
         build_index(map_path=map_path, model_path=model, out_dir=index_dir, progress=progress)
     top_k = top_k or LocalizerConfig.top_k
-    config = LocalizerConfig(top_k=top_k)
+    cache = {} if cache_mb is None else {'cache_mb': float(cache_mb)}
+    config = LocalizerConfig(top_k=top_k, **cache)
     if uncalibrated:      # explicit unit scales (open_localizer would use the checkpoint's)
-        config = LocalizerConfig(top_k=top_k, forward_cov_scale=1.0, forward_yaw_cov_scale=1.0)
+        config = LocalizerConfig(top_k=top_k, forward_cov_scale=1.0, forward_yaw_cov_scale=1.0,
+                                 **cache)
     loc = open_localizer(index=index_dir, model=model, calibration=calibration, config=config)
     return loc, World.load(world_path)
 
@@ -128,11 +134,28 @@ def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
     loc, world = open_city_localizer(model=model, city=city, index_dir=index_dir, top_k=top_k,
                                      calibration=calibration, uncalibrated=uncalibrated,
                                      progress=progress)
+    return localize_city(loc, world, n=n, prior_sigma_m=prior_sigma_m,
+                         heading_prior_deg=heading_prior_deg, seed=seed, camera=camera,
+                         calibration=calibration, progress=progress)[0]
+
+
+def localize_city(loc, world, *, n: int, prior_sigma_m: float | None,
+                  heading_prior_deg: float | None = None, seed: int = 12345,
+                  camera: str = 'native', calibration: str | os.PathLike | None = None,
+                  progress: bool = True) -> tuple[dict, list[FrameRecord]]:
+    """(summary, records) of ``n`` chained frames of ``world`` through an open localizer.
+
+    ``prior_sigma_m`` None: the frames are given no prior (the whole-city search; the
+    Localizer decodes its ``no_prior_top`` best retrieved tiles). The summary is
+    :func:`evaluate_localization`'s.
+    """
     mc = loc.model.config
     idx = loc.index
     frames = chained_frames(world=world, plane=idx.plane, crop_side_m=idx.crop_side_m,
-                            model_config=mc, n=n, prior_sigma_m=prior_sigma_m,
+                            model_config=mc, n=n, prior_sigma_m=prior_sigma_m or 10.0,
                             heading_prior_deg=heading_prior_deg, seed=seed, camera=camera)
+    if prior_sigma_m is None:
+        frames = ({**fr, 'prior': None, 'prior_error_m': math.nan} for fr in frames)
     rows = chained_records(loc, frames, total=n, desc=f'localize ({camera})',
                            progress=progress)
     s_pos, s_head = loc.scales(forward=camera == 'forward' and mc.ground == 'panorama')
@@ -141,7 +164,7 @@ def evaluate_localization(*, model: str | os.PathLike, city: str | os.PathLike,
                               'camera': camera, 'ground': mc.ground,
                               'index_tiles': len(idx),
                               'calibration': str(calibration) if calibration else None,
-                              'cov_scale': s_pos, 'yaw_cov_scale': s_head}
+                              'cov_scale': s_pos, 'yaw_cov_scale': s_head}, rows
 
 
 def chained_records(loc, frames, *, total: int | None = None, desc: str = 'localize',
@@ -165,8 +188,10 @@ def chained_records(loc, frames, *, total: int | None = None, desc: str = 'local
         set_truth(rec, truth, fr['truth_yaw_rad'])
         holds = np.all(np.abs(idx.xy_m - truth) <= quarter, axis=1)   # tiles "containing" it
         # the Localizer's gate: tiles whose central half meets the prior's k-sigma circle
-        gated = np.all(np.abs(idx.xy_m - fr['prior_xy_m']) <= loc.cfg.candidate_sigmas
-                       * fr['prior'].sigma_m + quarter, axis=1)
+        # (no prior: the whole index)
+        gated = np.ones(len(idx.xy_m), bool) if fr['prior'] is None else \
+            np.all(np.abs(idx.xy_m - fr['prior_xy_m']) <= loc.cfg.candidate_sigmas
+                   * fr['prior'].sigma_m + quarter, axis=1)
         rec.extra = {'truth_in_gated_tiles': bool(np.any(holds & gated)),
                      'gated_tiles': int(gated.sum()),
                      'truth_in_decoded_candidates': bool(np.any(holds[list(

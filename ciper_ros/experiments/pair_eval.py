@@ -72,3 +72,38 @@ def evaluate_geometric(cities: list[str], *, model_path: str | os.PathLike | Non
             'baseline': 'geometric (flat-ground BEV + NCC)',
             'pairs': {'style': cfg.style, 'heading': cfg.heading, 'seed': seed,
                       'ground': cfg.ground}}
+
+
+def gallery_retrieval(model, model_config, pairs: dict, city: str | os.PathLike, *, n: int,
+                      seed: int, batch_size: int = 16, progress: bool = False) -> dict:
+    """Rank each query's own crop among ``n`` crops of one city (recall@k).
+
+    The evaluator's gallery mode (:func:`ciper_ros.train.evaluate.evaluate` without a
+    dataset gallery: the queries' own crops, one group per city) without its pose decodes:
+    the same descriptors, similarities and :func:`~ciper_ros.metrics.retrieval.
+    retrieval_metrics`. ``pairs``: the pair options (training's, a panorama's
+    ``limited_fov_prob`` 0).
+    """
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from ciper_ros.data.common import collate
+    from ciper_ros.experiments.ablate import synthetic_eval_set
+    from ciper_ros.metrics.retrieval import retrieval_metrics
+
+    data, _ = synthetic_eval_set(model_config, pairs, [str(city)], n=n, seed=seed)
+    model.eval()
+    device = next(model.parameters()).device
+    desc_g, desc_a = [], []
+    with torch.no_grad():
+        for batch in tqdm(DataLoader(data, batch_size=batch_size, collate_fn=collate),
+                          desc='retrieval', disable=not progress):
+            for out, enc, key in ((desc_g, model.encode_ground, 'ground'),
+                                  (desc_a, model.encode_aerial, 'aerial')):
+                d = enc(batch[key].to(device))['desc'].float()
+                out.append(torch.nn.functional.normalize(d, dim=-1).cpu())
+    sim = (torch.cat(desc_g) @ torch.cat(desc_a).T).numpy()          # (n, n) query x crop
+    return retrieval_metrics(sim, np.arange(len(sim))) | {'gallery_size': int(len(sim)),
+                                                          'city': str(city), 'seed': seed}
