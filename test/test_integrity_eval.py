@@ -208,6 +208,7 @@ def test_finalize_calibrates_the_match_head_and_judges_v2_on_several_cities(tmp_
     if fit['match_scale'] > 0:          # random weights: the head may rank nulls higher
         assert got['match_scale'] == fit['match_scale']
         assert got['min_match_prob'] == fit['min_match_prob'] >= 0.5
+        assert 'refitted with the calibrated match probability' in calib['fitted_on']
     else:
         assert 'match_scale' not in got and 'NOT calibrated' in calib['match_fitted_on']
     threshold = got.get('min_match_prob', 0.5)

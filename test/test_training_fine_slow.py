@@ -40,10 +40,11 @@ def test_tiny_fine_model_trains_and_keeps_its_descriptor(tmp_path):
     log = [json.loads(x) for x in (tmp_path / 'run' / 'metrics.jsonl').read_text().split('\n')
            if x and 'loss' in x]
     assert len(log) >= 5, 'too few steps in the budget'
-    for key in ('loss_volume', 'loss_retrieval'):
-        first = sum(r[key] for r in log[:3]) / 3
-        last = sum(r[key] for r in log[-3:]) / 3
-        assert last < first, f'{key} did not fall: {first:.3f} -> {last:.3f}'
+    # (the retrieval loss rises while the memory queue fills: more negatives each step, so
+    # its curve says little; the descriptor statistics below judge it)
+    first = sum(r['loss_volume'] for r in log[:3]) / 3
+    last = sum(r['loss_volume'] for r in log[-3:]) / 3
+    assert last < first, f'loss_volume did not fall: {first:.3f} -> {last:.3f}'
     data, _ = synthetic_eval_set(trainer.model.config, pairs, cities[2:], n=96, seed=7)
     r = evaluate(trainer.model, data, top_k=3)
     stats = r['descriptors']

@@ -31,7 +31,7 @@ section with issue 14's targets:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 import json
 import math
 import os
@@ -128,13 +128,17 @@ def calibrate_on_city(*, model: Path, city: Path, index_dir: Path, protocol: Pro
 
 
 def calibration_run(*, model: Path, city: Path, index_dir: Path, protocol: Protocol,
-                    progress: bool = True) -> tuple[dict, object, object, dict]:
+                    progress: bool = True,
+                    match: dict | None = None) -> tuple[dict, object, object, dict]:
     """(scales per camera, localizer, world, records per camera) of the validation run.
 
     The localizer has unit covariance scales and an uncalibrated match head
     (:func:`~ciper_ros.experiments.integrity_eval.raw_match`: nothing rejected for its
     match probability), so the same records give the covariance fit and the raw match
     logits; a model without a match head gets exactly the records it always got.
+    ``match``: a fitted match calibration (LocalizerConfig fields) instead: the covariance
+    of a match-head model depends on its calibrated probability (the mixture with the
+    prior), so its scales are refitted with it, on the frames it accepts.
     """
     from ciper_ros.experiments.integrity_eval import raw_match
     from ciper_ros.experiments.localization_eval import (
@@ -149,6 +153,8 @@ def calibration_run(*, model: Path, city: Path, index_dir: Path, protocol: Proto
                                      top_k=protocol.top_k, uncalibrated=True,
                                      cache_mb=WHOLE_CITY_CACHE_MB, progress=progress)
     loc = raw_match(uncalibrated(loc))
+    if match:
+        loc.cfg = replace(loc.cfg, **match)
     out, records = {}, {}
     for name, cam in _cameras(protocol).items():
         frames = chained_frames(world=world, plane=loc.index.plane,
@@ -159,7 +165,8 @@ def calibration_run(*, model: Path, city: Path, index_dir: Path, protocol: Proto
                                 seed=protocol.calibration_seed, camera=cam['camera'])
         records[name] = chained_records(loc, frames, total=protocol.calibration_frames,
                                         desc=f'calibrate ({name})', progress=progress)
-        out[name] = fit_covariance_scales(records[name])
+        out[name] = fit_covariance_scales([r for r in records[name] if r.ok] if match
+                                          else records[name])
     return out, loc, world, records
 
 
@@ -247,6 +254,21 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
                                     protocol=protocol, progress=progress)
         calibration |= match_calibration_entry(match_fit, protocol=protocol,
                                                other_seed=other_seed)
+        from ciper_ros.runtime.assemble import MATCH_KEYS
+
+        fitted = {k: calibration[k] for k in MATCH_KEYS if k in calibration}
+        if fitted:          # 2c: the covariance scales again, under the calibrated mixture
+            calib, *_ = calibration_run(
+                model=candidate, city=recipe.city_dir(protocol.val_seed),
+                index_dir=_index_dir(root, 'val', candidate), protocol=protocol,
+                progress=progress, match=fitted)
+            calibration.update({
+                'cov_scale': calib['panorama']['cov_scale'],
+                'yaw_cov_scale': calib['panorama']['yaw_cov_scale'],
+                'forward_cov_scale': calib['forward']['cov_scale'],
+                'forward_yaw_cov_scale': calib['forward']['yaw_cov_scale'],
+                'fitted_on': calibration['fitted_on'] + ' (refitted with the calibrated '
+                                                        'match probability, accepted frames)'})
     del vloc, vworld, vrecords
     stage_s['calibration'] = round(time.perf_counter() - t1, 1)
     shipped = save_checkpoint(root / 'ciper_t_synthetic.pt', model, step=train_info['step'],
