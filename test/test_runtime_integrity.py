@@ -107,7 +107,8 @@ def test_match_calibration_fits_platt_and_the_threshold():
     pos = rng.normal(4.0, 1.0, 400)
     neg = rng.normal(-2.0, 1.5, 400)
     fit = fit_match_calibration(pos, neg, max_false_accept=0.01)
-    assert fit['match_scale'] > 0
+    assert fit['match_scale'] > 0 and fit['usable']
+    assert not fit_match_calibration(neg, pos)['usable']       # a head ranking nulls higher
     assert fit['null_accepted'] <= 0.01 and fit['real_accepted'] > 0.9
     p = 1 / (1 + np.exp(-(fit['match_scale'] * neg + fit['match_bias'])))
     assert np.mean(p >= fit['min_match_prob']) == fit['null_accepted']

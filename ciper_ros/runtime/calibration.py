@@ -90,8 +90,9 @@ def fit_match_calibration(match_logits: np.ndarray, null_logits: np.ndarray, *,
     other cities' images, wrong cameras). Fits p = sigmoid(a z + b) by maximum likelihood
     with the two classes weighted equally, then picks ``min_match_prob``: the lowest
     probability that accepts at most ``max_false_accept`` of the null frames (never below
-    0.5). Returns ``match_scale``, ``match_bias``, ``min_match_prob`` and the accept rates
-    of both sets at it.
+    0.5). Returns ``match_scale``, ``match_bias``, ``min_match_prob``, the accept rates
+    of both sets at it, and ``usable``: False when the fitted scale is not positive (the
+    head ranks null frames above real ones: untrained or broken; do not ship the fit).
     """
     from scipy.optimize import minimize
 
@@ -121,4 +122,4 @@ def fit_match_calibration(match_logits: np.ndarray, null_logits: np.ndarray, *,
             'real_accepted': float(np.mean(p_pos >= thr)),
             'null_accepted': float(np.mean(p_neg >= thr)),
             'real_frames': int(len(pos)), 'null_frames': int(len(neg)),
-            'max_false_accept': max_false_accept}
+            'max_false_accept': max_false_accept, 'usable': a > 0}
