@@ -156,7 +156,7 @@ def test_gallery_retrieval_is_the_evaluators_gallery_mode(scene):
 
 
 def test_summaries_across_cities_take_mean_spread_and_the_held_out_ratio():
-    from ciper_ros.experiments.finalize import summarize_cities
+    from ciper_ros.experiments.city_eval import summarize_cities
 
     def city(median, r1, held=False):
         return {'chained': {'panorama': {'position_error_m_median': median}},
