@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from ciper_ros.model.common import column_sampling
+
 
 class PolarAnchors(nn.Module):
     def __init__(self, *, dim: int, corr_dim: int = 32, grid_size: int = 9,
@@ -54,28 +56,10 @@ class PolarAnchors(nn.Module):
         B = tokens.shape[0]
         h, w = grid
         cols = self.ground_proj(tokens).view(B, h, w, -1).mean(dim=1)   # (B, w, C)
-        rel = self.azimuths                                             # relative azimuth
-        if self.ground == 'panorama':
-            # column c faces heading + pi - 2 pi (c + 0.5) / w (clockwise to the right)
-            c = torch.remainder(math.pi - rel, 2 * math.pi) / (2 * math.pi) * w - 0.5
-            c0 = torch.floor(c)
-            f = (c - c0)[None, :, None]
-            i0 = torch.remainder(c0.long(), w)
-            i1 = torch.remainder(c0.long() + 1, w)
-            out = cols[:, i0] * (1 - f) + cols[:, i1] * f
-            mask = torch.ones_like(rel)
-        else:
-            # pinhole: column c at x = (c + 0.5) / w * 2 - 1 in tan units, azimuth -atan(x t)
-            t = math.tan(self.hfov / 2)
-            rel_s = torch.atan2(torch.sin(rel), torch.cos(rel))          # (-pi, pi]
-            x = -torch.tan(rel_s) / t                                     # [-1, 1] in FoV
-            visible = (rel_s.abs() < self.hfov / 2) & (x.abs() <= 1)
-            c = ((x + 1) / 2 * w - 0.5).clamp(0, w - 1)
-            c0 = torch.floor(c).long().clamp(0, w - 1)
-            c1 = (c0 + 1).clamp(max=w - 1)
-            f = (c - c0.float())[None, :, None]
-            out = (cols[:, c0] * (1 - f) + cols[:, c1] * f) * visible[None, :, None]
-            mask = visible.float()
+        i0, i1, f, mask = column_sampling(self.azimuths, w, ground=self.ground,
+                                          hfov_rad=self.hfov)
+        f = f[None, :, None]
+        out = (cols[:, i0] * (1 - f) + cols[:, i1] * f) * mask[None, :, None]
         return nn.functional.normalize(out, dim=-1), mask
 
     def _polar_aerial(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

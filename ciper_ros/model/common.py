@@ -77,3 +77,32 @@ class Attention(nn.Module):
         v = self.v_proj(v).view(B, Nk, h, -1).transpose(1, 2)
         out = nn.functional.scaled_dot_product_attention(q, k, v)
         return self.out_proj(out.transpose(1, 2).reshape(B, Nq, -1))
+
+
+def column_sampling(rel_rad: torch.Tensor, width: int, *, ground: str,
+                    hfov_rad: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                              torch.Tensor]:
+    """Where a ground image's columns face: (i0, i1, frac, visible) for each azimuth.
+
+    ``rel_rad`` (A,): azimuths relative to the heading (counter-clockwise); the feature at
+    each is ``cols[i0] * (1 - frac) + cols[i1] * frac`` of the image's ``width`` columns,
+    ``visible`` (A,) float: 1 where the camera sees that azimuth. A panorama's column c
+    faces heading + pi - 2 pi (c + 0.5) / w (clockwise to the right); a pinhole camera's
+    column c sits at x = (c + 0.5) / w * 2 - 1 in tan units, azimuth -atan(x tan(hfov/2)).
+    """
+    w = width
+    if ground == 'panorama':
+        c = torch.remainder(math.pi - rel_rad, 2 * math.pi) / (2 * math.pi) * w - 0.5
+        c0 = torch.floor(c)
+        frac = c - c0
+        i0 = torch.remainder(c0.long(), w)
+        i1 = torch.remainder(c0.long() + 1, w)
+        return i0, i1, frac, torch.ones_like(rel_rad)
+    t = math.tan(hfov_rad / 2)
+    rel_s = torch.atan2(torch.sin(rel_rad), torch.cos(rel_rad))      # (-pi, pi]
+    x = -torch.tan(rel_s) / t                                         # [-1, 1] in FoV
+    visible = (rel_s.abs() < hfov_rad / 2) & (x.abs() <= 1)
+    c = ((x + 1) / 2 * w - 0.5).clamp(0, w - 1)
+    c0 = torch.floor(c).long().clamp(0, w - 1)
+    c1 = (c0 + 1).clamp(max=w - 1)
+    return c0, c1, c - c0.to(c.dtype), visible.to(rel_rad.dtype)

@@ -25,6 +25,8 @@ import math
 import torch
 from torch import nn
 
+from ciper_ros.model.common import column_sampling
+
 NEG = -1e4          # logit of a disallowed cell (finite: ONNX / fp16 safe)
 
 
@@ -82,28 +84,11 @@ class FinePolarVolume(nn.Module):
         f = self.ground_proj(fine)                                      # (B, C, h, w)
         wts = torch.softmax(self.row_logits[:f.shape[2]], 0)
         cols = (f * wts[None, None, :, None]).sum(2).transpose(1, 2)    # (B, w, C)
-        w = cols.shape[1]
-        rel = self.azimuths
-        if self.ground == 'panorama':
-            # column c faces heading + pi - 2 pi (c + 0.5) / w (clockwise to the right)
-            c = torch.remainder(math.pi - rel, 2 * math.pi) / (2 * math.pi) * w - 0.5
-            c0 = torch.floor(c)
-            frac = (c - c0)[None, :, None]
-            i0 = torch.remainder(c0.long(), w)
-            i1 = torch.remainder(c0.long() + 1, w)
-            out = cols[:, i0] * (1 - frac) + cols[:, i1] * frac
-            m = torch.minimum(col_mask[:, i0], col_mask[:, i1])        # (B, A)
-        else:
-            t = math.tan(self.hfov / 2)
-            rel_s = torch.atan2(torch.sin(rel), torch.cos(rel))
-            x = -torch.tan(rel_s) / t
-            visible = ((rel_s.abs() < self.hfov / 2) & (x.abs() <= 1)).to(cols.dtype)
-            c = ((x + 1) / 2 * w - 0.5).clamp(0, w - 1)
-            c0 = torch.floor(c).long().clamp(0, w - 1)
-            c1 = (c0 + 1).clamp(max=w - 1)
-            frac = (c - c0.to(c.dtype))[None, :, None]
-            out = cols[:, c0] * (1 - frac) + cols[:, c1] * frac
-            m = torch.minimum(col_mask[:, c0], col_mask[:, c1]) * visible[None]
+        i0, i1, frac, visible = column_sampling(self.azimuths, cols.shape[1],
+                                                ground=self.ground, hfov_rad=self.hfov)
+        frac = frac[None, :, None]
+        out = cols[:, i0] * (1 - frac) + cols[:, i1] * frac
+        m = torch.minimum(col_mask[:, i0], col_mask[:, i1]) * visible[None]   # (B, A)
         return nn.functional.normalize(out, dim=-1) * m[..., None], m
 
     def polar_aerial(self, fine: torch.Tensor) -> torch.Tensor:
