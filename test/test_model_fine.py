@@ -260,3 +260,23 @@ def test_installed_imagenet_weights_fit_the_trunk():
     assert len(report['loaded']) == len(trunk.state_dict())
     # ImageNet filters are not the random init: first-layer weights have structure
     assert float(trunk.features[0][0].weight.detach().std()) > 0.1
+
+
+def test_descriptor_statistics_centre_and_only_learn_from_data():
+    model = tiny_fine()
+    ground, aerial, _ = batch(4)
+    head = model.ground_desc
+    assert torch.equal(head.desc_mean, torch.zeros(16))
+    model.train()
+    model.encode_ground(ground, update_stats=False)      # images of nothing: not counted
+    assert torch.equal(head.desc_mean, torch.zeros(16))
+    enc = model.encode_ground(ground)
+    raw = head.raw(enc).detach()
+    assert torch.allclose(head.desc_mean, 0.01 * raw.mean(0), atol=1e-6)
+    model.eval()
+    before = head.desc_mean.clone()
+    with torch.no_grad():
+        out = model.encode_ground(ground)['desc']
+    assert torch.equal(head.desc_mean, before)           # use never changes them
+    want = (head.raw(model.ground_encoder(ground)) - before) * torch.rsqrt(head.desc_var + 1e-6)
+    assert torch.allclose(out, want, atol=1e-5)

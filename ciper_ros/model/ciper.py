@@ -30,7 +30,16 @@ class GeMDescriptor(nn.Module):
     GeM (generalised mean, Radenovic et al. 2018, learnable exponent) over the seen cells of
     a 1 x 1 projection of the fine map, linear to ``out_dim``, plus a linear head on the cls
     token (the task token of the retrieval role). Ground maps pool over seen columns only.
+
+    The output is standardised per dimension by running statistics (``desc_mean``,
+    ``desc_var``: exponential averages over training batches, no gradient): pooled
+    non-negative features share one large common direction, which left every pair of
+    descriptors at cosine 0.97 (measured at step 1100 of the first v2 run, effective rank
+    10 of 128) and InfoNCE with almost no signal; centring removes it, and unlike batch
+    statistics it neither depends on the batch nor differs between training and use.
     """
+
+    STATS_MOMENTUM = 0.01
 
     def __init__(self, *, fine_dim: int, dim: int, out_dim: int, hidden: int = 256,
                  p: float = 3.0) -> None:
@@ -39,8 +48,24 @@ class GeMDescriptor(nn.Module):
         self.p = nn.Parameter(torch.tensor(float(p)))
         self.head = nn.Linear(hidden, out_dim)
         self.head_cls = nn.Linear(dim, out_dim)
+        self.register_buffer('desc_mean', torch.zeros(out_dim))
+        self.register_buffer('desc_var', torch.ones(out_dim))
 
-    def forward(self, enc: dict) -> torch.Tensor:
+    def forward(self, enc: dict, *, update_stats: bool = True) -> torch.Tensor:
+        """Descriptors (B, out_dim); training batches update the running statistics.
+
+        ``update_stats`` False: a batch that is not the data's (images of nothing).
+        """
+        raw = self.raw(enc)
+        if self.training and update_stats and len(raw) > 1:
+            with torch.no_grad():
+                r = raw.detach().float()
+                self.desc_mean.lerp_(r.mean(0), self.STATS_MOMENTUM)
+                self.desc_var.lerp_(r.var(0), self.STATS_MOMENTUM)
+        return (raw - self.desc_mean) * torch.rsqrt(self.desc_var + 1e-6)
+
+    def raw(self, enc: dict) -> torch.Tensor:
+        """Descriptors (B, out_dim) before standardisation."""
         x = nn.functional.relu(self.proj(enc['fine'])).clamp(min=1e-6)     # (B, H, h, w)
         m = enc['col_mask'][:, None, None, :].to(x.dtype)                   # (B, 1, 1, w)
         p = self.p.clamp(1.0, 8.0)
@@ -83,13 +108,18 @@ class CIPER(nn.Module):
     def has_match_head(self) -> bool:
         return self.config.query_mode == 'fine'
 
-    def encode_ground(self, ground: torch.Tensor, col_mask: torch.Tensor | None = None) -> dict:
-        """Encode ground images; ``col_mask`` (B, W): seen columns (hybrid encoders only)."""
+    def encode_ground(self, ground: torch.Tensor, col_mask: torch.Tensor | None = None, *,
+                      update_stats: bool = True) -> dict:
+        """Encode ground images; ``col_mask`` (B, W): seen columns (hybrid encoders only).
+
+        ``update_stats`` False: do not count this batch in the descriptor's statistics.
+        """
         if col_mask is not None:
             enc = self.ground_encoder(ground, col_mask)
         else:
             enc = self.ground_encoder(ground)
-        enc['desc'] = self.ground_desc(enc)
+        enc['desc'] = self.ground_desc(enc, update_stats=update_stats) \
+            if isinstance(self.ground_desc, GeMDescriptor) else self.ground_desc(enc)
         return enc
 
     def encode_aerial(self, aerial: torch.Tensor) -> dict:
@@ -142,7 +172,7 @@ class CIPER(nn.Module):
             null.append(self.decode(g, other, **kw)['match_logit'])
         if ground_null is not None and self.has_match_head:
             n = len(ground_null)
-            gn = self.encode_ground(ground_null)
+            gn = self.encode_ground(ground_null, update_stats=False)
             an = {k: v[:n] if torch.is_tensor(v) else v for k, v in a.items()}
             kn = dict(kw, yaw_prior=None if yaw_prior is None else yaw_prior[:n])
             null.append(self.decode(gn, an, **kn)['match_logit'])
