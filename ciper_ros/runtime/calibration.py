@@ -95,6 +95,7 @@ def fit_match_calibration(match_logits: np.ndarray, null_logits: np.ndarray, *,
     head ranks null frames above real ones: untrained or broken; do not ship the fit).
     """
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     pos = np.asarray(match_logits, np.float64).ravel()
     neg = np.asarray(null_logits, np.float64).ravel()
@@ -112,8 +113,8 @@ def fit_match_calibration(match_logits: np.ndarray, null_logits: np.ndarray, *,
     fit = minimize(nll, x0=np.array([1.0, 0.0]), method='Nelder-Mead',
                    options={'xatol': 1e-6, 'fatol': 1e-9, 'maxiter': 4000})
     a, b = (float(v) for v in fit.x)
-    p_pos = 1.0 / (1.0 + np.exp(-(a * pos + b)))
-    p_neg = 1.0 / (1.0 + np.exp(-(a * neg + b)))
+    p_pos = expit(a * pos + b)
+    p_neg = expit(a * neg + b)
     # the smallest threshold at or above 0.5 leaving <= max_false_accept of nulls above it
     k = int(math.floor(max_false_accept * len(neg)))
     worst = np.sort(p_neg)[::-1]
