@@ -44,7 +44,7 @@ class Oracle(torch.nn.Module):
     def encode_ground(self, ground):
         return self._enc(ground)
 
-    def encode_aerial(self, aerial):
+    def encode_aerial(self, aerial, **kw):      # (polar=False: a v2 option)
         return self._enc(aerial)
 
     def _enc(self, images):

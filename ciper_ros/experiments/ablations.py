@@ -79,8 +79,9 @@ class CascadeModel(torch.nn.Module):
     def encode_ground(self, x: torch.Tensor) -> dict:
         return {**self.pose.encode_ground(x), 'desc': self.retrieval.encode_ground(x)['desc']}
 
-    def encode_aerial(self, x: torch.Tensor) -> dict:
-        return {**self.pose.encode_aerial(x), 'desc': self.retrieval.encode_aerial(x)['desc']}
+    def encode_aerial(self, x: torch.Tensor, **kw) -> dict:
+        return {**self.pose.encode_aerial(x, **kw),
+                'desc': self.retrieval.encode_aerial(x, polar=False)['desc']}
 
     def decode(self, *args, **kwargs) -> dict:
         return self.pose.decode(*args, **kwargs)

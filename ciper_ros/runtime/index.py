@@ -191,7 +191,7 @@ def _encode_chunk(model, store, spec: IndexSpec, latlon: np.ndarray, batch: int,
                            zoom=spec.zoom).image_rgb for la, lo in latlon[b0:b0 + batch]]
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().div_(255.0)
         with torch.no_grad():
-            d = model.encode_aerial(x.to(device))['desc'].float()
+            d = model.encode_aerial(x.to(device), polar=False)['desc'].float()
         out.append(torch.nn.functional.normalize(d, dim=-1).cpu().numpy().astype(np.float16))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float16)
 

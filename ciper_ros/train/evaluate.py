@@ -94,7 +94,8 @@ def evaluate(model, dataset, *, batch_size: int = 16, top_k: int = 5,
             crops = torch.stack([gallery.load(j)
                                  for j in range(j0, min(gallery.size, j0 + batch_size))])
             desc.append(torch.nn.functional.normalize(
-                model.encode_aerial(crops.to(device))['desc'].float(), dim=-1).cpu())
+                model.encode_aerial(crops.to(device), polar=False)['desc'].float(),
+                dim=-1).cpu())
         desc_a = torch.cat(desc)
         positives, semi = gallery.positives, gallery.semi_positives
         gal_group, gal_half = np.asarray(gallery.group), np.asarray(gallery.half_side_m)
