@@ -97,9 +97,10 @@ class ModelRecipe:
 def _plain_dict(d: dict) -> dict:
     """Return a config dict with tuples as lists, as JSON and checkpoints hold it."""
     from ciper_ros.model.config import ModelConfig
+    from ciper_ros.util.config import json_plain
 
     full = ModelConfig.from_dict(d).to_dict()      # older checkpoints: defaults filled in
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
+    return {k: json_plain(v) for k, v in full.items()}
 
 
 def city_appearance(recipe: ModelRecipe, seed: int) -> str:

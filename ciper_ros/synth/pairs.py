@@ -24,6 +24,7 @@ import numpy as np
 from ciper_ros.geo.camera import PinholeCamera
 from ciper_ros.synth.roads import arc_length, point_on_polyline
 from ciper_ros.util.atomic import atomic_path, atomic_write_text
+from ciper_ros.util.config import json_plain
 from ciper_ros.util.errors import UserError
 
 # city seeds per split: disjoint by construction
@@ -342,8 +343,8 @@ def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: Pai
         # renders depend on these; draw-time options (offsets, headings, FoV cuts) do not
         same = {k: old.get(k) for k in spec if k != 'pair_config'} == \
             {k: v for k, v in spec.items() if k != 'pair_config'} and all(
-                _plain(old['pair_config'].get(k, RENDER_FIELD_DEFAULTS.get(k)))
-                == _plain(spec['pair_config'][k]) for k in RENDER_FIELDS)
+                json_plain(old['pair_config'].get(k, RENDER_FIELD_DEFAULTS.get(k)))
+                == json_plain(spec['pair_config'][k]) for k in RENDER_FIELDS)
         if not same:
             raise UserError(f'{out} holds shards of different settings; use another folder')
         manifest = old
@@ -376,10 +377,6 @@ def write_shards(out_dir: str | os.PathLike, sources: list[CitySource], cfg: Pai
     bar.close()
     return out
 
-
-def _plain(value):
-    """Return a manifest value as JSON holds it (tuples as lists)."""
-    return list(value) if isinstance(value, tuple) else value
 
 
 class ShardPairs:

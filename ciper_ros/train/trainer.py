@@ -37,7 +37,7 @@ from ciper_ros.model.build import (
 from ciper_ros.model.criterion import DEFAULT_WEIGHTS, SetCriterion
 from ciper_ros.train.schedule import get_lr
 from ciper_ros.util.atomic import atomic_write_text
-from ciper_ros.util.config import check_keys, check_mapping, check_types
+from ciper_ros.util.config import check_keys, check_mapping, check_types, json_plain
 from ciper_ros.util.errors import UserError
 
 # what a checkpoint needs beyond its weights to resume a run exactly
@@ -269,7 +269,7 @@ class Trainer:
         except RuntimeError:
             mine = self.model.config.to_dict()
             diff = sorted(k for k in set(mine) | set(blob['config'])
-                          if _plain(mine.get(k)) != _plain(blob['config'].get(k)))
+                          if json_plain(mine.get(k)) != json_plain(blob['config'].get(k)))
             raise UserError(f'{self.last_path} was saved by another model than this run '
                             f'builds (config differs in {diff}): set out_dir to a new '
                             'folder or the model options it was trained with') from None
@@ -532,10 +532,6 @@ def drop_records_after(log_path: Path, step: int) -> int:
         atomic_write_text(log_path, ''.join(f'{line}\n' for line in keep))
     return len(lines) - len(keep)
 
-
-def _plain(value):
-    """Return a config value as JSON has it (so tuples and lists compare equal)."""
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _append_jsonl(path: Path, record: dict) -> None:

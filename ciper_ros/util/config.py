@@ -115,3 +115,8 @@ def _describe(tp) -> str:
     if tp is dict or origin is dict:
         return 'a mapping'
     return getattr(tp, '__name__', str(tp))
+
+
+def json_plain(value):
+    """Return a config value as JSON and checkpoints hold it (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
