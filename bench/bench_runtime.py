@@ -29,7 +29,8 @@ def _dir_bytes(d: Path) -> int:
 
 
 def _drive(world, seed: int = 0):
-    from ciper_ros.synth.drive import drive_trajectory, GnssConfig, simulate_gnss
+    from ciper_ros.synth.drive import drive_trajectory
+    from ciper_ros.synth.gnss import GnssConfig, simulate_gnss
     from ciper_ros.synth.render import CameraPose, GroundRenderer
 
     rng = np.random.default_rng(seed)
@@ -38,7 +39,7 @@ def _drive(world, seed: int = 0):
     t = np.arange(0.0, traj.duration_s, 1.0 / FPS)
     xy, yaw, _, _ = traj.at(t)
     gcfg = GnssConfig(rate_hz=FPS, dropout_rate_hz=0.0)
-    _, gnss_xy, _ = simulate_gnss(traj, gcfg, rng)
+    gnss_xy = simulate_gnss(traj, gcfg, rng).xy_m
     n = min(len(t), len(gnss_xy))
     renderer = GroundRenderer(world, epoch=0)
     frames = [renderer.panorama(CameraPose(xy[i, 0], xy[i, 1], yaw[i]), width=256, height=64)

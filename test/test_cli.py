@@ -147,9 +147,13 @@ def test_synth_commands_end_to_end(tmp_path):
     img = cv2.imread(str(tmp_path / 'p.png'))
     assert img.shape[0] > 300 and img.shape[1] > 1000
     r = ciper('synth', 'drive', '--city', city, '--out', tmp_path / 'bag', '--duration-s', '3',
-              '--width', '96', '--height', '64', '--storage', 'sqlite3')
+              '--width', '96', '--height', '64', '--storage', 'sqlite3', '--gnss-profile', 'urban',
+              '--gnss-rate-hz', '2', '--gnss-outage', '1', '1.5')
     assert r.returncode == 0, r.stderr
-    assert list((tmp_path / 'bag').glob('*.db3'))
+    assert list((tmp_path / 'bag').glob('*.db3')) and 'GNSS urban' in r.stdout
+    gnss = json.loads((tmp_path / 'bag' / 'ciper_drive.json').read_text())['drive']['gnss']
+    assert gnss['name'] == 'urban' and gnss['rate_hz'] == 2.0
+    assert gnss['scheduled_outages_s'] == [[1.0, 1.5]] and gnss['multipath_rate_hz'] > 0
     r = ciper('synth', 'pairs', '--city', city, '--out', tmp_path / 'shards', '--n', '3',
               '--shard-size', '2', '--aerial-side-px', '64', '--aerial-side-m', '40')
     assert r.returncode == 0, r.stderr

@@ -119,7 +119,7 @@ def test_covariance_calibration_on_a_drive(drive, tmp_path):
 
 
 def test_gnss_dropouts_inflate_the_prior_then_reject(drive, tmp_path):
-    from ciper_ros.synth.drive import GnssConfig
+    from ciper_ros.synth.gnss import GnssConfig
 
     root, _ = drive
     world_path, _ = city_paths(root / 'city')

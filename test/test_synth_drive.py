@@ -10,14 +10,8 @@ from rosbags.rosbag2 import Reader
 from ciper_ros.bag.drive import TOPICS, write_drive_bag
 from ciper_ros.rosmsg import build as m
 from ciper_ros.synth.city import generate_city
-from ciper_ros.synth.drive import (
-    drive_trajectory,
-    GnssConfig,
-    OdomConfig,
-    simulate_gnss,
-    simulate_odometry,
-    Trajectory,
-)
+from ciper_ros.synth.drive import drive_trajectory, OdomConfig, simulate_odometry, Trajectory
+from ciper_ros.synth.gnss import GnssConfig, simulate_gnss
 from ciper_ros.synth.recording import DriveConfig
 from ciper_ros.synth.world import CityConfig
 
@@ -54,7 +48,8 @@ def test_gnss_noise_statistics_match_the_configuration():
     cfg = GnssConfig(rate_hz=5.0, sigma_m=3.0, bias_sigma_m=2.0, bias_tau_s=30.0,
                      dropout_rate_hz=0.02, dropout_s=(2.0, 6.0))
     traj = straight(6000.0)
-    t, meas, fix = simulate_gnss(traj, cfg, np.random.default_rng(1))
+    track = simulate_gnss(traj, cfg, np.random.default_rng(1))
+    t, meas, fix = track.t_s, track.xy_m, track.fix
     err = meas - traj.at(t)[0]
     expected = math.hypot(cfg.sigma_m, cfg.bias_sigma_m)
     assert np.std(err[:, 0]) == pytest.approx(expected, rel=0.08)

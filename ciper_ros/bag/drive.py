@@ -99,10 +99,10 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
             mounts.append((_ns(0.0), 'base_link', 'camera_pano_frame', cfg.camera_xyz_m,
                            (0.0, 0.0, 0.0, 1.0)))
         events = [(_ns(0.0), 'tf_static', m.tf_message(mounts))]
-        for t, lat, lon, alt in rec.fixes:
+        for t, lat, lon, alt, sigma in rec.fixes:
             if math.isfinite(lat):
                 msg = m.navsatfix(_ns(t), 'gnss_link', lat, lon, alt, status=0,
-                                  sigma_m=rec.fix_sigma_m)
+                                  sigma_m=float(sigma))
             else:
                 msg = m.navsatfix(_ns(t), 'gnss_link', math.nan, math.nan, math.nan,
                                   status=-1, sigma_m=None)

@@ -18,6 +18,8 @@ from ciper_ros.cli.common import (
 APPEARANCE_PRESETS = ('default', 'summer_noon', 'autumn', 'winter_overcast', 'evening_low_sun',
                       'provider_b', 'dry_south')
 HELD_OUT_APPEARANCE = 'dry_south'
+# the names of ciper_ros.synth.gnss.GNSS_PROFILES, likewise (test/test_synth_gnss.py)
+GNSS_PROFILE_NAMES = ('white', 'open-sky', 'urban', 'outages')
 
 
 def add_parser(subparsers) -> None:
@@ -50,11 +52,18 @@ def add_parser(subparsers) -> None:
     p.add_argument('--panorama', action='store_true', help='also record a 360 panorama')
     p.add_argument('--no-raw', action='store_true', help='compressed images only')
     p.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
-    p.add_argument('--gnss-rate-hz', type=float, default=5.0, help='GNSS fix rate (Hz)')
-    p.add_argument('--gnss-sigma-m', type=float, default=3.0, help='GNSS white noise (m)')
-    p.add_argument('--gnss-bias-sigma-m', type=float, default=2.0, help='GNSS bias std (m)')
-    p.add_argument('--gnss-dropout-rate-hz', type=float, default=0.01,
-                   help='how often GNSS dropouts start (1/s)')
+    p.add_argument('--gnss-profile', choices=GNSS_PROFILE_NAMES, default='white',
+                   help='GNSS error model: white (noise only), open-sky (~1 m, slow bias), '
+                   'urban (biased, 5-30 m multipath excursions, under-stated covariance), '
+                   'outages (30-120 s dropouts); see docs/gnss_profiles.md')
+    p.add_argument('--gnss-rate-hz', type=float, help='GNSS fix rate (Hz; profile: 5)')
+    p.add_argument('--gnss-sigma-m', type=float, help="GNSS white noise (m; the profile's)")
+    p.add_argument('--gnss-bias-sigma-m', type=float, help="GNSS bias std (m; the profile's)")
+    p.add_argument('--gnss-dropout-rate-hz', type=float,
+                   help="how often GNSS dropouts start (1/s; the profile's)")
+    p.add_argument('--gnss-outage', type=float, nargs=2, action='append', default=[],
+                   metavar=('START_S', 'DURATION_S'),
+                   help='a GNSS outage at a given time (repeatable)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing bag')
     p.set_defaults(func=cmd_drive)
 
@@ -100,8 +109,8 @@ def cmd_drive(args: argparse.Namespace) -> int:
     import json
 
     from ciper_ros.bag.drive import write_drive_bag
-    from ciper_ros.synth.drive import GnssConfig
     from ciper_ros.synth.folder import city_paths
+    from ciper_ros.synth.gnss import gnss_profile
     from ciper_ros.synth.recording import DriveConfig
     from ciper_ros.synth.world import World
 
@@ -109,13 +118,17 @@ def cmd_drive(args: argparse.Namespace) -> int:
     cfg = DriveConfig(duration_s=args.duration_s, seed=args.seed, panorama=args.panorama,
                       raw_images=not args.no_raw, storage=args.storage,
                       image_width=args.width, image_height=args.height, hfov_deg=args.hfov_deg,
-                      gnss=GnssConfig(rate_hz=args.gnss_rate_hz, sigma_m=args.gnss_sigma_m,
-                                      bias_sigma_m=args.gnss_bias_sigma_m,
-                                      dropout_rate_hz=args.gnss_dropout_rate_hz))
+                      gnss=gnss_profile(args.gnss_profile, rate_hz=args.gnss_rate_hz,
+                                        sigma_m=args.gnss_sigma_m,
+                                        bias_sigma_m=args.gnss_bias_sigma_m,
+                                        dropout_rate_hz=args.gnss_dropout_rate_hz,
+                                        scheduled_outages_s=tuple(
+                                            (float(a), float(b)) for a, b in args.gnss_outage)
+                                        or None))
     out = write_drive_bag(World.load(world_path), args.out, cfg, overwrite=args.overwrite)
     info = json.loads((out / 'ciper_drive.json').read_text())
     print(f"wrote {out}: {info['duration_s']:.1f} s, {info['distance_m']:.0f} m driven, "
-          f'{cfg.storage}')
+          f'GNSS {cfg.gnss.name}, {cfg.storage}')
     return 0
 
 

@@ -1,9 +1,8 @@
 """Drives: a vehicle trajectory along the road network and its simulated sensors.
 
 The vehicle keeps to the right lane, rounds corners on a smoothed path, limits its speed by
-lateral acceleration in turns and by acceleration/braking limits along the route. Sensors:
-camera (pinhole, optional 360 panorama), GNSS (white noise + bias random walk + dropouts),
-wheel odometry (scale error + yaw-rate bias: drift), ground truth.
+lateral acceleration in turns and by acceleration/braking limits along the route. Sensors
+here: wheel odometry (scale error + yaw-rate bias: drift); GNSS is ``ciper_ros.synth.gnss``.
 """
 
 from __future__ import annotations
@@ -142,45 +141,6 @@ def _resample(points: np.ndarray, step_m: float) -> np.ndarray:
     n = max(2, int(s[-1] / step_m) + 1)
     q = np.linspace(0.0, (n - 1) * step_m, n)
     return np.stack([np.interp(q, s, points[:, 0]), np.interp(q, s, points[:, 1])], -1)
-
-
-@dataclass(frozen=True)
-class GnssConfig:
-    rate_hz: float = 5.0
-    sigma_m: float = 3.0            # white noise per axis
-    bias_sigma_m: float = 2.0       # stationary std of the bias random walk per axis
-    bias_tau_s: float = 60.0        # bias correlation time
-    dropout_rate_hz: float = 0.01   # dropouts start this often
-    dropout_s: tuple[float, float] = (2.0, 6.0)
-    reported_sigma_m: float | None = None  # covariance published (None: sqrt(sigma^2+bias^2))
-
-
-def simulate_gnss(traj: Trajectory, cfg: GnssConfig,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GNSS samples: times (n,), measured xy (n, 2) in map ENU, fix flags (n,) bool.
-
-    Error = first-order Gauss-Markov bias (std ``bias_sigma_m``, time constant
-    ``bias_tau_s``) + white noise (``sigma_m``); during dropouts ``fix`` is False.
-    """
-    dt = 1.0 / cfg.rate_hz
-    t = np.arange(0.0, traj.duration_s + 1e-9, dt)
-    xy, _, _, _ = traj.at(t)
-    phi = math.exp(-dt / cfg.bias_tau_s)
-    q = cfg.bias_sigma_m * math.sqrt(1 - phi ** 2)
-    bias = np.zeros((len(t), 2))
-    bias[0] = rng.normal(0, cfg.bias_sigma_m, 2)
-    for i in range(1, len(t)):
-        bias[i] = phi * bias[i - 1] + rng.normal(0, q, 2)
-    meas = xy + bias + rng.normal(0, cfg.sigma_m, (len(t), 2))
-    fix = np.ones(len(t), bool)
-    i = 0
-    while i < len(t):
-        if rng.random() < cfg.dropout_rate_hz * dt:
-            n = int(rng.uniform(*cfg.dropout_s) / dt)
-            fix[i:i + n] = False
-            i += n
-        i += 1
-    return t, meas, fix
 
 
 @dataclass(frozen=True)

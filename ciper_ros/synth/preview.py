@@ -134,3 +134,49 @@ def write_appearance_sheet(path: str | os.PathLike, **kwargs) -> os.PathLike:
                        [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise UserError(f'could not write {p}')
     return p
+
+
+def write_gnss_profile_plot(path: str | os.PathLike, *, duration_s: float = 600.0,
+                            seed: int = 0) -> os.PathLike:
+    """Plot each GNSS profile's horizontal error and reported sigma over one drive's time.
+
+    docs/gnss_profiles.png is ``write_gnss_profile_plot('docs/gnss_profiles.png')``.
+    """
+    from pathlib import Path
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from ciper_ros.synth.drive import Trajectory
+    from ciper_ros.synth.gnss import GNSS_PROFILES, simulate_gnss
+
+    t = np.arange(0.0, duration_s + 1.0, 0.05)
+    traj = Trajectory(t_s=t, xy_m=np.stack([10.0 * t, np.zeros_like(t)], -1),
+                      yaw_rad=np.zeros_like(t), speed_mps=np.full_like(t, 10.0))
+    fig, axes = plt.subplots(len(GNSS_PROFILES), 1, figsize=(9, 2.0 * len(GNSS_PROFILES)),
+                             sharex=True)
+    for ax, (name, cfg) in zip(axes, GNSS_PROFILES.items(), strict=True):
+        tr = simulate_gnss(traj, cfg, np.random.default_rng(seed))
+        err = np.linalg.norm(tr.error_m, axis=1)
+        err_shown = np.where(tr.fix, err, np.nan)
+        ax.plot(tr.t_s, err_shown, lw=0.8, color='tab:red', label='true error')
+        ax.plot(tr.t_s, np.where(tr.fix, 2.45 * tr.reported_sigma_m, np.nan), lw=0.8,
+                color='tab:blue', label='reported 95 % radius')
+        lost = ~tr.fix
+        if lost.any():
+            ax.fill_between(tr.t_s, 0, 1, where=lost, color='0.8', step='mid',
+                            transform=ax.get_xaxis_transform(), label='no fix')
+        ax.set_ylabel('m')
+        ax.set_title(f'{name}: median {np.median(err[tr.fix]):.1f} m, '
+                     f'p95 {np.percentile(err[tr.fix], 95):.1f} m', fontsize=9, loc='left')
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc='upper right', ncol=3)
+    axes[-1].set_xlabel('time (s)')
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return p

@@ -14,14 +14,8 @@ import math
 import numpy as np
 
 from ciper_ros.geo.camera import PinholeCamera
-from ciper_ros.synth.drive import (
-    drive_trajectory,
-    GnssConfig,
-    OdomConfig,
-    simulate_gnss,
-    simulate_odometry,
-    Trajectory,
-)
+from ciper_ros.synth.drive import drive_trajectory, OdomConfig, simulate_odometry, Trajectory
+from ciper_ros.synth.gnss import GnssConfig, GnssTrack, simulate_gnss
 from ciper_ros.synth.render import CameraPose, GroundRenderer
 from ciper_ros.synth.world import World
 
@@ -54,7 +48,8 @@ class DriveConfig:
 class DriveRecording:
     """Every stream of one simulated drive (times in s from the start, map = city ENU).
 
-    ``fixes``: (t_s, lat_deg, lon_deg, alt_m) rows, NaN where the receiver had no fix;
+    ``fixes``: (t_s, lat_deg, lon_deg, alt_m, reported_sigma_m) rows, NaN where the
+    receiver had no fix; ``gnss``: the receiver's simulated track with its true errors;
     ``odom``: (t_s, x_m, y_m, yaw_rad, v_mps, yaw_rate_rps) in the odom frame;
     ``truth``: (t_s, x_m, y_m, yaw_rad) of base_link in the map;
     ``camera_t_s`` and ``camera_poses``: one per camera frame (the camera, not base_link).
@@ -63,8 +58,9 @@ class DriveRecording:
     config: DriveConfig
     trajectory: Trajectory
     camera: PinholeCamera
-    fix_sigma_m: float              # what the receiver reports (under-stated on purpose)
+    fix_sigma_m: float              # what the receiver reports outside excursions
     fixes: np.ndarray
+    gnss: GnssTrack
     odom: np.ndarray
     truth: np.ndarray
     camera_t_s: np.ndarray
@@ -97,7 +93,7 @@ def simulate_drive(world: World, cfg: DriveConfig) -> DriveRecording:
     renderer = GroundRenderer(world, epoch=cfg.epoch, seed=cfg.seed)
     camera = PinholeCamera.from_hfov(cfg.image_width, cfg.image_height, cfg.hfov_deg)
     cam_t = np.arange(0.0, traj.duration_s + 1e-9, 1.0 / cfg.camera_hz)
-    g_t, g_xy, g_fix = simulate_gnss(traj, cfg.gnss, rng)
+    gnss = simulate_gnss(traj, cfg.gnss, rng)
     o_t, o_xy, o_yaw, o_v, o_rate = simulate_odometry(traj, cfg.odom, rng)
     tr_t = np.arange(0.0, traj.duration_s + 1e-9, 1.0 / cfg.truth_hz)
     # body motion: slow pitch and roll of the camera (suspension, road camber)
@@ -106,14 +102,14 @@ def simulate_drive(world: World, cfg: DriveConfig) -> DriveRecording:
                         mode='valid')[:n] * 0.5
     roll = np.convolve(rng.normal(0, math.radians(0.4), n + 10), np.ones(11) / 11 ** 0.5,
                        mode='valid')[:n] * 0.5
-    reported = cfg.gnss.reported_sigma_m or math.hypot(cfg.gnss.sigma_m, cfg.gnss.bias_sigma_m)
 
-    fixes = np.full((len(g_t), 4), np.nan)
-    fixes[:, 0] = g_t
-    for i, (xy, ok) in enumerate(zip(g_xy, g_fix, strict=True)):
+    fixes = np.full((len(gnss.t_s), 5), np.nan)
+    fixes[:, 0] = gnss.t_s
+    for i, (xy, ok) in enumerate(zip(gnss.xy_m, gnss.fix, strict=True)):
         if ok:                  # the altitude draw only for fixes keeps the streams' seeds
             fixes[i, 1:3] = world.plane.latlon_from_xy_m(xy)[0]
             fixes[i, 3] = float(rng.normal(0, 3.0))
+            fixes[i, 4] = gnss.reported_sigma_m[i]
     odom = np.column_stack([o_t, o_xy[:, 0], o_xy[:, 1], o_yaw, o_v, o_rate])
     xy_tr, yaw_tr, _, _ = traj.at(tr_t)
     truth = np.column_stack([tr_t, xy_tr, yaw_tr])
@@ -124,6 +120,7 @@ def simulate_drive(world: World, cfg: DriveConfig) -> DriveRecording:
     cam_xy = xy_c + fwd * cfg.camera_xyz_m[0] + left * cfg.camera_xyz_m[1]
     poses = [CameraPose(cam_xy[i, 0], cam_xy[i, 1], yaw_c[i], z_m=cfg.camera_xyz_m[2],
                         pitch_rad=pitch[i], roll_rad=roll[i]) for i in range(n)]
-    return DriveRecording(config=cfg, trajectory=traj, camera=camera, fix_sigma_m=reported,
-                          fixes=fixes, odom=odom, truth=truth, camera_t_s=cam_t,
-                          camera_poses=poses, renderer=renderer)
+    return DriveRecording(config=cfg, trajectory=traj, camera=camera,
+                          fix_sigma_m=cfg.gnss.nominal_sigma_m, fixes=fixes, gnss=gnss,
+                          odom=odom, truth=truth, camera_t_s=cam_t, camera_poses=poses,
+                          renderer=renderer)
