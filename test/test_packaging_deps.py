@@ -42,6 +42,7 @@ PYTHON_IMPORTS = {
     'onnxruntime': (None, 'onnxruntime'),
     'rosbags': (None, 'rosbags'),
     'numba': (None, 'numba'),
+    'filterpy': (None, 'filterpy'),    # the GNSS + odometry baseline; no apt package
     'tensorrt': (None, None),          # the GPU target's own TensorRT install, optional
 }
 # imported by the tests only: test_depend
