@@ -142,7 +142,7 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
                 'camera_optical_frame': 'x right, y down, z forward',
                 'camera_pano_frame': 'x forward (panorama centre column), z up'},
             'start_time_ns': T0_NS, 'duration_s': rec.trajectory.duration_s,
-            'distance_m': rec.distance_m, 'gnss_reported_sigma_m': rec.fix_sigma_m}
+            'distance_m': rec.distance_m, 'gnss_reported_sigma_m': cfg.gnss.nominal_sigma_m}
     (partial / DRIVE_INFO).write_text(json.dumps(info, indent=2) + '\n')
     if out.exists():
         shutil.rmtree(out)

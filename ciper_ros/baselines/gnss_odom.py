@@ -27,7 +27,7 @@ fixes ``(t_s, x_m, y_m, reported_sigma_m)`` with NaN ``x_m`` where there was no 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 import itertools
 import math
 
@@ -89,7 +89,7 @@ class GnssOdomFilter:
         self.initialised = False
         self.gnss_used = 0
         self.gnss_rejected = 0
-        self._last_fix: tuple[float, np.ndarray, float] | None = None  # (t, xy, sigma)
+        self._last_fix: tuple[np.ndarray, float] | None = None  # (xy, sigma)
         self._anchor: tuple[np.ndarray, float] | None = None  # first fix, odom yaw there
         self._odom_yaw = 0.0          # integrated odometry yaw (relative)
         self._odom_dist = 0.0
@@ -138,7 +138,7 @@ class GnssOdomFilter:
         cfg = self.config
         xy = np.asarray(xy_m, np.float64).reshape(2)
         sigma = max(float(reported_sigma_m) * cfg.gnss_sigma_scale, cfg.gnss_sigma_floor_m)
-        self._last_fix = (self.t_s or 0.0, xy, sigma)
+        self._last_fix = (xy, sigma)
         if not self.initialised:
             self._try_initialise(xy, sigma)
             return True
@@ -183,7 +183,7 @@ class GnssOdomFilter:
             return x[:2].copy(), float(x[2]), p[:2, :2].copy(), math.sqrt(max(p[2, 2], 0.0))
         if self._last_fix is None:
             return None
-        _, xy, sigma = self._last_fix
+        xy, sigma = self._last_fix
         return xy.copy(), math.nan, np.eye(2) * sigma ** 2, math.pi
 
 
@@ -275,8 +275,3 @@ def tune_gnss_odom_filter(drives: list[tuple[np.ndarray, np.ndarray, np.ndarray]
     best = min(rows, key=lambda r: r[key])
     return replace(base, **{k: best[k] for k in names}), rows
 
-
-def config_dict(config: GnssOdomConfig) -> dict:
-    """JSON-friendly parameters (infinite gates as None)."""
-    d = asdict(config)
-    return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in d.items()}

@@ -58,7 +58,6 @@ class DriveRecording:
     config: DriveConfig
     trajectory: Trajectory
     camera: PinholeCamera
-    fix_sigma_m: float              # what the receiver reports outside excursions
     fixes: np.ndarray
     gnss: GnssTrack
     odom: np.ndarray
@@ -120,7 +119,6 @@ def simulate_drive(world: World, cfg: DriveConfig) -> DriveRecording:
     cam_xy = xy_c + fwd * cfg.camera_xyz_m[0] + left * cfg.camera_xyz_m[1]
     poses = [CameraPose(cam_xy[i, 0], cam_xy[i, 1], yaw_c[i], z_m=cfg.camera_xyz_m[2],
                         pitch_rad=pitch[i], roll_rad=roll[i]) for i in range(n)]
-    return DriveRecording(config=cfg, trajectory=traj, camera=camera,
-                          fix_sigma_m=cfg.gnss.nominal_sigma_m, fixes=fixes, gnss=gnss,
+    return DriveRecording(config=cfg, trajectory=traj, camera=camera, fixes=fixes, gnss=gnss,
                           odom=odom, truth=truth, camera_t_s=cam_t, camera_poses=poses,
                           renderer=renderer)
