@@ -9,6 +9,7 @@ import torch
 
 from ciper_ros.experiments.integrity_eval import (
     accepted,
+    FORWARD_NULL_KINDS,
     match_logits,
     NULL_FRAME_KINDS,
     null_frames,
@@ -85,6 +86,38 @@ def test_null_frames_of_every_kind_are_deterministic_and_sized_for_the_model(sce
         list(null_frames(world=scene['world'], plane=scene['loc'].index.plane,
                          crop_side_m=40.0, model_config=scene['model'].config, n=1,
                          prior_sigma_m=10.0, seed=0, kinds=('other_city',)))
+
+
+def test_forward_null_frames_are_pinhole_images_with_intrinsics_and_heading_prior(scene):
+    from ciper_ros.experiments.localization_eval import forward_camera
+
+    frames = _frames(scene, 5, camera='forward', heading_prior_deg=10.0)
+    assert [f['kind'] for f in frames] == list(FORWARD_NULL_KINDS)
+    cam = forward_camera()
+    for f in frames:
+        assert f['image'].shape == (cam.height, cam.width, 3) and f['camera'] == cam
+        assert abs(f['prior'].yaw_rad - f['truth_yaw_rad']) <= math.radians(10.0) + 1e-12
+        assert f['prior'].yaw_sigma_rad == pytest.approx(math.radians(10.0) / 3.0)
+    with pytest.raises(Exception, match='wrong_camera'):
+        _frames(scene, 1, camera='forward', kinds=('wrong_camera',))
+
+
+def test_forward_frames_use_their_own_match_calibration(scene):
+    from dataclasses import replace
+
+    loc = raw_match(scene['loc'])
+    assert loc.match_rule(forward=True) == loc.match_rule() == (1.0, 0.0, 0.0)
+    loc.cfg = replace(loc.cfg, top_k=1, match_scale=2.0, match_bias=0.5, min_match_prob=0.6,
+                      forward_match_scale=0.5, forward_match_bias=1.0)
+    assert loc.match_rule(forward=True) == (0.5, 1.0, 0.6)     # threshold: as the panorama
+    raw = raw_match(scene['loc'])
+    raw.cfg = replace(raw.cfg, top_k=1)
+    kw = {'n': 2, 'prior_sigma_m': 10.0, 'seed': 3, 'other_world': scene['other'],
+          'camera': 'forward', 'heading_prior_deg': 10.0, 'progress': False}
+    z = match_logits(null_records(raw, scene['world'], **kw))
+    got = null_records(loc, scene['world'], **kw)
+    np.testing.assert_allclose([r.match_prob for r in got], 1 / (1 + np.exp(-(0.5 * z + 1))),
+                               rtol=1e-9)
 
 
 def test_null_frames_run_through_the_pipeline_and_logits_invert_the_calibration(scene):
@@ -200,18 +233,27 @@ def test_finalize_calibrates_the_match_head_and_judges_v2_on_several_cities(tmp_
                     progress=False)
     # the match calibration is in the checkpoint, where the runtime reads it
     calib = load_checkpoint(out_model)['calibration']
-    fit = data['match_calibration_fit']
-    assert fit['null_frames'] == 6 and set(fit['null_kinds']) == set(NULL_FRAME_KINDS)
-    assert fit['real_candidates'] == 10                               # 5 per camera
+    fits = data['match_calibration_fit']                 # one fit per camera kind
+    assert set(fits) == {'panorama', 'forward'}
+    assert set(fits['panorama']['null_kinds']) == set(NULL_FRAME_KINDS)
+    assert set(fits['forward']['null_kinds']) == set(FORWARD_NULL_KINDS)
     got = checkpoint_calibration({'calibration': calib})
     assert 'validation city seed 500' in calib['match_fitted_on']
-    if fit['match_scale'] > 0:          # random weights: the head may rank nulls higher
-        assert got['match_scale'] == fit['match_scale']
-        assert got['min_match_prob'] == fit['min_match_prob'] >= 0.5
-        assert 'refitted with the calibrated match probability' in calib['fitted_on']
-    else:
-        assert 'match_scale' not in got and 'NOT calibrated' in calib['match_fitted_on']
-    threshold = got.get('min_match_prob', 0.5)
+    for name, prefix in (('panorama', ''), ('forward', 'forward_')):
+        fit = fits[name]
+        assert fit['null_frames'] == 6 and fit['real_candidates'] == 5
+        if fit['match_scale'] > 0:      # random weights: the head may rank nulls higher
+            assert got[f'{prefix}match_scale'] == fit['match_scale']
+            assert got[f'{prefix}min_match_prob'] == fit['min_match_prob']
+            # strict (at most 1 % of nulls) unless that keeps under half the real frames
+            assert fit['relaxed'] == (fit['real_accepted_strict'] < 0.5)
+            assert fit['real_accepted'] >= 0.5 if fit['relaxed'] else \
+                fit['min_match_prob'] >= 0.5
+        else:
+            assert f'{prefix}match_scale' not in got
+            assert 'NOT calibrated' in calib['match_fitted_on']
+    thresholds = {'panorama': got.get('min_match_prob', 0.5),
+                  'forward': got.get('forward_min_match_prob', got.get('min_match_prob', 0.5))}
     # every test city, the held-out look in its own folder, made by finalize
     v2 = data['v2']
     assert list(v2['cities']) == ['0', '1', '0_dry_south']
@@ -230,9 +272,15 @@ def test_finalize_calibrates_the_match_head_and_judges_v2_on_several_cities(tmp_
             assert np_['decoded_tiles'] == 10 and np_['searched_tiles'] > 10  # no_prior_top
             assert np_['within_radius'] <= np_['pose_within_radius']
         integ = c['integrity']
-        assert integ['threshold'] == pytest.approx(threshold)
-        assert integ['null_frames'] == 6 and set(integ['per_kind']) == set(NULL_FRAME_KINDS)
-        assert integ['real_frames'] == 4                              # 2 per camera
+        for cam, thr in thresholds.items():
+            assert integ['cameras'][cam]['threshold'] == pytest.approx(thr)
+            assert integ['cameras'][cam]['null_frames'] == 6
+            assert integ['cameras'][cam]['real_frames'] == 2
+        assert set(integ['per_kind']) == {f'panorama {k}' for k in NULL_FRAME_KINDS} | {
+            f'forward {k}' for k in FORWARD_NULL_KINDS}
+        assert integ['null_frames'] == 12 and integ['real_frames'] == 4
+        assert integ['null_accepted'] == pytest.approx(np.mean(
+            [integ['cameras'][k]['null_accepted'] for k in thresholds]))
         assert c['held_out'] == (name == '0_dry_south')
     # the test city's chained numbers are the card's reproducible ones
     assert data['chained']['panorama'] == v2['cities']['0']['chained']['panorama']
@@ -247,7 +295,8 @@ def test_finalize_calibrates_the_match_head_and_judges_v2_on_several_cities(tmp_
     assert 'Cities: test seeds 0, 1 (200 m' in text and '0_dry_south' in text
     assert '| panorama position error median (m), sigma 10 m | <= 0.5 |' in text
     assert '| integrity: null frames accepted | <= 1 % |' in text
-    assert '| integrity: wrong_camera accepted |' in text
+    assert '| integrity: panorama wrong_camera accepted |' in text
+    assert '| integrity: forward other_city accepted |' in text
     saved = json.loads((card.parent / 'model_card.json').read_text())
     assert saved['protocol']['test_seeds'] == [0, 1]
     assert saved['v2']['targets'][0]['key'] == 'panorama_median'
@@ -269,13 +318,23 @@ def test_a_match_fit_is_stored_only_when_the_head_ranks_real_frames_higher():
     extra = {'positives': 'chosen tile holds the camera', 'real_candidates': 250,
              'null_kinds': {'noise': 150, 'sky': 150}}
     good = fit_match_calibration(real, null) | extra
-    entry = match_calibration_entry(good, protocol=Protocol(), other_seed=1000)
+    # the forward camera: overlapping logits, so the strict threshold is relaxed
+    weak = fit_match_calibration(rng.normal(0.0, 1.0, 200), null + 2.5,
+                                 min_real_accept=0.5) | extra
+    assert weak['relaxed'] and weak['real_accepted_strict'] < 0.5
+    assert weak['real_accepted'] == pytest.approx(0.5, abs=0.01)
+    assert weak['null_accepted'] > 0.01                          # the price, reported
+    entry = match_calibration_entry({'panorama': good, 'forward': weak},
+                                    protocol=Protocol(), other_seed=1000)
     assert entry['match_scale'] == good['match_scale'] > 0
     assert entry['min_match_prob'] == good['min_match_prob']
-    assert '200 real chained frames' in entry['match_fitted_on']
+    assert entry['forward_min_match_prob'] == weak['min_match_prob']
+    assert entry['forward_match_scale'] == weak['match_scale']
+    assert 'panorama: 200 real chained frames' in entry['match_fitted_on']
     assert 'noise 150, sky 150' in entry['match_fitted_on']
+    assert 'forward: ' in entry['match_fitted_on'] and 'relaxed' in entry['match_fitted_on']
     assert np.mean(1 / (1 + np.exp(-(good['match_scale'] * null + good['match_bias'])))
                    >= good['min_match_prob']) <= 0.01        # at most 1 % of nulls pass
     bad = fit_match_calibration(null, real) | extra           # an inverted head
-    entry = match_calibration_entry(bad, protocol=Protocol(), other_seed=1000)
+    entry = match_calibration_entry({'panorama': bad}, protocol=Protocol(), other_seed=1000)
     assert set(entry) == {'match_fitted_on'} and 'NOT calibrated' in entry['match_fitted_on']

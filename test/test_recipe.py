@@ -52,6 +52,12 @@ def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
     assert train(first, progress=False)['step'] == 2
     snap = snapshot(first)
     blob = load_checkpoint(snap)
+    # the run's recipe is read back, not the defaults: finalize and its card name it
+    assert ModelRecipe.of_run(first.work_dir) == first
+    elsewhere = ModelRecipe.of_run(tmp_path / 'clone', snap)      # a fresh clone: from the
+    assert elsewhere.train_config == first.train_config            # snapshot it finalizes
+    assert elsewhere.work_dir == str(tmp_path / 'clone') and elsewhere.zooms == first.zooms
+    assert ModelRecipe.of_run(tmp_path / 'none') == ModelRecipe(work_dir=str(tmp_path / 'none'))
     assert blob['step'] == 2 and blob['curve'] and blob['elapsed_s'] > 0
     assert all(v.dtype != torch.float32 for v in blob['model'].values()
                if v.is_floating_point())                     # float16: small to commit

@@ -33,10 +33,11 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser('build', help='cities, render bank, training: each stage resumable; '
                        'run again to continue')
     p.add_argument('--work-dir', default='runs/default_model', help='everything goes here')
-    p.add_argument('--config', default='config/train/default_model.yaml')
+    p.add_argument('--config', default='config/train/default_model_v2.yaml',
+                   help='training config (config/train/default_model.yaml: the v1 model)')
     p.add_argument('--cities', type=int, default=128, help='training cities (seeds 1000..)')
     p.add_argument('--renders-per-city', type=int, default=96)
-    p.add_argument('--appearance', choices=('default', 'random'), default='default',
+    p.add_argument('--appearance', choices=('default', 'random'), default='random',
                    help='training cities under the default look, or each under an '
                         'appearance preset drawn by seed (the held-out preset never)')
     p.add_argument('--minutes', type=float, default=0.0,
@@ -97,7 +98,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     from ciper_ros.experiments.recipe import ModelRecipe
 
     _check_finalize_outputs(args)
-    return _finalize(ModelRecipe(work_dir=args.work_dir), args)
+    source = args.source or ModelRecipe(work_dir=args.work_dir).resume_source()
+    return _finalize(ModelRecipe.of_run(args.work_dir, source), args)
 
 
 def _finalize(recipe, args: argparse.Namespace) -> int:
@@ -138,7 +140,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
     if args.out:
         check_out_file(args.out)
-    path = snapshot(ModelRecipe(work_dir=args.work_dir), args.out)
+    path = snapshot(ModelRecipe.of_run(args.work_dir), args.out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): commit it; a fresh clone's "
           '`make model` continues from it')
     return 0

@@ -75,6 +75,14 @@ def plot_curve(curve: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _thresholds(c: dict) -> str:
+    """Name the calibrated acceptance thresholds of a calibration dict."""
+    pano = _fmt(c.get('min_match_prob', 0.5), 3)
+    fwd = c.get('forward_min_match_prob')
+    return f'panorama {pano}' + (f', forward {_fmt(fwd, 3)}' if fwd is not None else
+                                 ' for both')
+
+
 def _fmt(v, digits: int = 2, pct: bool = False) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return '-'
@@ -244,18 +252,24 @@ def render_v2(d: dict) -> list[str]:
         f"{p['no_prior_frames']} frames per camera without a prior (the whole index "
         f"searched, the best {_decoded(v2)} retrieved tiles decoded; accepted and "
         f"within {p['no_prior_radius_m']:g} m, of all frames), {p['integrity_frames']} null "
-        'frames (noise, smooth, sky, flat, other_city, wrong_camera in turn; prior sigma '
+        'frames per camera (panorama: noise, smooth, sky, flat, other_city, wrong_camera in '
+        'turn; forward: the same but wrong_camera, with its heading prior; prior sigma '
         f"{p['prior_sigma_m']:g} m; seed {p['integrity_seed']}) against the real frames of "
-        'the sigma-10 runs (both cameras), accepted = localized with match probability '
-        f"at or above {_fmt(c.get('min_match_prob', 0.5), 3)}. Measured: the mean over the "
+        'the sigma-10 runs, accepted = localized with match probability at or above the '
+        f"camera's threshold ({_thresholds(c)}); integrity rows: the mean of the two "
+        'cameras. Measured: the mean over the '
         'default-look cities, [min-max] beside it; met: on the mean (every city: the worst '
         'city meets it too). Held-out look: its panorama median over the median of the '
         "default-look cities' medians.", '']
     if c.get('match_scale') is not None:
-        lines += [f"Match calibration: p = sigmoid({_fmt(c['match_scale'], 3)} z + "
-                  f"{_fmt(c['match_bias'], 3)}), threshold "
-                  f"{_fmt(c['min_match_prob'], 3)}; fitted on {c['match_fitted_on']}. "
-                  'Stored in the checkpoint.', '']
+        rules = [f"panorama p = sigmoid({_fmt(c['match_scale'], 3)} z + "
+                 f"{_fmt(c['match_bias'], 3)}), threshold {_fmt(c['min_match_prob'], 3)}"]
+        if c.get('forward_match_scale') is not None:
+            rules.append(f"forward p = sigmoid({_fmt(c['forward_match_scale'], 3)} z + "
+                         f"{_fmt(c['forward_match_bias'], 3)}), threshold "
+                         f"{_fmt(c['forward_min_match_prob'], 3)}")
+        lines += [f"Match calibration: {'; '.join(rules)}; fitted on "
+                  f"{c['match_fitted_on']}. Stored in the checkpoint.", '']
     elif c.get('match_fitted_on'):
         lines += [f"Match calibration: {c['match_fitted_on']}; the runtime's default "
                   '(sigmoid of the raw logit, threshold 0.5) applies.', '']

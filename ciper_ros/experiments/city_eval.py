@@ -127,13 +127,12 @@ def evaluate_city(*, shipped: Path, model, blob: dict, city: Path, other_city: P
                                      progress=progress)
     t['index_s'] = time.perf_counter() - t0
     out = {'city': str(city), 'chained': {}, 'wide': {}, 'no_prior': {}}
-    real = []
+    real = {}
     for name, cam in eval_cameras(protocol).items():
-        out['chained'][name], rows = localize_city(
+        out['chained'][name], real[name] = localize_city(
             loc, world, n=protocol.frames, prior_sigma_m=protocol.prior_sigma_m,
             heading_prior_deg=cam['heading_prior_deg'], seed=protocol.frame_seed,
             camera=cam['camera'], progress=progress)
-        real += rows
     for sigma in protocol.wide_sigmas_m:
         out['wide'][f'{sigma:g}'] = localize_city(
             loc, world, n=protocol.wide_frames, prior_sigma_m=float(sigma),
@@ -156,7 +155,7 @@ def evaluate_city(*, shipped: Path, model, blob: dict, city: Path, other_city: P
     t['no_prior_s'] = time.perf_counter() - t0 - t['index_s'] - t['chained_s']
     t1 = time.perf_counter()
     out['integrity'] = evaluate_integrity(
-        loc, world, real=real, n=protocol.integrity_frames,
+        loc, world, real=real, cameras=eval_cameras(protocol), n=protocol.integrity_frames,
         prior_sigma_m=protocol.prior_sigma_m, seed=protocol.integrity_seed,
         other_world=load_world(other_city), progress=progress) | {'other_city': str(other_city)}
     t['integrity_s'] = time.perf_counter() - t1

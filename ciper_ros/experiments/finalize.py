@@ -105,6 +105,7 @@ class Protocol:
     integrity_frames: int = 60        # null frames per test city (every kind in turn)
     match_null_frames: int = 120      # null frames fitting the match calibration (val city)
     max_false_accept: float = 0.01    # null frames the fitted threshold may accept
+    min_real_accept: float = 0.5      # ... unless it keeps fewer real frames: then this share
     integrity_seed: int = 4242
 
     @classmethod
@@ -168,54 +169,74 @@ def calibration_run(*, model: Path, city: Path, index_dir: Path, protocol: Proto
 
 def calibrate_match(loc, world, records: dict, *, other_world, protocol: Protocol,
                     progress: bool = True) -> dict:
-    """Fit the match head's Platt scaling and threshold on validation frames.
+    """Fit the match head's Platt scaling and threshold per camera on validation frames.
 
-    Real: the chained frames of both cameras whose chosen tile holds the camera (their
-    true place; every real frame when fewer than :data:`MIN_MATCH_POSITIVES` do); null:
-    ``match_null_frames`` frames of every kind (:mod:`~ciper_ros.experiments.
-    integrity_eval`) with a prior in the same city. ``loc`` must be a
-    :func:`~ciper_ros.experiments.integrity_eval.raw_match` localizer.
+    Per camera of :func:`eval_cameras` (panorama; forward, whose 90-degree footprint gives
+    the head less evidence, so its logits sit lower): real: its chained frames whose chosen
+    tile holds the camera (their true place; every real frame when fewer than
+    :data:`MIN_MATCH_POSITIVES` do); null: ``match_null_frames`` frames of that camera's
+    kinds (:mod:`~ciper_ros.experiments.integrity_eval`) with a prior in the same city.
+    ``loc`` must be a :func:`~ciper_ros.experiments.integrity_eval.raw_match` localizer.
+    Returns {camera name: fit}.
     """
     from ciper_ros.experiments.integrity_eval import match_logits, null_records
     from ciper_ros.runtime.calibration import fit_match_calibration
 
-    every = [r for recs in records.values() for r in recs]
-    real = [r for r in every if r.extra['chosen_tile_correct']]
-    positives = 'chosen tile holds the camera'
-    if len(real) < MIN_MATCH_POSITIVES:     # a barely trained model: every real frame
-        real, positives = every, 'every real frame (too few at their true tile)'
-    null = null_records(loc, world, n=protocol.match_null_frames,
-                        prior_sigma_m=protocol.prior_sigma_m, seed=protocol.calibration_seed,
-                        other_world=other_world, desc='calibrate (null frames)',
-                        progress=progress)
-    fit = fit_match_calibration(match_logits(real), match_logits(null),
-                                max_false_accept=protocol.max_false_accept)
-    kinds = {}
-    for r in null:
-        kinds[r.extra['kind']] = kinds.get(r.extra['kind'], 0) + 1
-    return fit | {'real_candidates': len(every), 'positives': positives,
-                  'null_kinds': kinds}
+    fits = {}
+    for name, cam in eval_cameras(protocol).items():
+        every = records[name]
+        real = [r for r in every if r.extra['chosen_tile_correct']]
+        positives = 'chosen tile holds the camera'
+        if len(real) < MIN_MATCH_POSITIVES:     # a barely trained model: every real frame
+            real, positives = every, 'every real frame (too few at their true tile)'
+        null = null_records(loc, world, n=protocol.match_null_frames,
+                            prior_sigma_m=protocol.prior_sigma_m,
+                            seed=protocol.calibration_seed, other_world=other_world,
+                            camera=cam['camera'], heading_prior_deg=cam['heading_prior_deg'],
+                            desc=f'calibrate (null frames, {name})', progress=progress)
+        fit = fit_match_calibration(match_logits(real), match_logits(null),
+                                    max_false_accept=protocol.max_false_accept,
+                                    min_real_accept=protocol.min_real_accept)
+        kinds = {}
+        for r in null:
+            kinds[r.extra['kind']] = kinds.get(r.extra['kind'], 0) + 1
+        fits[name] = fit | {'real_candidates': len(every), 'positives': positives,
+                            'null_kinds': kinds}
+    return fits
 
 
-def match_calibration_entry(fit: dict, *, protocol: Protocol, other_seed: int) -> dict:
-    """Give the checkpoint's match calibration keys from a fit, and what it was fitted on.
+def match_calibration_entry(fits: dict, *, protocol: Protocol, other_seed: int) -> dict:
+    """Give the checkpoint's match calibration keys from the per-camera fits.
 
-    A fit whose scale is not positive (the head ranks null frames above real ones: an
-    untrained or broken head) is not stored: the runtime keeps its uncalibrated default
-    (scale 1, bias 0, threshold 0.5) and ``match_fitted_on`` says why.
+    ``panorama``'s fit gives ``match_*`` (every frame the model takes as it is),
+    ``forward``'s the ``forward_match_*`` keys. A fit whose scale is not positive (the head
+    ranks null frames above real ones: an untrained or broken head) is not stored: the
+    runtime keeps its uncalibrated default (scale 1, bias 0, threshold 0.5; forward: as
+    the panorama) and ``match_fitted_on`` says why.
     """
-    from ciper_ros.runtime.assemble import MATCH_KEYS
-
-    kinds = ', '.join(f'{k} {v}' for k, v in fit['null_kinds'].items())
-    on = (f'validation city seed {protocol.val_seed}: {fit["real_frames"]} real chained '
-          f'frames ({fit["positives"]}; of {fit["real_candidates"]}, both cameras) vs '
-          f'{fit["null_frames"]} null frames ({kinds}; other_city: training city '
-          f'{other_seed}), at most {100 * protocol.max_false_accept:g} % of null frames '
-          'accepted')
-    if not fit['match_scale'] > 0:
-        return {'match_fitted_on': f'NOT calibrated (fitted scale {fit["match_scale"]:.3g} '
-                                   f'<= 0: null frames score above real ones) on {on}'}
-    return {k: fit[k] for k in MATCH_KEYS} | {'match_fitted_on': on}
+    out, said = {}, []
+    for name, fit in fits.items():
+        prefix = 'forward_' if name == 'forward' else ''
+        kinds = ', '.join(f'{k} {v}' for k, v in fit['null_kinds'].items())
+        on = (f'{name}: {fit["real_frames"]} real chained frames ({fit["positives"]}; of '
+              f'{fit["real_candidates"]}) vs {fit["null_frames"]} null frames ({kinds}; '
+              f'other_city: training city {other_seed}), ')
+        if not fit['match_scale'] > 0:
+            said.append(f'{on}NOT calibrated (fitted scale {fit["match_scale"]:.3g} <= 0: '
+                        'null frames score above real ones)')
+            continue
+        out |= {f'{prefix}match_scale': fit['match_scale'],
+                f'{prefix}match_bias': fit['match_bias'],
+                f'{prefix}min_match_prob': fit['min_match_prob']}
+        rule = (f'threshold relaxed to keep {100 * protocol.min_real_accept:g} % of real '
+                f'frames (at most {100 * protocol.max_false_accept:g} % of null frames '
+                f'would keep {100 * fit.get("real_accepted_strict", 0):.0f} %)'
+                if fit.get('relaxed') else
+                f'at most {100 * protocol.max_false_accept:g} % of null frames accepted')
+        said.append(f'{on}{rule}: real {100 * fit["real_accepted"]:.0f} % / null '
+                    f'{100 * fit["null_accepted"]:.1f} % accepted')
+    return out | {'match_fitted_on': f'validation city seed {protocol.val_seed}; '
+                                     + '; '.join(said)}
 
 
 def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
@@ -253,6 +274,9 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
                                 half=True, extra=extra)
     stage_s = {}
     t1 = time.perf_counter()
+    # a fresh clone finalizing the committed snapshot has no cities yet: make the ones used
+    for seed in (protocol.val_seed, protocol.test_seed):
+        ensure_city(recipe, recipe.city_dir(seed), seed=seed, progress=progress)
     calib, vloc, vworld, vrecords = calibration_run(
         model=candidate, city=recipe.city_dir(protocol.val_seed),
         index_dir=index_folder(root, 'val', candidate), protocol=protocol, progress=progress)
@@ -274,11 +298,17 @@ def finalize(recipe: ModelRecipe, *, source: str | os.PathLike | None = None,
         from ciper_ros.runtime.assemble import MATCH_KEYS
 
         fitted = {k: calibration[k] for k in MATCH_KEYS if k in calibration}
+        refit = None
         if fitted:          # 2c: the covariance scales again, under the calibrated mixture
-            calib, *_ = calibration_run(
-                model=candidate, city=recipe.city_dir(protocol.val_seed),
-                index_dir=index_folder(root, 'val', candidate), protocol=protocol,
-                progress=progress, match=fitted)
+            try:
+                refit, *_ = calibration_run(
+                    model=candidate, city=recipe.city_dir(protocol.val_seed),
+                    index_dir=index_folder(root, 'val', candidate), protocol=protocol,
+                    progress=progress, match=fitted)
+            except UserError as e:       # too few accepted frames: keep the first fit
+                calibration['fitted_on'] += f' (not refitted under the match calibration: {e})'
+        if refit is not None:
+            calib = refit
             calibration.update({
                 'cov_scale': calib['panorama']['cov_scale'],
                 'yaw_cov_scale': calib['panorama']['yaw_cov_scale'],

@@ -45,7 +45,9 @@ def raw_match(localizer):
 
     loc = Localizer.__new__(Localizer)
     loc.__dict__.update(localizer.__dict__)
-    loc.cfg = replace(localizer.cfg, match_scale=1.0, match_bias=0.0, min_match_prob=0.0)
+    loc.cfg = replace(localizer.cfg, match_scale=1.0, match_bias=0.0, min_match_prob=0.0,
+                      forward_match_scale=None, forward_match_bias=None,
+                      forward_min_match_prob=None)
     return loc
 
 
@@ -59,16 +61,28 @@ def match_logits(records: list[FrameRecord]) -> np.ndarray:
     return np.where(np.isfinite(p), np.log(q) - np.log1p(-q), np.nan)
 
 
+FORWARD_NULL_KINDS = (*NULL_KINDS, 'other_city')   # wrong_camera is a panorama's null
+
+
+def null_kinds(camera: str) -> tuple[str, ...]:
+    """Give the null frame kinds of a camera (``'native'`` or ``'forward'``)."""
+    return FORWARD_NULL_KINDS if camera == 'forward' else NULL_FRAME_KINDS
+
+
 def null_frames(*, world, plane, crop_side_m: float, model_config, n: int,
                 prior_sigma_m: float, seed: int, other_world=None,
-                kinds: tuple[str, ...] = NULL_FRAME_KINDS):
+                kinds: tuple[str, ...] | None = None, camera: str = 'native',
+                heading_prior_deg: float | None = None):
     """Yield ``n`` frames that match nothing, cycling through ``kinds``, with GNSS priors.
 
     Each frame has the keys of :func:`~ciper_ros.experiments.localization_eval.
     chained_frames` (``truth_xy_m`` / ``truth_yaw_rad``: the road pose the prior was drawn
     around, ``truth_z_m`` its height; only ``wrong_camera`` images show it) and ``kind``.
     ``other_world``: the city ``other_city`` frames are rendered in (required for that
-    kind). Deterministic in ``seed``.
+    kind). ``camera``: ``'native'`` (the model's own input) or ``'forward'``: images of
+    the chained evaluation's forward pinhole camera, given with its intrinsics and, as its
+    real frames, a heading prior of +-``heading_prior_deg`` (kinds default to
+    :func:`null_kinds`). Deterministic in ``seed``.
     """
     import cv2
 
@@ -78,15 +92,22 @@ def null_frames(*, world, plane, crop_side_m: float, model_config, n: int,
     from ciper_ros.synth.pairs import PairConfig, sample_road_pose
     from ciper_ros.synth.render import CameraPose, GroundRenderer
 
-    bad = [k for k in kinds if k not in NULL_FRAME_KINDS]
+    if camera not in ('native', 'forward'):
+        raise UserError(f"camera must be 'native' or 'forward', got {camera!r}")
+    kinds = null_kinds(camera) if kinds is None else kinds
+    bad = [k for k in kinds if k not in null_kinds(camera)]
     if bad or not kinds:
-        raise UserError(f'null frame kinds must be among {NULL_FRAME_KINDS}, got {kinds}')
+        raise UserError(f'null frame kinds of a {camera} camera must be among '
+                        f'{null_kinds(camera)}, got {kinds}')
     if 'other_city' in kinds and other_world is None:
         raise UserError("null frames of kind 'other_city' need another city (other_world)")
     if 'wrong_camera' in kinds and model_config.ground != 'panorama':
         raise UserError("null frames of kind 'wrong_camera' need a panorama model")
     h, w = (int(v) for v in model_config.ground_size)
     cam_cfg = PairConfig.for_model(model_config)
+    fwd = forward_camera() if camera == 'forward' else None
+    if fwd is not None:
+        h, w = fwd.height, fwd.width
     renderer = GroundRenderer(world, epoch=1)
     other = GroundRenderer(other_world, epoch=1) if other_world is not None else None
     for i in range(n):
@@ -96,11 +117,16 @@ def null_frames(*, world, plane, crop_side_m: float, model_config, n: int,
         pose = CameraPose(xy[0], xy[1], float(yaw), z_m=float(rng.uniform(1.4, 2.0)))
         if kind == 'other_city':
             oxy, oyaw = sample_road_pose(other_world, rng, margin_m=crop_side_m)
-            opose = CameraPose(oxy[0], oxy[1], float(rng.uniform(-math.pi, math.pi)),
+            opose = CameraPose(oxy[0], oxy[1], float(rng.uniform(-math.pi, math.pi))
+                               if fwd is None else float(oyaw),
                                z_m=float(rng.uniform(1.4, 2.0)))
-            img = other.panorama(opose, width=cam_cfg.pano_width,
-                                 height=cam_cfg.pano_height) \
-                if model_config.ground == 'panorama' else other.pinhole(opose, cam_cfg.camera)
+            if fwd is not None:
+                img = other.pinhole(opose, fwd)
+            elif model_config.ground == 'panorama':
+                img = other.panorama(opose, width=cam_cfg.pano_width,
+                                     height=cam_cfg.pano_height)
+            else:
+                img = other.pinhole(opose, cam_cfg.camera)
         elif kind == 'wrong_camera':
             # (288, 512) pinhole -> (h, w) panorama input: 90 degrees stretched over 360
             img = cv2.resize(renderer.pinhole(pose, forward_camera()), (w, h),
@@ -110,8 +136,14 @@ def null_frames(*, world, plane, crop_side_m: float, model_config, n: int,
         noise = rng.normal(0.0, prior_sigma_m, 2)
         p_ll = world.plane.latlon_from_xy_m((xy + noise)[None])[0]
         t_ll = world.plane.latlon_from_xy_m(xy[None])[0]
-        yield {'image': img, 'camera': None, 'kind': kind,
-               'prior': Prior(float(p_ll[0]), float(p_ll[1]), sigma_m=prior_sigma_m),
+        yaw_prior = yaw_sigma = None
+        if heading_prior_deg is not None:
+            yaw_prior = float(yaw) + math.radians(float(rng.uniform(-heading_prior_deg,
+                                                                    heading_prior_deg)))
+            yaw_sigma = math.radians(heading_prior_deg) / 3.0
+        yield {'image': img, 'camera': fwd, 'kind': kind,
+               'prior': Prior(float(p_ll[0]), float(p_ll[1]), sigma_m=prior_sigma_m,
+                              yaw_rad=yaw_prior, yaw_sigma_rad=yaw_sigma),
                'prior_xy_m': plane.xy_m_from_latlon(np.asarray(p_ll)[None])[0],
                'truth_xy_m': plane.xy_m_from_latlon(t_ll[None])[0],
                'truth_latlon_deg': (float(t_ll[0]), float(t_ll[1])),
@@ -120,7 +152,8 @@ def null_frames(*, world, plane, crop_side_m: float, model_config, n: int,
 
 
 def null_records(loc, world, *, n: int, prior_sigma_m: float, seed: int, other_world=None,
-                 kinds: tuple[str, ...] = NULL_FRAME_KINDS, desc: str = 'null frames',
+                 kinds: tuple[str, ...] | None = None, camera: str = 'native',
+                 heading_prior_deg: float | None = None, desc: str = 'null frames',
                  progress: bool = True) -> list[FrameRecord]:
     """Run :func:`null_frames` through the chained per-frame path; ``extra['kind']`` set."""
     from ciper_ros.experiments.localization_eval import chained_records
@@ -128,7 +161,8 @@ def null_records(loc, world, *, n: int, prior_sigma_m: float, seed: int, other_w
     frames = list(null_frames(world=world, plane=loc.index.plane,
                               crop_side_m=loc.index.crop_side_m, model_config=loc.model.config,
                               n=n, prior_sigma_m=prior_sigma_m, seed=seed,
-                              other_world=other_world, kinds=kinds))
+                              other_world=other_world, kinds=kinds, camera=camera,
+                              heading_prior_deg=heading_prior_deg))
     records = chained_records(loc, frames, total=n, desc=desc, progress=progress)
     for rec, fr in zip(records, frames, strict=True):
         rec.extra['kind'] = fr['kind']
@@ -167,15 +201,34 @@ def summarize_integrity(null: list[FrameRecord], real: list[FrameRecord], *,
                                        and r.match_prob >= threshold)}
 
 
-def evaluate_integrity(loc, world, *, real: list[FrameRecord], n: int, prior_sigma_m: float,
-                       seed: int, other_world=None, threshold: float | None = None,
-                       progress: bool = True) -> dict:
-    """Null acceptance (``n`` frames over every kind) and ``real``'s at the threshold.
+def evaluate_integrity(loc, world, *, real: dict[str, list[FrameRecord]],
+                       cameras: dict[str, dict], n: int, prior_sigma_m: float, seed: int,
+                       other_world=None, progress: bool = True) -> dict:
+    """Null and real acceptance per camera at its calibrated threshold, and overall.
 
-    ``threshold``: the localizer's ``min_match_prob`` (the calibrated one) unless given.
+    ``cameras``: name -> {``camera``, ``heading_prior_deg``} (as the chained evaluation's
+    :func:`~ciper_ros.experiments.city_eval.eval_cameras`); ``real``: each camera's real
+    chained records. Per camera, ``n`` null frames of its kinds with its heading prior,
+    judged at the localizer's threshold for that camera kind (``Localizer.match_rule``).
+    Overall ``null_accepted`` / ``real_accepted``: the mean over cameras; ``per_kind``
+    keys are ``'<camera> <kind>'``.
     """
-    thr = loc.cfg.min_match_prob if threshold is None else float(threshold)
-    null = null_records(loc, world, n=n, prior_sigma_m=prior_sigma_m, seed=seed,
-                        other_world=other_world, progress=progress)
-    return summarize_integrity(null, real, threshold=thr) | {
-        'prior_sigma_m': prior_sigma_m, 'seed': seed}
+    per_camera, per_kind = {}, {}
+    for name, cam in cameras.items():
+        thr = loc.match_rule(forward=cam['camera'] == 'forward')[2]
+        null = null_records(loc, world, n=n, prior_sigma_m=prior_sigma_m, seed=seed,
+                            other_world=other_world, camera=cam['camera'],
+                            heading_prior_deg=cam['heading_prior_deg'],
+                            desc=f'null frames ({name})', progress=progress)
+        per_camera[name] = summarize_integrity(null, real[name], threshold=thr)
+        per_kind |= {f'{name} {k}': v for k, v in per_camera[name]['per_kind'].items()}
+
+    def mean(key):
+        return float(np.mean([c[key] for c in per_camera.values()]))
+
+    return {'null_accepted': mean('null_accepted'), 'real_accepted': mean('real_accepted'),
+            'real_match_passed': mean('real_match_passed'),
+            'null_frames': sum(c['null_frames'] for c in per_camera.values()),
+            'real_frames': sum(c['real_frames'] for c in per_camera.values()),
+            'per_kind': per_kind, 'cameras': per_camera, 'prior_sigma_m': prior_sigma_m,
+            'seed': seed}

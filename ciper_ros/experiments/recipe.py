@@ -7,8 +7,13 @@ Stages, each resumable and skipped when already done:
 2. the render bank: ``renders_per_city`` panoramas (at heading 0; rolled for any heading at
    draw time, exact for a panorama) with aerial crops twice the model's, so tile offsets
    are drawn at crop time (``ciper synth pairs`` shards, written atomically);
-3. training from the bank (``config/train/default_model.yaml``) under a wall-clock budget
-   per invocation; a later invocation resumes from the last checkpoint exactly.
+3. training from the bank (``config/train/default_model_v2.yaml``, training cities under
+   appearance presets drawn by seed) under a wall-clock budget per invocation; a later
+   invocation resumes from the last checkpoint exactly.
+
+The run records its recipe (``state.json`` in the work dir, and every snapshot and shipped
+checkpoint): ``ciper model finalize`` and ``snapshot`` read it back
+(:meth:`ModelRecipe.of_run`), so a card never names a recipe other than the one trained.
 
 Across sessions (fresh clones): a run that finds no checkpoint of its own starts from the
 committed weights (:meth:`ModelRecipe.resume_source`): the shipped model, which
@@ -43,7 +48,7 @@ VAL_SEED = 500         # calibration and validation (validation split)
 @dataclass(frozen=True)
 class ModelRecipe:
     work_dir: str = 'runs/default_model'
-    train_config: str = 'config/train/default_model.yaml'
+    train_config: str = 'config/train/default_model_v2.yaml'
     n_train_cities: int = 128
     city_size_m: float = 500.0
     zooms: tuple[int, ...] = (19,)
@@ -51,7 +56,7 @@ class ModelRecipe:
     shard_size: int = 256
     bank_seed: int = 0
     overrides: list[str] = field(default_factory=list)   # key=value for the train config
-    appearance: str = 'default'     # 'random': each training city under a preset drawn by
+    appearance: str = 'random'      # 'random': each training city under a preset drawn by
     #                                 seed (synth.appearance.TRAINING_PRESETS); validation and
     #                                 test cities stay 'default'; the held-out preset is never
     #                                 trained on
@@ -61,6 +66,34 @@ class ModelRecipe:
     @property
     def root(self) -> Path:
         return Path(self.work_dir)
+
+    @classmethod
+    def from_dict(cls, d: dict, **changes) -> ModelRecipe:
+        """Read a recorded recipe (JSON lists back to tuples; unknown keys: an error)."""
+        d = {**d, **changes}
+        return cls(**{k: tuple(v) if k == 'zooms' else v for k, v in d.items()})
+
+    @classmethod
+    def of_run(cls, work_dir: str | os.PathLike, source: str | os.PathLike | None = None
+               ) -> ModelRecipe:
+        """Return the recipe a run was trained with.
+
+        From the work dir's ``state.json`` (written by every :func:`train`), else from the
+        ``recipe`` recorded in ``source`` (a snapshot or shipped checkpoint; a fresh clone
+        finalizing the committed snapshot), else the defaults. ``work_dir`` always wins: the
+        recorded one may be another machine's.
+        """
+        state = Path(work_dir) / 'state.json'
+        if state.is_file():
+            return cls.from_dict(json.loads(state.read_text())['recipe'],
+                                 work_dir=str(work_dir))
+        if source is not None and Path(source).is_file():
+            from ciper_ros.model.build import load_checkpoint
+
+            recorded = load_checkpoint(source).get('recipe')
+            if recorded:
+                return cls.from_dict(recorded, work_dir=str(work_dir))
+        return cls(work_dir=str(work_dir))
 
     def resume_source(self, model_config=None) -> Path | None:
         """Pick the committed weights a run without its own checkpoint starts from.

@@ -38,7 +38,8 @@ def read_calibration(path: str | os.PathLike) -> dict:
 
 CALIBRATION_KEYS = ('cov_scale', 'yaw_cov_scale', 'forward_cov_scale', 'forward_yaw_cov_scale')
 # the match head's Platt scaling and acceptance threshold (models with a match head)
-MATCH_KEYS = ('match_scale', 'match_bias', 'min_match_prob')
+MATCH_KEYS = ('match_scale', 'match_bias', 'min_match_prob', 'forward_match_scale',
+              'forward_match_bias', 'forward_min_match_prob')
 
 
 def checkpoint_calibration(blob: dict) -> dict:
@@ -53,8 +54,9 @@ def checkpoint_calibration(blob: dict) -> dict:
         raise UserError(f'checkpoint calibration scales must be positive and finite: {out}')
     match = {k: float(calib[k]) for k in MATCH_KEYS if calib.get(k) is not None}
     if not (all(math.isfinite(v) for v in match.values())
-            and match.get('match_scale', 1.0) > 0
-            and 0.0 <= match.get('min_match_prob', 0.5) <= 1.0):
+            and all(match.get(f'{k}match_scale', 1.0) > 0
+                    and 0.0 <= match.get(f'{k}min_match_prob', 0.5) <= 1.0
+                    for k in ('', 'forward_'))):
         raise UserError(f'checkpoint match calibration is not usable: {match}')
     return {**out, **match}
 
@@ -87,7 +89,7 @@ def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None 
     config = config or LocalizerConfig()
     own = checkpoint_calibration(blob)
     match = {k: v for k, v in own.items() if k in MATCH_KEYS}
-    if tuple(getattr(config, k) for k in MATCH_KEYS) == (1.0, 0.0, 0.5):
+    if tuple(getattr(config, k) for k in MATCH_KEYS) == (1.0, 0.0, 0.5, None, None, None):
         config = replace(config, **match)     # no match calibration of the caller's own
     if calibration:
         config = replace(config, **read_calibration(calibration))

@@ -82,7 +82,8 @@ def fit_covariance_scales(records: list[FrameRecord], *, statistic: str = 'p95')
 
 
 def fit_match_calibration(match_logits: np.ndarray, null_logits: np.ndarray, *,
-                          max_false_accept: float = 0.01) -> dict:
+                          max_false_accept: float = 0.01,
+                          min_real_accept: float = 0.0) -> dict:
     """Platt scaling of the match head, and the acceptance threshold.
 
     ``match_logits``: raw match logits of real frames at their true place (the tile the
@@ -90,9 +91,13 @@ def fit_match_calibration(match_logits: np.ndarray, null_logits: np.ndarray, *,
     other cities' images, wrong cameras). Fits p = sigmoid(a z + b) by maximum likelihood
     with the two classes weighted equally, then picks ``min_match_prob``: the lowest
     probability that accepts at most ``max_false_accept`` of the null frames (never below
-    0.5). Returns ``match_scale``, ``match_bias``, ``min_match_prob``, the accept rates
-    of both sets at it, and ``usable``: False when the fitted scale is not positive (the
-    head ranks null frames above real ones: untrained or broken; do not ship the fit).
+    0.5). When that keeps fewer than ``min_real_accept`` of the real frames (a head that
+    cannot tell them apart so strictly: a threshold rejecting most real frames makes the
+    camera useless), the threshold is lowered to keep that share (``relaxed`` True; the
+    null acceptance it costs is returned). Returns ``match_scale``, ``match_bias``,
+    ``min_match_prob``, the accept rates of both sets at it, and ``usable``: False when the
+    fitted scale is not positive (the head ranks null frames above real ones: untrained or
+    broken; do not ship the fit).
     """
     from scipy.optimize import minimize
     from scipy.special import expit
@@ -119,7 +124,13 @@ def fit_match_calibration(match_logits: np.ndarray, null_logits: np.ndarray, *,
     k = int(math.floor(max_false_accept * len(neg)))
     worst = np.sort(p_neg)[::-1]
     thr = max(0.5, float(np.nextafter(worst[k], 1.0)) if k < len(worst) else 0.5)
-    return {'match_scale': a, 'match_bias': b, 'min_match_prob': thr,
+    strict = float(np.mean(p_pos >= thr))
+    relaxed = strict < min_real_accept
+    if relaxed:        # the highest threshold keeping min_real_accept of the real frames
+        keep = int(math.ceil(min_real_accept * len(pos)))
+        thr = float(np.sort(p_pos)[::-1][keep - 1])
+    return {'match_scale': a, 'match_bias': b, 'min_match_prob': thr, 'relaxed': relaxed,
+            'min_real_accept': min_real_accept, 'real_accepted_strict': strict,
             'real_accepted': float(np.mean(p_pos >= thr)),
             'null_accepted': float(np.mean(p_neg >= thr)),
             'real_frames': int(len(pos)), 'null_frames': int(len(neg)),

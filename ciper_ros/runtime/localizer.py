@@ -86,6 +86,11 @@ class LocalizerConfig:
     match_scale: float = 1.0
     match_bias: float = 0.0
     min_match_prob: float = 0.5
+    # the same for forward-camera frames a panorama model resamples: a 90-degree footprint
+    # gives the head less evidence, so its logits sit lower (None: as above)
+    forward_match_scale: float | None = None
+    forward_match_bias: float | None = None
+    forward_min_match_prob: float | None = None
 
 
 @dataclass
@@ -320,7 +325,8 @@ class Localizer:
         hyps = hypotheses(out, half_side_m=idx.crop_side_m / 2.0)      # K dicts of Q each
         xy = np.stack([h['xy_m'] for h in hyps])                           # (K, Q, 2)
         pts = to_index_frame(idx.plane, idx.latlon_deg[np.asarray(ids, np.int64)], xy)
-        match = self.match_probability(out)                                # (K,) or None
+        match = self.match_probability(out, forward=forward)               # (K,) or None
+        min_prob = self.match_rule(forward=forward)[2]
         rule = self.covariance_rule(forward=forward)
         sel = select_pose(xy_m=pts, yaw_rad=np.stack([h['yaw_rad'] for h in hyps]),
                           confidence=np.stack([h['score'] for h in hyps]),
@@ -341,10 +347,10 @@ class Localizer:
                                  xy_m=sel.xy_m, yaw_rad=sel.yaw_rad, covariance=cov,
                                  score=sel.score, match_prob=p,
                                  tile_id=int(ids[sel.candidate]))
-        if match is not None and not p >= cfg.min_match_prob:
+        if match is not None and not p >= min_prob:
             res.ok = False
             res.reason = (f'no match: match probability {p:.2f} is below '
-                          f'{cfg.min_match_prob:g} (the image fits no tile '
+                          f'{min_prob:.3g} (the image fits no tile '
                           f'{"near the prior" if prior is not None else "searched"})')
         elif prior is not None:
             res.reason = gate_reason(xy_m=sel.xy_m, prior_xy_m=prior_xy,
@@ -353,10 +359,20 @@ class Localizer:
             res.ok = not res.reason
         return res
 
-    def match_probability(self, out: dict) -> np.ndarray | None:
+    def match_rule(self, *, forward: bool = False) -> tuple[float, float, float]:
+        """(Platt scale, bias, acceptance threshold) of the match head for a frame kind."""
+        cfg = self.cfg
+        own = (cfg.match_scale, cfg.match_bias, cfg.min_match_prob)
+        if not forward:
+            return own
+        fwd = (cfg.forward_match_scale, cfg.forward_match_bias, cfg.forward_min_match_prob)
+        return tuple(o if f is None else f for o, f in zip(own, fwd, strict=True))
+
+    def match_probability(self, out: dict, *, forward: bool = False) -> np.ndarray | None:
         """Calibrated match probability (K,) of each decoded tile; None without a head."""
         logit = out.get('match_logit')
         if logit is None:
             return None
-        z = self.cfg.match_scale * logit.detach().cpu().double().numpy() + self.cfg.match_bias
+        scale, bias, _ = self.match_rule(forward=forward)
+        z = scale * logit.detach().cpu().double().numpy() + bias
         return 1.0 / (1.0 + np.exp(-z))
