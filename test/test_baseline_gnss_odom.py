@@ -59,3 +59,44 @@ def test_a_straight_drive_with_noisy_fixes_beats_the_fixes():
     fix_err = np.hypot(noisy[:, 0] - 10.0 * tf, noisy[:, 1])
     assert track.initialised[-1] and np.median(err) < 0.5 * np.median(fix_err)
     assert math.isfinite(track.yaw_rad[-1]) and abs(track.yaw_rad[-1]) < math.radians(3)
+
+
+def test_bag_odometry_becomes_the_twist_the_filter_takes():
+    from ciper_ros.experiments.baseline_eval import odometry_twist
+
+    # a circle of radius 20 m at 5 m/s, counter-clockwise, 20 Hz odometry poses
+    t = np.arange(0.0, 6.0, 0.05)
+    w = 5.0 / 20.0
+    yaw = w * t + math.pi / 2
+    poses = [(int(round(ti * 1e9)), 20 * math.cos(w * ti), 20 * math.sin(w * ti), y)
+             for ti, y in zip(t, yaw, strict=True)]
+    tw = odometry_twist(poses)
+    assert tw.shape == (len(t) - 1, 3)
+    np.testing.assert_allclose(tw[:, 0], t[1:], atol=1e-9)
+    np.testing.assert_allclose(tw[:, 1], 5.0, rtol=1e-3)     # chord vs arc: 1e-4 here
+    np.testing.assert_allclose(tw[:, 2], w, rtol=1e-9)
+    reverse = odometry_twist([(s, x, y, a + math.pi) for s, x, y, a in poses])
+    np.testing.assert_allclose(reverse[:, 1], -5.0, rtol=1e-3)   # driving backwards
+    with pytest.raises(Exception, match='needs odometry'):
+        odometry_twist(poses[:3])
+
+
+def test_bag_fixes_are_map_frame_rows_with_their_reported_sigma():
+    from types import SimpleNamespace
+
+    from ciper_ros.experiments.baseline_eval import fix_rows, UNREPORTED_SIGMA_M
+    from ciper_ros.geo.enu import LocalTangentPlane
+
+    plane = LocalTangentPlane(48.0, 11.0)
+    ll = plane.latlon_from_xy_m(np.array([[30.0, -40.0]]))[0]
+
+    def fix(status, cov_type, var):
+        return SimpleNamespace(latitude=ll[0], longitude=ll[1],
+                               status=SimpleNamespace(status=status),
+                               position_covariance_type=cov_type,
+                               position_covariance=[var, 0, 0, 0, var * 4, 0, 0, 0, 1])
+    rows = fix_rows([(1_000_000_000, fix(0, 2, 4.0)), (2_000_000_000, fix(-1, 2, 4.0)),
+                     (3_000_000_000, fix(0, 0, 4.0))], plane)
+    np.testing.assert_allclose(rows[0], [1.0, 30.0, -40.0, math.sqrt(10.0)], atol=1e-6)
+    assert math.isnan(rows[1, 1]) and rows[1, 0] == 2.0          # no fix: no position
+    assert rows[2, 3] == UNREPORTED_SIGMA_M                      # no covariance reported

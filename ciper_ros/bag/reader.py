@@ -297,7 +297,7 @@ def drive_frames(pipeline, rec: Recording, *,
     fixes, infos = _Stream(rec.fixes), _Stream(rec.camera_infos)
     odom = _Stream(rec.odometry)
     pipeline.add_static_transforms(rec.tf_edges)
-    truth_xy = _truth_in_index(rec, pipeline.localizer.index.plane, datum_latlon_deg)
+    truth_xy = truth_in_index(rec, pipeline.localizer.index.plane, datum_latlon_deg)
     for stamp, bag_t_ns, raw, msgtype, frame_id in rec.images:
         for t, msg in fixes.until(stamp):
             pipeline.add_fix(t, msg)
@@ -321,7 +321,7 @@ def drive_frames(pipeline, rec: Recording, *,
                        'msgtype': msgtype}
 
 
-def _truth_in_index(rec: Recording, plane, datum_latlon_deg) -> np.ndarray:
+def truth_in_index(rec: Recording, plane, datum_latlon_deg) -> np.ndarray:
     """Truth rows (stamp_ns, x, y, yaw) in the index's ENU frame."""
     from ciper_ros.geo.enu import LocalTangentPlane
 
@@ -363,7 +363,7 @@ def reference_records(rec: Recording, *, plane, fix_policy,
     from ciper_ros.runtime.pipeline import set_prior
 
     buffer, fixes = FixBuffer(fix_policy), _Stream(rec.fixes)
-    truth_xy = _truth_in_index(rec, plane, datum_latlon_deg)
+    truth_xy = truth_in_index(rec, plane, datum_latlon_deg)
     out = []
     for stamp, _, raw, msgtype, _ in rec.images:
         for t, msg in fixes.until(stamp):

@@ -6,6 +6,7 @@ Recordings are rosbag2 (mcap, sqlite3) or ROS 1 bags (``ciper_ros.bag.reader``).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ciper_ros.cli.common import add_topic_args, bag_topics, check_out_dir, latlon, subcommands
@@ -41,6 +42,10 @@ def add_parser(subparsers) -> None:
                    help='LAT,LON of the truth frame (default: ciper_drive.json)')
     p.add_argument('--param', action='append', default=[], metavar='KEY=VALUE',
                    help='a node parameter (repeatable), e.g. top_k=3')
+    p.add_argument('--baseline', choices=('auto', 'tuned', 'default', 'off'), default='auto',
+                   help='the GNSS + wheel-odometry EKF (robot_localization-like) on the same '
+                        'drive: tuned on its ground truth, default parameters, or off; auto: '
+                        'tuned when the bag has odometry, fixes and truth (default)')
     p.add_argument('--out', default='out/bag_eval', help='report folder')
     p.set_defaults(func=cmd_eval)
 
@@ -108,11 +113,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
         loc = open_localizer(**params.localizer_args())
         records = offline_records(loc, bag, params=params, topics=topics, datum=args.datum)
     store = open_store(params.map or info['map_path'])
-    m = write_report(out, records, meta=meta, store=store,
-                     plane=LocalTangentPlane(*info['datum_latlon_deg']), zoom=info['zoom'])
+    plane = LocalTangentPlane(*info['datum_latlon_deg'])
+    baseline, baseline_info = _baseline(args, bag, topics, plane)
+    m = write_report(out, records, meta=meta, store=store, plane=plane, zoom=info['zoom'],
+                     baseline=baseline, baseline_info=baseline_info)
     print(_headline(m))
+    if 'baseline' in m:
+        b = m['baseline']
+        print(f"GNSS + odometry EKF on the same drive: median "
+              f"{b.get('position_error_m_median', math.nan):.2f} m, p95 "
+              f"{b.get('position_error_m_p95', math.nan):.2f} m")
     print(f'report: {out / "report.md"} (plots, frames.csv, metrics.json)')
     return 0
+
+
+def _baseline(args: argparse.Namespace, bag, topics, plane):
+    """Run the GNSS + odometry baseline: (records, info), or (None, None) when off."""
+    if args.baseline == 'off':
+        return None, None
+    from ciper_ros.bag.reader import read_recording
+    from ciper_ros.experiments.baseline_eval import baseline_records
+
+    rec = read_recording(bag, topics)
+    try:
+        missing = [what for what, have in (('odometry', rec.odometry), ('GNSS fixes', rec.fixes),
+                                           ('ground truth', len(rec.truth))) if not have]
+        if args.baseline == 'auto' and missing:
+            print(f"no GNSS + odometry baseline: the bag has no {', '.join(missing)} "
+                  '(--baseline off silences this)', file=sys.stderr)
+            return None, None
+        return baseline_records(rec, plane=plane, datum_latlon_deg=args.datum,
+                                tune=args.baseline != 'default')
+    finally:
+        rec.bag.close()
 
 
 def _headline(m: dict) -> str:

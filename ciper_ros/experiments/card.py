@@ -216,8 +216,25 @@ def render_card(d: dict) -> str:
               f"--city runs/default_model/cities/{p['test_seed']} --index /tmp/idx "
               f"--gnss-sigma-m {p['prior_sigma_m']:g} --n {p['frames']} "
               f"--seed {p['frame_seed']} [--camera forward]`.", '',
-              KNOWN_LIMITS]
+              KNOWN_LIMITS + curve_limit(d['curve'])]
     return '\n'.join(lines) + '\n'
+
+
+def curve_limit(curve: list[dict]) -> str:
+    """Say, from the validation curve, whether more training at this schedule would help.
+
+    Flat: the last half of the curve's points all lie within 10 % of its last value.
+    """
+    vals = [r['val/position_error_m_median'] for r in curve
+            if 'val/position_error_m_median' in r]
+    head = '- Trained for the hours stated above on a 2-core CPU; '
+    if len(vals) >= 4 and all(abs(v - vals[-1]) <= 0.1 * vals[-1]
+                              for v in vals[len(vals) // 2:]):
+        return (head + 'the validation curve had flattened over its last half (within 10 % '
+                'of the final value): more steps at this learning-rate schedule will not close '
+                'the gap; the ablation (docs/ablations.md) says which parts limit it.\n')
+    return (head + 'the validation curve was still falling when training stopped. More hours '
+            '(`make model`, resumable) or a GPU are the way to the targets.\n')
 
 
 def _target_text(t, how: str, pct: bool) -> str:
@@ -313,7 +330,4 @@ KNOWN_LIMITS = """## Known limits
 - Per frame only: no tracking. Wrong-tile frames make the heavy tail of the error. The
   calibrated covariance is sized so that its 95 % ellipse holds 95 % of the validation
   errors, so typical frames get ellipses larger than their errors.
-- Trained for the hours stated above on a 2-core CPU; the validation curve was still
-  falling when training stopped. More hours (`make model`, resumable) or a GPU are the way
-  to the targets.
 """

@@ -1,7 +1,9 @@
 """The evaluation report of ``ciper bag eval``: metrics JSON, frame CSV, PNG plots, Markdown.
 
 Plots: the trajectory over the aerial map (truth, GNSS prior, estimate), position error
-over time against the GNSS prior's, the error CDF of both, and the latency histogram.
+over time against the GNSS prior's, the error CDF of both, and the latency histogram; with
+``baseline`` records (the GNSS + odometry filter on the same drive,
+:mod:`ciper_ros.experiments.baseline_eval`) each plot and the table show it too.
 Every file is written atomically; the Markdown page links the plots.
 """
 
@@ -36,15 +38,21 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+BASELINE_LABEL = 'GNSS + odometry EKF'
+BASELINE_COLOR = 'mediumorchid'
+
+
 def plot_trajectory(records: list[FrameRecord], path: Path, *, store=None, plane=None,
-                    zoom: int | None = None) -> None:
+                    zoom: int | None = None, baseline: list[FrameRecord] | None = None) -> None:
     """Truth, GNSS prior and estimate over the aerial map (ENU metres of the index)."""
     import matplotlib.pyplot as plt
 
     tx, ty = _col(records, lambda r: r.truth_x_m), _col(records, lambda r: r.truth_y_m)
     gx, gy = _col(records, lambda r: r.prior_x_m), _col(records, lambda r: r.prior_y_m)
     ex, ey = _col(records, lambda r: r.x_m, True), _col(records, lambda r: r.y_m, True)
-    pts = np.concatenate([np.c_[tx, ty], np.c_[gx, gy], np.c_[ex, ey]])
+    bx, by = (_col(baseline or [], lambda r: r.x_m, True),
+              _col(baseline or [], lambda r: r.y_m, True))
+    pts = np.concatenate([np.c_[tx, ty], np.c_[gx, gy], np.c_[ex, ey], np.c_[bx, by]])
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     fig, ax = plt.subplots(figsize=(8, 8))
     if len(pts):
@@ -64,6 +72,8 @@ def plot_trajectory(records: list[FrameRecord], path: Path, *, store=None, plane
     ax.plot(tx, ty, '-', color='white', lw=3, label='ground truth')
     ax.plot(tx, ty, '-', color='black', lw=1)
     ax.plot(gx, gy, '.', color='orange', ms=4, label='GNSS prior')
+    if baseline:
+        ax.plot(bx, by, '-', color=BASELINE_COLOR, lw=1.5, label=BASELINE_LABEL)
     ax.plot(ex, ey, '.', color='deepskyblue', ms=4, label='CIPER estimate')
     ax.set_xlabel('east (m, index frame)')
     ax.set_ylabel('north (m)')
@@ -72,7 +82,8 @@ def plot_trajectory(records: list[FrameRecord], path: Path, *, store=None, plane
     _save(fig, path)
 
 
-def plot_error_time(records: list[FrameRecord], path: Path) -> None:
+def plot_error_time(records: list[FrameRecord], path: Path, *,
+                    baseline: list[FrameRecord] | None = None) -> None:
     import matplotlib.pyplot as plt
 
     t0 = records[0].stamp_ns if records else 0
@@ -82,6 +93,10 @@ def plot_error_time(records: list[FrameRecord], path: Path) -> None:
     g = _col(records, lambda r: r.prior_error_m)
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.plot(t, g, '-', color='orange', lw=1, label='GNSS prior')
+    if baseline:
+        tb = np.array([(r.stamp_ns - t0) * 1e-9 for r in baseline if r.ok])
+        ax.plot(tb, _col(baseline, lambda r: r.position_error_m, True), '-',
+                color=BASELINE_COLOR, lw=1.5, label=BASELINE_LABEL)
     ax.plot(t[ok], e[ok], '.', color='deepskyblue', ms=4, label='CIPER estimate')
     miss = t[~ok]
     if len(miss):
@@ -93,13 +108,18 @@ def plot_error_time(records: list[FrameRecord], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_cdf(records: list[FrameRecord], path: Path) -> None:
+def plot_cdf(records: list[FrameRecord], path: Path, *,
+             baseline: list[FrameRecord] | None = None) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for fn, label, color in ((lambda r: r.position_error_m, 'CIPER estimate', 'deepskyblue'),
-                             (lambda r: r.prior_error_m, 'GNSS prior', 'orange')):
-        v = _col(records, fn, True)
+    curves = [(records, lambda r: r.position_error_m, 'CIPER estimate', 'deepskyblue'),
+              (records, lambda r: r.prior_error_m, 'GNSS prior', 'orange')]
+    if baseline:
+        curves.append((baseline, lambda r: r.position_error_m, BASELINE_LABEL,
+                       BASELINE_COLOR))
+    for recs, fn, label, color in curves:
+        v = _col(recs, fn, True)
         v = np.sort(v[np.isfinite(v)])
         if len(v):
             ax.plot(v, np.arange(1, len(v) + 1) / len(v), color=color, label=label)
@@ -125,22 +145,31 @@ def plot_latency(records: list[FrameRecord], path: Path, *, label: str) -> None:
 
 
 def write_report(out_dir: str | os.PathLike, records: list[FrameRecord], *, meta: dict,
-                 store=None,
-                 plane=None, zoom: int | None = None) -> dict:
-    """Write every report file into ``out_dir``; return the metrics."""
+                 store=None, plane=None, zoom: int | None = None,
+                 baseline: list[FrameRecord] | None = None,
+                 baseline_info: dict | None = None) -> dict:
+    """Write every report file into ``out_dir``; return the metrics.
+
+    ``baseline``: the GNSS + odometry filter's records on the same frames (``metrics``
+    then holds its summary under ``baseline``), ``baseline_info`` its tuned parameters.
+    """
     import matplotlib
 
     matplotlib.use('Agg')
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     m = metrics(records)
+    if baseline:
+        m['baseline'] = metrics(baseline)
+        meta = {**meta, 'baseline': baseline_info or {}}
     online = meta.get('mode') == 'online'
     lat_label = ('latency: image published -> pose received (ms, wall)' if online
                  else 'processing time per frame (ms)')
     write_records(records, out / 'frames.csv')
-    plot_trajectory(records, out / 'trajectory.png', store=store, plane=plane, zoom=zoom)
-    plot_error_time(records, out / 'error_time.png')
-    plot_cdf(records, out / 'error_cdf.png')
+    plot_trajectory(records, out / 'trajectory.png', store=store, plane=plane, zoom=zoom,
+                    baseline=baseline)
+    plot_error_time(records, out / 'error_time.png', baseline=baseline)
+    plot_cdf(records, out / 'error_cdf.png', baseline=baseline)
     plot_latency(records, out / 'latency.png', label=lat_label)
     atomic_write_text(out / 'metrics.json', json.dumps({'metrics': m, 'meta': meta},
                                                        indent=1, default=str) + '\n')
@@ -149,10 +178,25 @@ def write_report(out_dir: str | os.PathLike, records: list[FrameRecord], *, meta
 
 
 def _markdown(m: dict, meta: dict, lat_label: str) -> str:
-    def f(key, unit='', scale=1.0, digits=2):
-        v = m.get(key)
+    base = m.get('baseline')
+
+    def f(key, unit='', scale=1.0, digits=2, src=None):
+        v = (m if src is None else src).get(key)
         return '-' if v is None else f'{v * scale:.{digits}f}{unit}'
 
+    def row(label, key, prior_key=None, unit='', scale=1.0, digits=2, two=None):
+        def cell(src):
+            if two is not None:
+                return ' / '.join(f(k, unit, scale, digits, src) for k in two)
+            return f(key, unit, scale, digits, src)
+        cells = [cell(None), f(prior_key, unit, scale, digits) if prior_key else '-']
+        if base is not None:
+            cells.append(cell(base) if key != 'latency' else '-')
+        return f'| {label} | ' + ' | '.join(cells) + ' |'
+
+    head = '| metric | CIPER | GNSS prior (same frames) |'
+    if base is not None:
+        head += f' {BASELINE_LABEL} (same drive) |'
     lines = [f'# CIPER evaluation: {Path(str(meta.get("bag", "?"))).name} ({meta.get("mode")})',
              '',
              f'- bag: `{meta.get("bag")}`', f'- index: `{meta.get("index")}`',
@@ -161,21 +205,33 @@ def _markdown(m: dict, meta: dict, lat_label: str) -> str:
                 if meta.get('mode') == 'online' else " (the node's pipeline in-process)"),
              f'- frames: {m["frames"]}, localized {m["localized"]} '
              f'({100 * m["localized_fraction"]:.0f} %)', '',
-             '| metric | CIPER | GNSS prior (same frames) |', '|---|---|---|',
-             f'| median position error | {f("position_error_m_median", " m")} | '
-             f'{f("prior_error_m_localized_median", " m")} |',
-             f'| p95 position error | {f("position_error_m_p95", " m")} | '
-             f'{f("prior_error_m_localized_p95", " m")} |',
-             f'| mean position error | {f("position_error_m_mean", " m")} | '
-             f'{f("prior_error_m_localized_mean", " m")} |',
-             f'| median heading error | {f("heading_error_deg_median", " deg")} | - |',
-             f'| within 1 / 2 / 5 m | {f("position_within_1m", " %", 100, 0)} / '
-             f'{f("position_within_2m", " %", 100, 0)} / '
-             f'{f("position_within_5m", " %", 100, 0)} | - |',
-             f'| covariance: mean NEES (ideal 2), 95 % ellipse coverage | '
-             f'{f("nees_xy_mean")}, {f("coverage_95", " %", 100, 0)} | - |',
+             head, '|---|---|---|' + ('---|' if base is not None else ''),
+             row('median position error', 'position_error_m_median',
+                 'prior_error_m_localized_median', ' m'),
+             row('p95 position error', 'position_error_m_p95', 'prior_error_m_localized_p95',
+                 ' m'),
+             row('mean position error', 'position_error_m_mean', 'prior_error_m_localized_mean',
+                 ' m'),
+             row('median heading error', 'heading_error_deg_median', unit=' deg'),
+             row('within 1 / 2 / 5 m', None, unit=' %', scale=100, digits=0,
+                 two=('position_within_1m', 'position_within_2m', 'position_within_5m')),
+             row('covariance: mean NEES (ideal 2), 95 % ellipse coverage', None,
+                 two=('nees_xy_mean', 'coverage_95')),
              f'| {lat_label.split(":")[0]}: median / p95 | {f("latency_ms_median", " ms", 1, 0)}'
-             f' / {f("latency_ms_p95", " ms", 1, 0)} | - |', '']
+             f' / {f("latency_ms_p95", " ms", 1, 0)} | - |' + (' - |' if base is not None
+                                                             else ''), '']
+    if base is not None:
+        info = meta.get('baseline') or {}
+        cfg = info.get('config') or {}
+        tuned = ', '.join(f'{k} {cfg[k]:g}' for k in ('process_noise_scale', 'gnss_sigma_scale',
+                                                    'gnss_rejection_mahalanobis') if k in cfg)
+        lines += [f"{BASELINE_LABEL}: robot_localization's 2-D EKF with navsat_transform "
+                  "(filterpy), fed this bag's wheel odometry and GNSS fixes "
+                  f'({info.get("gnss_used", "?")} fixes used, {info.get("gnss_rejected", "?")}'
+                  ' rejected by its gate); '
+                  + (f'noise parameters tuned on {info["tuned_on"]} over '
+                     f'{info["grid_points"]} grid points: {tuned}.' if info.get('tuned_on')
+                     else f'untuned parameters: {tuned}.'), '']
     if m['not_localized_reasons']:
         lines += ['Frames without a pose, by reason:', '']
         lines += [f'- {k}: {v}' for k, v in sorted(m['not_localized_reasons'].items(),

@@ -77,6 +77,9 @@ class NodeParams:
                                         'stamp (s)', range_=(0.0, 10.0))
     gate_sigmas: float = _p(4.0, 'reject estimates farther from the prior (sigmas)',
                             range_=(0.1, 100.0), dynamic=True)
+    min_match_prob: float = _p(-1.0, 'reject frames whose match probability is below this '
+                                     "(-1: the checkpoint's calibrated threshold per camera "
+                                     'kind)', range_=(-1.0, 1.0))
     cache_mb: float = _p(64.0, 'aerial encodings of recently used tiles (MiB)',
                          range_=(0.0, 65536.0))
     diagnostics_period_s: float = _p(1.0, '/diagnostics period (s, steady clock)',
@@ -127,6 +130,7 @@ class NodeParams:
         return {'index': self.index, 'model': self.model or None, 'map_path': self.map or None,
                 'backend': self.backend, 'export_dir': self.export_dir or None,
                 'device': self.device, 'calibration': self.calibration or None,
+                'min_match_prob': None if self.min_match_prob < 0 else self.min_match_prob,
                 'config': LocalizerConfig(top_k=self.top_k, gate_sigmas=self.gate_sigmas,
                                           cache_mb=self.cache_mb)}
 

@@ -65,12 +65,14 @@ def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None 
                    map_path: str | os.PathLike | None = None, backend: str = 'torch',
                    export_dir: str | os.PathLike | None = None, device: str = 'cpu',
                    calibration: str | os.PathLike | None = None,
-                   config: LocalizerConfig | None = None) -> Localizer:
+                   config: LocalizerConfig | None = None,
+                   min_match_prob: float | None = None) -> Localizer:
     """Open everything a Localizer needs; ``model`` None or '' means the shipped default.
 
     Covariance scales: ``calibration`` (a ``ciper calibrate`` file) when given, else the
     ones the checkpoint carries, else none (1.0). The match head's calibration (Platt
-    scale, bias and threshold) always comes from the checkpoint unless ``config`` sets one.
+    scale, bias and threshold) always comes from the checkpoint unless ``config`` sets one;
+    ``min_match_prob`` then replaces its thresholds (both camera kinds).
     """
     from ciper_ros.maps.open import open_store
     from ciper_ros.model.build import default_model_path, load_checkpoint
@@ -91,6 +93,11 @@ def open_localizer(*, index: str | os.PathLike, model: str | os.PathLike | None 
     match = {k: v for k, v in own.items() if k in MATCH_KEYS}
     if tuple(getattr(config, k) for k in MATCH_KEYS) == (1.0, 0.0, 0.5, None, None, None):
         config = replace(config, **match)     # no match calibration of the caller's own
+    if min_match_prob is not None:
+        if not 0.0 <= min_match_prob <= 1.0:
+            raise UserError(f'min_match_prob must be in [0, 1], got {min_match_prob}')
+        config = replace(config, min_match_prob=float(min_match_prob),
+                         forward_min_match_prob=None)
     if calibration:
         config = replace(config, **read_calibration(calibration))
     elif tuple(getattr(config, k) for k in CALIBRATION_KEYS) == (1.0, 1.0, None, None):
