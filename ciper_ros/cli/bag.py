@@ -46,6 +46,10 @@ def add_parser(subparsers) -> None:
                    help='the GNSS + wheel-odometry EKF (robot_localization-like) on the same '
                         'drive: tuned on its ground truth, default parameters, or off; auto: '
                         'tuned when the bag has odometry, fixes and truth (default)')
+    p.add_argument('--track', choices=('auto', 'on', 'off'), default='auto',
+                   help='CIPER through the drive tracker (odometry, GNSS, the per-frame '
+                        'results) beside the per-frame estimate; auto: when the bag has '
+                        'odometry (default)')
     p.add_argument('--out', default='out/bag_eval', help='report folder')
     p.set_defaults(func=cmd_eval)
 
@@ -114,38 +118,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
         records = offline_records(loc, bag, params=params, topics=topics, datum=args.datum)
     store = open_store(params.map or info['map_path'])
     plane = LocalTangentPlane(*info['datum_latlon_deg'])
-    baseline, baseline_info = _baseline(args, bag, topics, plane)
+    series, series_info = _series(args, bag, topics, plane, records)
     m = write_report(out, records, meta=meta, store=store, plane=plane, zoom=info['zoom'],
-                     baseline=baseline, baseline_info=baseline_info)
+                     series=series, series_info=series_info)
     print(_headline(m))
-    if 'baseline' in m:
-        b = m['baseline']
-        print(f"GNSS + odometry EKF on the same drive: median "
+    from ciper_ros.experiments.report import SERIES
+
+    for k in series:
+        b = m[k]
+        print(f"{SERIES[k][0]} on the same drive: median "
               f"{b.get('position_error_m_median', math.nan):.2f} m, p95 "
               f"{b.get('position_error_m_p95', math.nan):.2f} m")
     print(f'report: {out / "report.md"} (plots, frames.csv, metrics.json)')
     return 0
 
 
-def _baseline(args: argparse.Namespace, bag, topics, plane):
-    """Run the GNSS + odometry baseline: (records, info), or (None, None) when off."""
-    if args.baseline == 'off':
-        return None, None
+def _series(args: argparse.Namespace, bag, topics, plane, records) -> tuple[dict, dict]:
+    """Run the estimates shown beside the per-frame one: ({key: records}, {key: info})."""
+    if args.baseline == 'off' and args.track == 'off':
+        return {}, {}
     from ciper_ros.bag.reader import read_recording
     from ciper_ros.experiments.baseline_eval import baseline_records
+    from ciper_ros.experiments.tracking_eval import tracked_records
 
+    series, info = {}, {}
     rec = read_recording(bag, topics)
     try:
-        missing = [what for what, have in (('odometry', rec.odometry), ('GNSS fixes', rec.fixes),
-                                           ('ground truth', len(rec.truth))) if not have]
-        if args.baseline == 'auto' and missing:
-            print(f"no GNSS + odometry baseline: the bag has no {', '.join(missing)} "
-                  '(--baseline off silences this)', file=sys.stderr)
-            return None, None
-        return baseline_records(rec, plane=plane, datum_latlon_deg=args.datum,
-                                tune=args.baseline != 'default')
+        if args.track == 'on' and not rec.odometry:
+            raise UserError('--track on needs odometry: the bag has none (--odom-topic)')
+        if args.track != 'off' and rec.odometry:
+            series['tracked'], info['tracked'] = tracked_records(records, rec, plane=plane)
+        if args.baseline != 'off':
+            missing = [what for what, have in (('odometry', rec.odometry),
+                                               ('GNSS fixes', rec.fixes),
+                                               ('ground truth', len(rec.truth))) if not have]
+            if args.baseline == 'auto' and missing:
+                print(f"no GNSS + odometry baseline: the bag has no {', '.join(missing)} "
+                      '(--baseline off silences this)', file=sys.stderr)
+            else:
+                series['baseline'], info['baseline'] = baseline_records(
+                    rec, plane=plane, datum_latlon_deg=args.datum,
+                    tune=args.baseline != 'default')
     finally:
         rec.bag.close()
+    return series, info
 
 
 def _headline(m: dict) -> str:

@@ -38,21 +38,24 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-BASELINE_LABEL = 'GNSS + odometry EKF'
-BASELINE_COLOR = 'mediumorchid'
+# estimates shown beside CIPER's per-frame one: key -> (label, colour)
+SERIES = {'tracked': ('CIPER tracked', 'limegreen'),
+          'baseline': ('GNSS + odometry EKF', 'mediumorchid')}
 
 
 def plot_trajectory(records: list[FrameRecord], path: Path, *, store=None, plane=None,
-                    zoom: int | None = None, baseline: list[FrameRecord] | None = None) -> None:
+                    zoom: int | None = None, series: dict | None = None) -> None:
     """Truth, GNSS prior and estimate over the aerial map (ENU metres of the index)."""
     import matplotlib.pyplot as plt
 
     tx, ty = _col(records, lambda r: r.truth_x_m), _col(records, lambda r: r.truth_y_m)
     gx, gy = _col(records, lambda r: r.prior_x_m), _col(records, lambda r: r.prior_y_m)
     ex, ey = _col(records, lambda r: r.x_m, True), _col(records, lambda r: r.y_m, True)
-    bx, by = (_col(baseline or [], lambda r: r.x_m, True),
-              _col(baseline or [], lambda r: r.y_m, True))
-    pts = np.concatenate([np.c_[tx, ty], np.c_[gx, gy], np.c_[ex, ey], np.c_[bx, by]])
+    series = series or {}
+    other = {k: (_col(v, lambda r: r.x_m, True), _col(v, lambda r: r.y_m, True))
+             for k, v in series.items()}
+    pts = np.concatenate([np.c_[tx, ty], np.c_[gx, gy], np.c_[ex, ey],
+                          *(np.c_[x, y] for x, y in other.values())])
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     fig, ax = plt.subplots(figsize=(8, 8))
     if len(pts):
@@ -72,9 +75,9 @@ def plot_trajectory(records: list[FrameRecord], path: Path, *, store=None, plane
     ax.plot(tx, ty, '-', color='white', lw=3, label='ground truth')
     ax.plot(tx, ty, '-', color='black', lw=1)
     ax.plot(gx, gy, '.', color='orange', ms=4, label='GNSS prior')
-    if baseline:
-        ax.plot(bx, by, '-', color=BASELINE_COLOR, lw=1.5, label=BASELINE_LABEL)
-    ax.plot(ex, ey, '.', color='deepskyblue', ms=4, label='CIPER estimate')
+    ax.plot(ex, ey, '.', color='deepskyblue', ms=4, label='CIPER per frame')
+    for k, (x, y) in other.items():
+        ax.plot(x, y, '-', color=SERIES[k][1], lw=1.5, label=SERIES[k][0])
     ax.set_xlabel('east (m, index frame)')
     ax.set_ylabel('north (m)')
     ax.set_aspect('equal')
@@ -83,7 +86,7 @@ def plot_trajectory(records: list[FrameRecord], path: Path, *, store=None, plane
 
 
 def plot_error_time(records: list[FrameRecord], path: Path, *,
-                    baseline: list[FrameRecord] | None = None) -> None:
+                    series: dict | None = None) -> None:
     import matplotlib.pyplot as plt
 
     t0 = records[0].stamp_ns if records else 0
@@ -93,11 +96,11 @@ def plot_error_time(records: list[FrameRecord], path: Path, *,
     g = _col(records, lambda r: r.prior_error_m)
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.plot(t, g, '-', color='orange', lw=1, label='GNSS prior')
-    if baseline:
-        tb = np.array([(r.stamp_ns - t0) * 1e-9 for r in baseline if r.ok])
-        ax.plot(tb, _col(baseline, lambda r: r.position_error_m, True), '-',
-                color=BASELINE_COLOR, lw=1.5, label=BASELINE_LABEL)
-    ax.plot(t[ok], e[ok], '.', color='deepskyblue', ms=4, label='CIPER estimate')
+    ax.plot(t[ok], e[ok], '.', color='deepskyblue', ms=4, label='CIPER per frame')
+    for k, recs in (series or {}).items():
+        tb = np.array([(r.stamp_ns - t0) * 1e-9 for r in recs if r.ok])
+        ax.plot(tb, _col(recs, lambda r: r.position_error_m, True), '-',
+                color=SERIES[k][1], lw=1.5, label=SERIES[k][0])
     miss = t[~ok]
     if len(miss):
         ax.plot(miss, np.zeros(len(miss)), '|', color='red', ms=10, label='no pose')
@@ -109,15 +112,14 @@ def plot_error_time(records: list[FrameRecord], path: Path, *,
 
 
 def plot_cdf(records: list[FrameRecord], path: Path, *,
-             baseline: list[FrameRecord] | None = None) -> None:
+             series: dict | None = None) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    curves = [(records, lambda r: r.position_error_m, 'CIPER estimate', 'deepskyblue'),
+    curves = [(records, lambda r: r.position_error_m, 'CIPER per frame', 'deepskyblue'),
               (records, lambda r: r.prior_error_m, 'GNSS prior', 'orange')]
-    if baseline:
-        curves.append((baseline, lambda r: r.position_error_m, BASELINE_LABEL,
-                       BASELINE_COLOR))
+    curves += [(recs, lambda r: r.position_error_m, *SERIES[k])
+               for k, recs in (series or {}).items()]
     for recs, fn, label, color in curves:
         v = _col(recs, fn, True)
         v = np.sort(v[np.isfinite(v)])
@@ -146,12 +148,13 @@ def plot_latency(records: list[FrameRecord], path: Path, *, label: str) -> None:
 
 def write_report(out_dir: str | os.PathLike, records: list[FrameRecord], *, meta: dict,
                  store=None, plane=None, zoom: int | None = None,
-                 baseline: list[FrameRecord] | None = None,
-                 baseline_info: dict | None = None) -> dict:
+                 series: dict | None = None, series_info: dict | None = None) -> dict:
     """Write every report file into ``out_dir``; return the metrics.
 
-    ``baseline``: the GNSS + odometry filter's records on the same frames (``metrics``
-    then holds its summary under ``baseline``), ``baseline_info`` its tuned parameters.
+    ``series``: other estimates on the same frames, by :data:`SERIES` key (``tracked``:
+    CIPER through the drive tracker; ``baseline``: the GNSS + odometry filter); the
+    metrics then hold each one's summary under its key, ``series_info`` (how each was
+    configured: the baseline's tuned parameters, the tracker's counts) goes in the meta.
     """
     import matplotlib
 
@@ -159,17 +162,21 @@ def write_report(out_dir: str | os.PathLike, records: list[FrameRecord], *, meta
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     m = metrics(records)
-    if baseline:
-        m['baseline'] = metrics(baseline)
-        meta = {**meta, 'baseline': baseline_info or {}}
+    series = {k: v for k, v in (series or {}).items() if v}
+    bad = sorted(set(series) - set(SERIES))
+    if bad:
+        raise ValueError(f'unknown report series {bad}: {sorted(SERIES)}')
+    for k, v in series.items():
+        m[k] = metrics(v)
+        meta = {**meta, k: (series_info or {}).get(k, {})}
     online = meta.get('mode') == 'online'
     lat_label = ('latency: image published -> pose received (ms, wall)' if online
                  else 'processing time per frame (ms)')
     write_records(records, out / 'frames.csv')
     plot_trajectory(records, out / 'trajectory.png', store=store, plane=plane, zoom=zoom,
-                    baseline=baseline)
-    plot_error_time(records, out / 'error_time.png', baseline=baseline)
-    plot_cdf(records, out / 'error_cdf.png', baseline=baseline)
+                    series=series)
+    plot_error_time(records, out / 'error_time.png', series=series)
+    plot_cdf(records, out / 'error_cdf.png', series=series)
     plot_latency(records, out / 'latency.png', label=lat_label)
     atomic_write_text(out / 'metrics.json', json.dumps({'metrics': m, 'meta': meta},
                                                        indent=1, default=str) + '\n')
@@ -178,7 +185,7 @@ def write_report(out_dir: str | os.PathLike, records: list[FrameRecord], *, meta
 
 
 def _markdown(m: dict, meta: dict, lat_label: str) -> str:
-    base = m.get('baseline')
+    keys = [k for k in SERIES if k in m]
 
     def f(key, unit='', scale=1.0, digits=2, src=None):
         v = (m if src is None else src).get(key)
@@ -190,13 +197,11 @@ def _markdown(m: dict, meta: dict, lat_label: str) -> str:
                 return ' / '.join(f(k, unit, scale, digits, src) for k in two)
             return f(key, unit, scale, digits, src)
         cells = [cell(None), f(prior_key, unit, scale, digits) if prior_key else '-']
-        if base is not None:
-            cells.append(cell(base) if key != 'latency' else '-')
+        cells += [cell(m[k]) for k in keys]
         return f'| {label} | ' + ' | '.join(cells) + ' |'
 
-    head = '| metric | CIPER | GNSS prior (same frames) |'
-    if base is not None:
-        head += f' {BASELINE_LABEL} (same drive) |'
+    head = '| metric | CIPER per frame | GNSS prior (same frames) |' + ''.join(
+        f' {SERIES[k][0]} (same drive) |' for k in keys)
     lines = [f'# CIPER evaluation: {Path(str(meta.get("bag", "?"))).name} ({meta.get("mode")})',
              '',
              f'- bag: `{meta.get("bag")}`', f'- index: `{meta.get("index")}`',
@@ -205,7 +210,7 @@ def _markdown(m: dict, meta: dict, lat_label: str) -> str:
                 if meta.get('mode') == 'online' else " (the node's pipeline in-process)"),
              f'- frames: {m["frames"]}, localized {m["localized"]} '
              f'({100 * m["localized_fraction"]:.0f} %)', '',
-             head, '|---|---|---|' + ('---|' if base is not None else ''),
+             head, '|---|---|---|' + '---|' * len(keys),
              row('median position error', 'position_error_m_median',
                  'prior_error_m_localized_median', ' m'),
              row('p95 position error', 'position_error_m_p95', 'prior_error_m_localized_p95',
@@ -218,14 +223,21 @@ def _markdown(m: dict, meta: dict, lat_label: str) -> str:
              row('covariance: mean NEES (ideal 2), 95 % ellipse coverage', None,
                  two=('nees_xy_mean', 'coverage_95')),
              f'| {lat_label.split(":")[0]}: median / p95 | {f("latency_ms_median", " ms", 1, 0)}'
-             f' / {f("latency_ms_p95", " ms", 1, 0)} | - |' + (' - |' if base is not None
-                                                             else ''), '']
-    if base is not None:
+             f' / {f("latency_ms_p95", " ms", 1, 0)} | - |' + ' - |' * len(keys), '']
+    if 'tracked' in keys:
+        info = meta.get('tracked') or {}
+        lines += [f"{SERIES['tracked'][0]}: the drive tracker (a particle filter, "
+                  f"{info.get('particles', '?')} particles) fed the bag's odometry, "
+                  f"{'its GNSS fixes (robust, heavy-tailed) ' if info.get('gnss') else ''}"
+                  f"and these per-frame results weighted by their match probability "
+                  f"({info.get('frames_used', '?')} frames used, "
+                  f"{info.get('reinits', '?')} re-initialisations).", '']
+    if 'baseline' in keys:
         info = meta.get('baseline') or {}
         cfg = info.get('config') or {}
         tuned = ', '.join(f'{k} {cfg[k]:g}' for k in ('process_noise_scale', 'gnss_sigma_scale',
                                                     'gnss_rejection_mahalanobis') if k in cfg)
-        lines += [f"{BASELINE_LABEL}: robot_localization's 2-D EKF with navsat_transform "
+        lines += [f"{SERIES['baseline'][0]}: robot_localization's 2-D EKF with navsat_transform "
                   "(filterpy), fed this bag's wheel odometry and GNSS fixes "
                   f'({info.get("gnss_used", "?")} fixes used, {info.get("gnss_rejected", "?")}'
                   ' rejected by its gate); '

@@ -1,0 +1,369 @@
+"""Tracking over a drive: a particle filter over (x, y, yaw) of base_link in the map frame.
+
+ROS-free; the node (or an offline evaluation) feeds it:
+
+- :meth:`Tracker.predict` with each odometry increment (base_link motion between two
+  odometry poses, in the earlier pose's frame), with noise proportional to the motion
+  (``trans_noise_per_m``, ``rot_noise_per_rad``, ``rot_noise_per_m``) plus a floor per second;
+- :meth:`Tracker.update_frame` with each frame's localization: its pose and covariance,
+  weighted by the frame's match probability ``p`` -- the likelihood of a particle is
+  ``(1 - p) + p * N(particle; pose, cov) * V`` relative to a wrong frame's flat density
+  over the outlier volume ``V`` (``outlier_sigma_m``: where a wrong tile can put a pose),
+  so a non-matching frame moves nothing, and a wrong tile with a low ``p`` little;
+- :meth:`Tracker.update_gnss` with each fix: a Student-t on the horizontal distance
+  (``gnss_nu`` degrees of freedom), heavy-tailed so a 20 m multipath excursion that the
+  frames contradict cannot drag the estimate.
+
+Resampling is systematic when the effective sample size drops below
+``resample_fraction`` of the particles, with a small jitter. Divergence: when
+``diverge_frames`` confident frames in a row (match probability >= ``diverge_min_prob``)
+all lie outside the filter's 99.9 % region, the filter re-initialises around the latest
+frame's pose (a kidnapped vehicle, or a wrong start); when GNSS has been outside it for
+``gnss_diverge_s`` and no frame agreed with the filter meanwhile, around the fix (odometry
+alone drifted away); :attr:`Tracker.reinits` counts both.
+Shapes: ``xy_m`` (2,), covariance (3, 3) in (x m, y m, yaw rad).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from ciper_ros.util.errors import UserError
+
+CHI2_3_999 = 16.27            # chi-square, 3 degrees of freedom, 99.9 %
+CHI2_2_999 = 13.82            # chi-square, 2 degrees of freedom, 99.9 %
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    particles: int = 1000
+    trans_noise_per_m: float = 0.05       # along-track sigma per metre driven
+    lateral_noise_per_m: float = 0.02     # across-track sigma per metre driven
+    rot_noise_per_rad: float = 0.05       # heading sigma per radian turned
+    rot_noise_per_m: float = 0.01         # heading sigma per metre driven (gyro bias)
+    pos_noise_per_sqrt_s: float = 0.05    # random walk floor (m / sqrt s)
+    yaw_noise_per_sqrt_s: float = 0.01    # random walk floor (rad / sqrt s)
+    frame_sigma_floor_m: float = 0.3      # a frame's covariance is never tighter than this
+    frame_yaw_sigma_floor_rad: float = math.radians(0.5)
+    outlier_sigma_m: float = 10.0         # where a wrong frame lands: the prior's spread
+    gnss_nu: float = 3.0                  # Student-t degrees of freedom of a GNSS fix
+    gnss_sigma_scale: float = 1.0         # times the fix's reported sigma
+    resample_fraction: float = 0.5
+    jitter_m: float = 0.02
+    jitter_rad: float = math.radians(0.1)
+    diverge_frames: int = 5
+    diverge_min_prob: float = 0.5
+    gnss_diverge_s: float = 20.0          # GNSS outside the 99.9 % region this long, with no
+    #                                       frame agreeing meanwhile: re-initialise on it
+    gnss_reinit_sigma_m: float = 5.0
+    gnss_reinit_yaw_sigma_rad: float = math.radians(20.0)   # at least: the heading drifted too
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.particles < 10:
+            raise UserError(f'the tracker needs at least 10 particles, got {self.particles}')
+        if not 0.0 < self.resample_fraction <= 1.0:
+            raise UserError(f'resample_fraction must be in (0, 1], got '
+                            f'{self.resample_fraction}')
+
+
+@dataclass(frozen=True)
+class TrackEstimate:
+    """The filter's mean and covariance (x, y, yaw) and its health."""
+
+    xy_m: np.ndarray          # (2,)
+    yaw_rad: float
+    covariance: np.ndarray    # (3, 3)
+    ess: float                # effective sample size (particles)
+    reinits: int
+
+
+def _wrap(a):
+    return (np.asarray(a) + math.pi) % (2 * math.pi) - math.pi
+
+
+class Tracker:
+    """A particle filter over base_link's (x, y, yaw) in the map frame."""
+
+    def __init__(self, *, config: TrackerConfig | None = None) -> None:
+        self.cfg = config or TrackerConfig()
+        self.rng = np.random.default_rng(self.cfg.seed)
+        self.x = np.zeros((0, 3))             # (N, 3) particles
+        self.logw = np.zeros(0)               # (N,) log weights
+        self.reinits = 0
+        self.gnss_reinits = 0
+        self._disagree = 0
+        self._gnss_off_since: float | None = None     # GNSS disagreeing since (s)
+        self._gnss_agree = 0                          # fixes agreeing in a row
+        self._frame_support_s = -math.inf             # last frame agreeing with the filter
+        c = self.cfg
+        self._log_outlier_volume = (math.log(2 * math.pi * math.e * c.outlier_sigma_m ** 2)
+                                    + math.log(2 * math.pi))
+
+    @property
+    def initialised(self) -> bool:
+        return len(self.x) > 0
+
+    # ------------------------------------------------------------------ initialisation
+    def initialise(self, xy_m, sigma_m: float, yaw_rad: float | None = None,
+                   yaw_sigma_rad: float | None = None) -> None:
+        """Spread the particles around ``xy_m`` (sigma ``sigma_m``); yaw uniform if None."""
+        xy = np.asarray(xy_m, np.float64).reshape(2)
+        if not (np.isfinite(xy).all() and math.isfinite(sigma_m) and sigma_m > 0):
+            raise UserError(f'tracker initialisation needs a finite position and a positive '
+                            f'sigma, got {xy} and {sigma_m}')
+        n = self.cfg.particles
+        self.x = np.empty((n, 3))
+        self.x[:, :2] = xy + self.rng.normal(0.0, sigma_m, (n, 2))
+        if yaw_rad is None or not math.isfinite(yaw_rad):
+            self.x[:, 2] = self.rng.uniform(-math.pi, math.pi, n)
+        else:
+            s = yaw_sigma_rad if yaw_sigma_rad and math.isfinite(yaw_sigma_rad) else 0.1
+            self.x[:, 2] = _wrap(yaw_rad + self.rng.normal(0.0, s, n))
+        self.logw = np.full(n, -math.log(n))
+        self._disagree = 0
+        self._gnss_off_since = None
+
+    def initialise_from_covariance(self, xy_m, yaw_rad: float, covariance) -> None:
+        """Spread the particles by a full (3, 3) covariance (``/initialpose``, a frame)."""
+        c = np.asarray(covariance, np.float64).reshape(3, 3)
+        c = (c + c.T) / 2 + np.diag([1e-4, 1e-4, 1e-6])
+        try:
+            L = np.linalg.cholesky(c)
+        except np.linalg.LinAlgError:
+            raise UserError('tracker initialisation: the covariance is not positive '
+                            'definite') from None
+        n = self.cfg.particles
+        mean = np.array([*np.asarray(xy_m, np.float64).reshape(2), float(yaw_rad)])
+        if not np.isfinite(mean).all():
+            raise UserError(f'tracker initialisation needs a finite pose, got {mean}')
+        self.x = mean + self.rng.standard_normal((n, 3)) @ L.T
+        self.x[:, 2] = _wrap(self.x[:, 2])
+        self.logw = np.full(n, -math.log(n))
+        self._disagree = 0
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, dx_m: float, dy_m: float, dyaw_rad: float, dt_s: float) -> None:
+        """Move every particle by an odometry increment (base_link frame), with noise."""
+        if not self.initialised:
+            return
+        c = self.cfg
+        n = len(self.x)
+        dist = math.hypot(dx_m, dy_m)
+        s_along = c.trans_noise_per_m * dist + c.pos_noise_per_sqrt_s * math.sqrt(max(dt_s, 0))
+        s_lat = c.lateral_noise_per_m * dist + c.pos_noise_per_sqrt_s * math.sqrt(max(dt_s, 0))
+        s_yaw = (c.rot_noise_per_rad * abs(dyaw_rad) + c.rot_noise_per_m * dist
+                 + c.yaw_noise_per_sqrt_s * math.sqrt(max(dt_s, 0)))
+        ux = dx_m + self.rng.normal(0.0, 1.0, n) * s_along * (dx_m / dist if dist else 1.0)
+        uy = dy_m + self.rng.normal(0.0, 1.0, n) * s_lat
+        yaw = self.x[:, 2]
+        cy, sy = np.cos(yaw), np.sin(yaw)
+        self.x[:, 0] += cy * ux - sy * uy
+        self.x[:, 1] += sy * ux + cy * uy
+        self.x[:, 2] = _wrap(yaw + dyaw_rad + self.rng.normal(0.0, s_yaw, n))
+
+    # ------------------------------------------------------------------ updates
+    def update_frame(self, xy_m, yaw_rad: float, covariance, match_prob: float, *,
+                     t_s: float | None = None) -> bool:
+        """Weigh by one frame's pose; True when it was used. Re-initialises on divergence.
+
+        ``t_s``: the frame's time (for the GNSS divergence rule: a frame that agrees with
+        the filter vouches for it).
+        """
+        xy = np.asarray(xy_m, np.float64).reshape(2)
+        cov = np.asarray(covariance, np.float64).reshape(3, 3)
+        p = float(match_prob) if math.isfinite(match_prob) else 0.5
+        if not (np.isfinite(xy).all() and math.isfinite(yaw_rad) and np.isfinite(cov).all()):
+            return False
+        c = self.cfg
+        cov = (cov + cov.T) / 2
+        cov[:2, :2] += np.eye(2) * c.frame_sigma_floor_m ** 2
+        cov[2, 2] += c.frame_yaw_sigma_floor_rad ** 2
+        if not self.initialised:
+            self.initialise_from_covariance(xy, yaw_rad, cov)
+            return True
+        try:
+            inv = np.linalg.inv(cov)
+            logdet = float(np.linalg.slogdet(cov)[1])
+        except np.linalg.LinAlgError:
+            return False
+        e = np.empty_like(self.x)
+        e[:, :2] = self.x[:, :2] - xy
+        e[:, 2] = _wrap(self.x[:, 2] - yaw_rad)
+        m = np.einsum('ni,ij,nj->n', e, inv, e)
+        # a wrong frame lands anywhere a wrong tile can put it: a flat density over
+        # the outlier volume (2 pi e sigma_out^2 in position, 2 pi in heading); the
+        # likelihood relative to it is (1 - p) + p * N(e; cov) * volume
+        log_gauss = (-0.5 * m - 1.5 * math.log(2 * math.pi) - 0.5 * logdet
+                     + self._log_outlier_volume)
+        like = np.logaddexp(math.log(max(1.0 - p, 1e-12)), math.log(max(p, 1e-12)) + log_gauss)
+        self._reweigh(like)
+        self._check_divergence(xy, yaw_rad, cov, p, t_s)
+        return True
+
+    def update_gnss(self, xy_m, sigma_m: float, *, t_s: float | None = None) -> bool:
+        """Weigh by one GNSS fix (Student-t on the horizontal distance); True when used.
+
+        With ``t_s``: a fix outside the filter's 99.9 % region for ``gnss_diverge_s``
+        while no frame agreed with the filter re-initialises it around the fix (heading
+        kept): odometry alone has drifted, or the start was wrong, and a multipath
+        excursion that long with no frame to contradict it is the lesser risk.
+        """
+        xy = np.asarray(xy_m, np.float64).reshape(2)
+        if not (self.initialised and np.isfinite(xy).all() and math.isfinite(sigma_m)
+                and sigma_m > 0):
+            return False
+        s = sigma_m * self.cfg.gnss_sigma_scale
+        if t_s is not None and self._gnss_diverged(xy, s, float(t_s)):
+            return True
+        nu = self.cfg.gnss_nu
+        d2 = np.sum((self.x[:, :2] - xy) ** 2, axis=1) / (s * s)
+        self._reweigh(-(nu + 2.0) / 2.0 * np.log1p(d2 / nu))
+        return True
+
+    def _reweigh(self, loglike: np.ndarray) -> None:
+        lw = self.logw + loglike
+        lw -= np.logaddexp.reduce(lw)
+        self.logw = lw
+        if self.ess() < self.cfg.resample_fraction * len(self.x):
+            self._resample()
+
+    def _resample(self) -> None:
+        n = len(self.x)
+        w = np.exp(self.logw)
+        cum = np.cumsum(w)
+        cum[-1] = 1.0
+        idx = np.searchsorted(cum, (self.rng.random() + np.arange(n)) / n)
+        self.x = self.x[idx]
+        self.x[:, :2] += self.rng.normal(0.0, self.cfg.jitter_m, (n, 2))
+        self.x[:, 2] = _wrap(self.x[:, 2] + self.rng.normal(0.0, self.cfg.jitter_rad, n))
+        self.logw = np.full(n, -math.log(n))
+
+    def _check_divergence(self, xy, yaw_rad, cov, p, t_s) -> None:
+        c = self.cfg
+        est = self.estimate()
+        e = np.array([*(xy - est.xy_m), math.remainder(yaw_rad - est.yaw_rad, 2 * math.pi)])
+        m = float(e @ np.linalg.solve(cov + est.covariance, e))
+        if m <= CHI2_3_999 and t_s is not None:
+            self._frame_support_s = float(t_s)
+        if p < c.diverge_min_prob:
+            return
+        self._disagree = self._disagree + 1 if m > CHI2_3_999 else 0
+        if self._disagree >= c.diverge_frames:
+            self.initialise_from_covariance(xy, yaw_rad, cov)
+            self.reinits += 1
+
+    def _gnss_diverged(self, xy, s, t_s) -> bool:
+        c = self.cfg
+        est = self.estimate()
+        e = xy - est.xy_m
+        m = float(e @ np.linalg.solve(est.covariance[:2, :2] + np.eye(2) * s * s, e))
+        if m <= CHI2_2_999:             # agreeing: three in a row end the episode
+            self._gnss_agree += 1
+            if self._gnss_agree >= 3:
+                self._gnss_off_since = None
+            return False
+        self._gnss_agree = 0
+        if self._gnss_off_since is None or self._frame_support_s >= self._gnss_off_since:
+            self._gnss_off_since = t_s if self._gnss_off_since is None else \
+                max(self._gnss_off_since, self._frame_support_s)
+            return False
+        if t_s - self._gnss_off_since < c.gnss_diverge_s:
+            return False
+        sig = max(c.gnss_reinit_sigma_m, s)
+        yaw_sigma = max(math.sqrt(max(float(est.covariance[2, 2]), 0.0)),
+                        c.gnss_reinit_yaw_sigma_rad)
+        self.initialise_from_covariance(xy, est.yaw_rad,
+                                        np.diag([sig * sig, sig * sig, yaw_sigma ** 2]))
+        self.reinits += 1
+        self.gnss_reinits += 1
+        self._gnss_off_since = None
+        return True
+
+    # ------------------------------------------------------------------ output
+    def ess(self) -> float:
+        """Effective sample size ``1 / sum w^2``."""
+        return float(1.0 / np.sum(np.exp(2 * self.logw))) if self.initialised else 0.0
+
+    def estimate(self) -> TrackEstimate:
+        """Weighted mean (circular for yaw) and covariance of the particles."""
+        if not self.initialised:
+            raise UserError('the tracker has no estimate before it is initialised')
+        w = np.exp(self.logw)
+        mu_xy = w @ self.x[:, :2]
+        yaw = math.atan2(float(w @ np.sin(self.x[:, 2])), float(w @ np.cos(self.x[:, 2])))
+        d = np.empty_like(self.x)
+        d[:, :2] = self.x[:, :2] - mu_xy
+        d[:, 2] = _wrap(self.x[:, 2] - yaw)
+        cov = (d * w[:, None]).T @ d
+        return TrackEstimate(xy_m=mu_xy, yaw_rad=yaw, covariance=cov, ess=self.ess(),
+                             reinits=self.reinits)
+
+
+def odometry_increment(prev, cur) -> tuple[float, float, float]:
+    """Give base_link's motion (dx, dy, dyaw) from odometry pose ``prev`` to ``cur``.
+
+    In ``prev``'s frame; poses are (x_m, y_m, yaw_rad) in the odom frame.
+    """
+    x0, y0, a0 = prev
+    x1, y1, a1 = cur
+    c, s = math.cos(a0), math.sin(a0)
+    dx, dy = x1 - x0, y1 - y0
+    return c * dx + s * dy, -s * dx + c * dy, math.remainder(a1 - a0, 2 * math.pi)
+
+
+class DriveTracker:
+    """The tracker fed a drive's streams in time order: odometry, GNSS fixes, frames.
+
+    The one driver the node and the offline evaluation share. It initialises from the
+    first GNSS fix (position spread by its sigma, at least ``init_sigma_floor_m``, heading
+    unknown) or, without one, from the first localized frame; odometry poses (odom frame)
+    become increments; a fix or frame before initialisation waits for nothing.
+    """
+
+    def __init__(self, *, config: TrackerConfig | None = None,
+                 init_sigma_floor_m: float = 3.0) -> None:
+        self.tracker = Tracker(config=config)
+        self.init_sigma_floor_m = init_sigma_floor_m
+        self._odom: tuple[int, float, float, float] | None = None
+        self.frames_used = self.fixes_used = 0
+
+    def reset(self) -> None:
+        """Forget everything (a time jump, ``/initialpose`` re-initialises instead)."""
+        self.tracker = Tracker(config=self.tracker.cfg)
+        self._odom = None
+
+    def add_odometry(self, stamp_ns: int, x_m: float, y_m: float, yaw_rad: float) -> None:
+        if not all(math.isfinite(v) for v in (x_m, y_m, yaw_rad)):
+            return
+        if self._odom is not None and stamp_ns > self._odom[0]:
+            t0, *prev = self._odom
+            self.tracker.predict(*odometry_increment(prev, (x_m, y_m, yaw_rad)),
+                                 (stamp_ns - t0) * 1e-9)
+        if self._odom is None or stamp_ns > self._odom[0]:
+            self._odom = (int(stamp_ns), float(x_m), float(y_m), float(yaw_rad))
+
+    def add_fix(self, stamp_ns: int, xy_m, sigma_m: float) -> bool:
+        xy = np.asarray(xy_m, np.float64).reshape(2)
+        if not (np.isfinite(xy).all() and math.isfinite(sigma_m) and sigma_m > 0):
+            return False
+        if not self.tracker.initialised:
+            self.tracker.initialise(xy, max(float(sigma_m), self.init_sigma_floor_m))
+            self.fixes_used += 1
+            return True
+        used = self.tracker.update_gnss(xy, float(sigma_m), t_s=stamp_ns * 1e-9)
+        self.fixes_used += int(used)
+        return used
+
+    def add_frame(self, stamp_ns: int, xy_m, yaw_rad: float, covariance,
+                  match_prob: float) -> bool:
+        used = self.tracker.update_frame(xy_m, yaw_rad, covariance, match_prob,
+                                         t_s=stamp_ns * 1e-9)
+        self.frames_used += int(used)
+        return used
+
+    def estimate(self) -> TrackEstimate | None:
+        return self.tracker.estimate() if self.tracker.initialised else None

@@ -1,0 +1,187 @@
+"""The drive tracker: odometry prediction, frame and GNSS updates, divergence, re-init."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ciper_ros.runtime.tracker import odometry_increment, Tracker, TrackerConfig
+
+ODOM_HZ, FRAME_EVERY = 20, 4           # odometry at 20 Hz, a frame every 4th step (5 Hz)
+
+
+def _drive(seconds=60.0, speed=8.0):
+    """Truth (n, 3) at ODOM_HZ: straight, a left turn, straight, a right turn."""
+    dt = 1.0 / ODOM_HZ
+    n = int(seconds * ODOM_HZ)
+    t = np.arange(n) * dt
+    rate = np.where((t % 20.0 > 8.0) & (t % 20.0 < 12.0), math.radians(22.5), 0.0)
+    rate = np.where(t % 40.0 > 20.0, -rate, rate)
+    yaw = np.cumsum(rate) * dt
+    xy = np.cumsum(np.stack([np.cos(yaw), np.sin(yaw)], 1) * speed * dt, axis=0)
+    return np.column_stack([xy, yaw])
+
+
+GYRO_BIAS_RAD_S = math.radians(0.5)
+
+
+def _odometry(truth, *, scale=1.02, gyro_bias=GYRO_BIAS_RAD_S):
+    """Drifting odometry poses (scale error, gyro bias) integrated from truth increments."""
+    dt = 1.0 / ODOM_HZ
+    od = [truth[0].copy()]
+    for a, b in zip(truth[:-1], truth[1:], strict=True):
+        dx, dy, dyaw = odometry_increment(a, b)
+        x, y, yaw = od[-1]
+        dx, dy, dyaw = dx * scale, dy * scale, dyaw + gyro_bias * dt
+        od.append(np.array([x + math.cos(yaw) * dx - math.sin(yaw) * dy,
+                            y + math.sin(yaw) * dx + math.cos(yaw) * dy, yaw + dyaw]))
+    return np.array(od)
+
+
+def _run(truth, *, frames=None, gnss=None, start=None, seed=0, config=None):
+    """Feed the tracker; frames(i, truth) -> (xy, yaw, cov, p) or None; errors (n,)."""
+    cfg = config or TrackerConfig(seed=seed)
+    tr = Tracker(config=cfg)
+    odom = _odometry(truth)
+    x0, y0, a0 = truth[0] if start is None else start
+    tr.initialise_from_covariance((x0, y0), a0, np.diag([4.0, 4.0, math.radians(5) ** 2]))
+    errs = []
+    for i in range(len(truth)):
+        if i:
+            tr.predict(*odometry_increment(odom[i - 1], odom[i]), 1.0 / ODOM_HZ)
+        if gnss is not None and i % ODOM_HZ == 0:
+            g = gnss(i, truth[i])
+            if g is not None:
+                tr.update_gnss(*g, t_s=i / ODOM_HZ)
+        if frames is not None and i % FRAME_EVERY == 0:
+            f = frames(i, truth[i])
+            if f is not None:
+                tr.update_frame(*f, t_s=i / ODOM_HZ)
+        est = tr.estimate()
+        errs.append(math.hypot(*(est.xy_m - truth[i, :2])))
+    return np.array(errs), tr
+
+
+def _good_frames(sigma=0.7, outliers=0.0, seed=1):
+    rng = np.random.default_rng(seed)
+    cov = np.diag([sigma ** 2, sigma ** 2, math.radians(1.5) ** 2])
+
+    def f(i, truth):
+        if rng.random() < outliers:           # a wrong tile, with the low p it deserves
+            off = rng.normal(0.0, 15.0, 2)
+            return truth[:2] + off, truth[2] + rng.normal(0, 0.3), cov * 4, 0.3
+        return (truth[:2] + rng.normal(0.0, sigma, 2), truth[2] + rng.normal(0, 0.026),
+                cov, 0.95)
+    return f
+
+
+def test_odometry_increment_is_the_motion_in_the_first_pose_frame():
+    dx, dy, dyaw = odometry_increment((1.0, 2.0, math.pi / 2), (1.0, 5.0, math.pi))
+    assert (dx, dy, dyaw) == pytest.approx((3.0, 0.0, math.pi / 2))
+    dx, dy, _ = odometry_increment((0.0, 0.0, 0.0), (0.0, 2.0, 0.0))
+    assert (dx, dy) == pytest.approx((0.0, 2.0))
+
+
+def test_initialise_and_predict_move_the_cloud_like_the_vehicle():
+    tr = Tracker(config=TrackerConfig(particles=4000, seed=3))
+    tr.initialise((10.0, -5.0), 1.0, yaw_rad=math.pi / 2, yaw_sigma_rad=0.01)
+    est = tr.estimate()
+    assert est.xy_m == pytest.approx([10.0, -5.0], abs=0.05)
+    assert est.covariance[0, 0] == pytest.approx(1.0, rel=0.1)
+    for _ in range(10):                       # 10 m forward, heading north
+        tr.predict(1.0, 0.0, 0.0, 0.1)
+    est = tr.estimate()
+    assert est.xy_m == pytest.approx([10.0, 5.0], abs=0.1)
+    assert est.yaw_rad == pytest.approx(math.pi / 2, abs=0.01)
+    assert est.covariance[1, 1] > 1.0         # along-track noise grew
+    with pytest.raises(Exception, match='positive'):
+        tr.initialise((0.0, 0.0), 0.0)
+
+
+def test_tracking_beats_the_per_frame_evidence_and_survives_outliers():
+    truth = _drive()
+    frames = _good_frames(sigma=1.0, outliers=0.2)
+    errs, tr = _run(truth, frames=frames)
+    settled = errs[ODOM_HZ * 5:]
+    # a good frame alone: Rayleigh with sigma 1 m, median 1.18 m; outliers 15 m
+    assert np.median(settled) < 0.8 * math.sqrt(2 * math.log(2))
+    assert np.percentile(settled, 95) < 1.6 and tr.reinits == 0
+    # without frames, drifting odometry alone walks away
+    drift, _ = _run(truth)
+    assert np.median(drift[ODOM_HZ * 30:]) > 3 * np.median(settled)
+
+
+def test_converges_from_a_20_m_30_deg_wrong_start():
+    truth = _drive()
+    start = truth[0] + np.array([20.0 * math.cos(1.0), 20.0 * math.sin(1.0), math.radians(30)])
+    errs, tr = _run(truth, frames=_good_frames(), start=start)
+    assert errs[0] > 15.0
+    assert tr.reinits >= 1                     # the confident frames disagreed: re-initialised
+    assert np.max(errs[ODOM_HZ * 5:]) < 2.0     # within 5 s of driving
+    assert np.median(errs[ODOM_HZ * 5:]) < 0.6
+
+
+def test_a_multipath_excursion_cannot_drag_it():
+    truth = _drive()
+
+    def gnss(i, t):                            # 20 m off for 30 s, else 1.5 m noise
+        rng = np.random.default_rng(i)
+        bias = np.array([20.0, 0.0]) if 15 * ODOM_HZ <= i < 45 * ODOM_HZ else np.zeros(2)
+        return t[:2] + bias + rng.normal(0.0, 1.5, 2), 2.0     # reported sigma under-states
+
+    errs, tr = _run(truth, frames=_good_frames(), gnss=gnss)
+    assert np.max(errs[ODOM_HZ * 5:]) < 1.5
+    assert tr.gnss_reinits == 0                # the frames vouched for the filter
+    # GNSS and odometry alone would follow it: the excursion is real for a GNSS-only update
+    only, _ = _run(truth, gnss=gnss)
+    assert np.max(only[40 * ODOM_HZ:45 * ODOM_HZ]) > 10.0
+
+
+def test_recovers_after_a_kidnapping():
+    truth = _drive()
+    moved = truth.copy()
+    k = 30 * ODOM_HZ
+    moved[k:, :2] += np.array([-60.0, 40.0])   # carried away: odometry saw nothing of it
+    rng = np.random.default_rng(5)
+    cov = np.diag([0.5, 0.5, math.radians(1.5) ** 2])
+
+    def frames(i, t):
+        return t[:2] + rng.normal(0.0, 0.7, 2), t[2] + rng.normal(0, 0.02), cov, 0.95
+
+    tr = Tracker(config=TrackerConfig(seed=0))
+    odom = _odometry(truth)
+    tr.initialise_from_covariance(truth[0, :2], truth[0, 2], cov)
+    errs = []
+    for i in range(len(truth)):
+        if i:
+            tr.predict(*odometry_increment(odom[i - 1], odom[i]), 1.0 / ODOM_HZ)
+        if i % FRAME_EVERY == 0:
+            tr.update_frame(*frames(i, moved[i]))
+        errs.append(math.hypot(*(tr.estimate().xy_m - moved[i, :2])))
+    errs = np.array(errs)
+    assert errs[k + 1] > 50.0 and tr.reinits == 1
+    assert np.max(errs[k + 3 * ODOM_HZ:]) < 2.0          # back within 3 s
+
+
+def test_frames_that_match_nothing_change_nothing():
+    tr = Tracker(config=TrackerConfig(seed=2))
+    tr.initialise((0.0, 0.0), 1.0, yaw_rad=0.0, yaw_sigma_rad=0.05)
+    before = tr.estimate()
+    for _ in range(20):                        # confident-looking poses 30 m away, p ~ 0
+        tr.update_frame((30.0, 0.0), 0.0, np.diag([0.25, 0.25, 1e-3]), 1e-4)
+    after = tr.estimate()
+    assert np.linalg.norm(after.xy_m - before.xy_m) < 0.1 and tr.reinits == 0
+    assert not tr.update_frame((np.nan, 0.0), 0.0, np.eye(3), 0.9)   # refused, not fatal
+
+
+def test_gnss_brings_back_a_filter_that_odometry_alone_carried_away():
+    truth = _drive()
+    start = truth[0] + np.array([160.0, -120.0, 0.5])        # 200 m, 29 deg off, confident
+
+    def gnss(i, t):
+        return t[:2] + np.random.default_rng(i).normal(0.0, 2.0, 2), 2.5
+
+    errs, tr = _run(truth, gnss=gnss, start=start)
+    assert errs[0] > 190.0 and tr.gnss_reinits == 1
+    k = (int(TrackerConfig().gnss_diverge_s) + 2) * ODOM_HZ   # the window, then one fix
+    assert np.median(errs[k:]) < 4.0
