@@ -41,3 +41,31 @@ def test_model_card_describes_the_shipped_checkpoint():
     for cam in ('panorama', 'forward'):
         v = data['chained'][cam]['position_error_m_median']
         assert f'{v:.2f}' in text
+
+
+def test_the_shipped_match_probability_rejects_images_of_nothing(tmp_path):
+    """Noise, smooth, sky and flat images with a valid prior are refused as 'no match'."""
+    from ciper_ros.experiments.integrity_eval import null_records
+    from ciper_ros.experiments.localization_eval import (
+        chained_frames,
+        chained_records,
+        open_city_localizer,
+    )
+    from ciper_ros.synth.folder import write_city_folder
+    from ciper_ros.synth.nulls import NULL_KINDS
+    from ciper_ros.synth.world import CityConfig
+
+    write_city_folder(tmp_path / 'city', CityConfig(seed=7, size_m=300.0), zooms=(19,),
+                      progress=False)
+    loc, world = open_city_localizer(model=SHIPPED, city=tmp_path / 'city',
+                                     index_dir=tmp_path / 'index', progress=False)
+    null = null_records(loc, world, n=2 * len(NULL_KINDS), prior_sigma_m=10.0, seed=3,
+                        kinds=NULL_KINDS, progress=False)
+    assert [r.ok for r in null] == [False] * len(null)
+    assert all(r.reason.startswith('no match') for r in null), [r.reason for r in null]
+    # ... while real panoramas of the same city pass (the head is not refusing everything)
+    frames = chained_frames(world=world, plane=loc.index.plane,
+                            crop_side_m=loc.index.crop_side_m, model_config=loc.model.config,
+                            n=10, prior_sigma_m=10.0, heading_prior_deg=None, seed=3)
+    real = chained_records(loc, frames, total=10, desc='real', progress=False)
+    assert sum(r.ok for r in real) >= 4
