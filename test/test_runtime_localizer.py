@@ -26,7 +26,9 @@ def scene(tmp_path_factory):
     world_path, map_path = city_paths(root / 'city')
     build_index(map_path=map_path, model_path=SHIPPED, out_dir=root / 'index', progress=False)
     index = TileIndex(root / 'index', model_path=SHIPPED)
-    loc = Localizer(model=load_model(SHIPPED), index=index, store=open_store(map_path))
+    # the match gate off: these tests are of the pose, covariance and prior plumbing
+    loc = Localizer(model=load_model(SHIPPED), index=index, store=open_store(map_path),
+                    config=LocalizerConfig(min_match_prob=0.0))
     world = World.load(world_path)
     return {'loc': loc, 'world': world, 'renderer': GroundRenderer(world, epoch=0),
             'index': index}
@@ -145,7 +147,8 @@ def test_one_hypothesis_gets_the_covariance_floors(scene):
     # spread_top=1: the best hypothesis alone, no spread; the floors set the covariance
     loc = scene['loc']
     one = Localizer(model=loc.model, index=loc.index, store=loc.store,
-                    config=LocalizerConfig(spread_top=1, cov_scale=4.0))
+                    config=LocalizerConfig(spread_top=1, cov_scale=4.0, min_match_prob=0.0,
+                                           match_bias=50.0))   # p = 1: no prior mixed in
     img, prior_ll, *_ = next(frames(scene, 1, seed=2))
     res = one.localize(img, Prior(prior_ll[0], prior_ll[1], sigma_m=5.0))
     cfg = one.cfg
@@ -160,10 +163,10 @@ def test_onnxruntime_backend_localizes_like_torch(scene, tmp_path):
 
     export_onnx(SHIPPED, tmp_path / 'onnx')
     loc = scene['loc']
-    assert loc.cfg == LocalizerConfig()
+    assert loc.cfg == LocalizerConfig(min_match_prob=0.0)   # else the defaults
     ort_loc = Localizer(model=make_backend('onnxruntime', model_path=SHIPPED,
                                            export_dir=tmp_path / 'onnx'),
-                        index=loc.index, store=loc.store)
+                        index=loc.index, store=loc.store, config=loc.cfg)
     n_cand = []
     for i, (img, prior_ll, *_) in enumerate(frames(scene, 4, seed=11, sigma_m=10.0)):
         p = Prior(prior_ll[0], prior_ll[1], sigma_m=10.0) if i < 3 else None

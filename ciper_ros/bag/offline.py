@@ -68,7 +68,11 @@ def calibrate_recording(localizer, source: str | os.PathLike, *,
                         config: PipelineConfig | None = None,
                         topics: BagTopics | None = None, datum_latlon_deg=None,
                         statistic: str = 'p95', progress: bool = True) -> dict:
-    """Fit covariance scales on a recording with ground truth (``ciper calibrate``)."""
+    """Fit covariance scales on a recording with ground truth (``ciper calibrate``).
+
+    On the frames the localizer accepts (localized, match probability at its threshold):
+    the ones whose covariance the node publishes.
+    """
     if not is_bag(source):
         raise UserError(f'calibration needs a recording with ground truth, not {source}')
     records = offline_records(uncalibrated(localizer), source, config=config, topics=topics,
@@ -76,4 +80,5 @@ def calibrate_recording(localizer, source: str | os.PathLike, *,
     if not any(r.has_truth for r in records):
         raise UserError(f'{source} has no ground truth on '
                         f'{(topics or BagTopics()).truth} (calibration needs it)')
-    return fit_covariance_scales(records, statistic=statistic)
+    # the frames the node would publish: a rejected frame's covariance is never seen
+    return fit_covariance_scales([r for r in records if r.ok], statistic=statistic)

@@ -41,6 +41,9 @@ def _localizer_args(p: argparse.ArgumentParser, *, images: str) -> None:
                    help='base_link -> camera when /tf_static has no chain to the image frame')
     p.add_argument('--camera-y-m', type=float, default=0.0)
     p.add_argument('--camera-yaw-rad', type=float, default=0.0)
+    p.add_argument('--min-match-prob', type=float,
+                   help="reject frames below this match probability, 0..1 (default: the "
+                        "checkpoint's calibrated threshold per camera kind)")
 
 
 def add_parser(subparsers) -> None:
@@ -97,7 +100,8 @@ def _open_localizer(args: argparse.Namespace, *, calibration: str | None = None)
 
     return open_localizer(index=args.index, model=args.model, map_path=args.map,
                           backend=args.backend, export_dir=args.export, calibration=calibration,
-                          config=LocalizerConfig(top_k=args.top_k or LocalizerConfig.top_k))
+                          config=LocalizerConfig(top_k=args.top_k or LocalizerConfig.top_k),
+                          min_match_prob=args.min_match_prob)
 
 
 def _pipeline_config(args: argparse.Namespace, **policy):

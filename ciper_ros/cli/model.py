@@ -44,6 +44,9 @@ def add_parser(subparsers) -> None:
                    help='wall-clock budget of this run (0: train to max_steps)')
     p.add_argument('--no-finalize', action='store_true',
                    help='train only (no calibration, evaluation, shipped model or card)')
+    p.add_argument('--prepare-only', action='store_true',
+                   help='make the cities and the render bank, then stop (e.g. the ablation '
+                        "suite's bank: --cities 16)")
     _finalize_args(p)
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE',
                    help='training config overrides, e.g. max_steps=100')
@@ -80,11 +83,16 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     check_kv(args.overrides, 'override')
     check_out_dir(args.work_dir, '--work-dir')
-    if not args.no_finalize:
+    if not (args.no_finalize or args.prepare_only):
         _check_finalize_outputs(args)
     recipe = ModelRecipe(work_dir=args.work_dir, train_config=args.config,
                          n_train_cities=args.cities, renders_per_city=args.renders_per_city,
                          overrides=args.overrides, appearance=args.appearance)
+    if args.prepare_only:
+        from ciper_ros.experiments.recipe import prepare
+        bank = prepare(recipe)
+        print(f'cities in {recipe.root / "cities"}, render bank {bank}')
+        return 0
     state = train(recipe, minutes=args.minutes)
     print(f"step {state['step']} of {state['max_steps']} after {state['train_hours']:.2f} h "
           f"of training; checkpoint {state['checkpoint']}"

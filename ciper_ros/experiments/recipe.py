@@ -211,6 +211,16 @@ def prepare_data(recipe: ModelRecipe, model_config, pairs: dict, *,
         return pool.submit(_prepare, recipe, model_config, pairs, progress).result()
 
 
+def prepare(recipe: ModelRecipe, *, progress: bool = True) -> Path:
+    """Make the recipe's cities and render bank (the training stages before training)."""
+    from ciper_ros.model.build import build_model
+    from ciper_ros.train.trainer import load_config
+
+    base = load_config(recipe.train_config, recipe.overrides)
+    model_config = build_model(base.model, **base.model_overrides).config
+    return prepare_data(recipe, model_config, base.pairs, progress=progress)
+
+
 def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -> dict:
     """Run every stage that is not done yet; train for at most ``minutes`` (0: to the end)."""
     from ciper_ros.model.build import build_model
