@@ -84,8 +84,9 @@ def test_bag_odometry_becomes_the_twist_the_filter_takes():
 def test_bag_fixes_are_map_frame_rows_with_their_reported_sigma():
     from types import SimpleNamespace
 
-    from ciper_ros.experiments.baseline_eval import fix_rows, UNREPORTED_SIGMA_M
+    from ciper_ros.experiments.baseline_eval import fix_rows
     from ciper_ros.geo.enu import LocalTangentPlane
+    from ciper_ros.runtime.gnss import DEFAULT_FIX_SIGMA_M
 
     plane = LocalTangentPlane(48.0, 11.0)
     ll = plane.latlon_from_xy_m(np.array([[30.0, -40.0]]))[0]
@@ -97,6 +98,7 @@ def test_bag_fixes_are_map_frame_rows_with_their_reported_sigma():
                                position_covariance=[var, 0, 0, 0, var * 4, 0, 0, 0, 1])
     rows = fix_rows([(1_000_000_000, fix(0, 2, 4.0)), (2_000_000_000, fix(-1, 2, 4.0)),
                      (3_000_000_000, fix(0, 0, 4.0))], plane)
-    np.testing.assert_allclose(rows[0], [1.0, 30.0, -40.0, math.sqrt(10.0)], atol=1e-6)
+    # the node's rule: the larger horizontal standard deviation (variances 4 and 16)
+    np.testing.assert_allclose(rows[0], [1.0, 30.0, -40.0, 4.0], atol=1e-6)
     assert math.isnan(rows[1, 1]) and rows[1, 0] == 2.0          # no fix: no position
-    assert rows[2, 3] == UNREPORTED_SIGMA_M                      # no covariance reported
+    assert rows[2, 3] == DEFAULT_FIX_SIGMA_M                     # no covariance reported

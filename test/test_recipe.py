@@ -43,7 +43,7 @@ def test_recipe_runs_every_stage_and_resumes(tmp_path):
     assert json.loads((tmp_path / 'work' / 'state.json').read_text())['step'] == 4
     # `ciper model build --prepare-only`: the stages before training, already done here
     from ciper_ros.experiments.recipe import prepare
-    assert prepare(more, progress=False) == tmp_path / 'work' / 'bank'
+    assert prepare(more, progress=False)[0] == tmp_path / 'work' / 'bank'
     assert (recipe.city_dir(1000) / 'city.npz').stat().st_mtime_ns == mtime
 
 

@@ -90,7 +90,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                          overrides=args.overrides, appearance=args.appearance)
     if args.prepare_only:
         from ciper_ros.experiments.recipe import prepare
-        bank = prepare(recipe)
+        bank, _ = prepare(recipe)
         print(f'cities in {recipe.root / "cities"}, render bank {bank}')
         return 0
     state = train(recipe, minutes=args.minutes)

@@ -7,9 +7,9 @@ bag's own streams:
 - wheel odometry: the twist (speed along the heading, yaw rate) of consecutive
   ``nav_msgs/Odometry`` poses, so the odometry's drift (scale error, gyro bias) is the
   filter's too;
-- GNSS: every ``NavSatFix`` with a fix (status >= 0), in the index's map frame, with the
-  sigma its covariance reports (``sqrt`` of the mean of the east and north variances; 5 m
-  when the receiver reports none, as navsat_transform's users then configure).
+- GNSS: every ``NavSatFix`` the node would take as a prior, in the index's map frame, with
+  the sigma the node's rule reads from it (:func:`~ciper_ros.runtime.gnss.
+  navsatfix_to_prior`: the larger horizontal standard deviation, 5 m when none is reported).
 
 By default its noise parameters are tuned on this very drive against its ground truth
 (:func:`~ciper_ros.baselines.gnss_odom.tune_gnss_odom_filter`): the baseline at its best,
@@ -29,7 +29,6 @@ import numpy as np
 from ciper_ros.metrics.frames import FrameRecord
 from ciper_ros.util.errors import UserError
 
-UNREPORTED_SIGMA_M = 5.0          # a fix without a covariance
 MIN_ODOMETRY = 10                 # odometry messages the filter needs
 # the tuning grid bag eval searches (50 points)
 BAG_TUNING_GRID: dict[str, tuple[float, ...]] = {
@@ -64,18 +63,19 @@ def odometry_twist(odometry: list) -> np.ndarray:
 def fix_rows(fixes: list, plane) -> np.ndarray:
     """Turn NavSatFix messages into rows (m, 4) ``(t_s, x_m, y_m, reported_sigma_m)``.
 
-    Positions in ``plane``; NaN ``x_m`` for a message without a fix or with non-finite
-    coordinates.
+    Positions in ``plane``; NaN ``x_m`` and ``reported_sigma_m`` for a message the node
+    would refuse as a prior (no fix, invalid coordinates or covariance).
     """
+    from ciper_ros.runtime.gnss import navsatfix_to_prior
+
     rows = []
     for stamp, msg in fixes:
-        lat, lon = float(msg.latitude), float(msg.longitude)
-        ok = int(msg.status.status) >= 0 and math.isfinite(lat) and math.isfinite(lon)
-        cov = np.asarray(msg.position_covariance, np.float64)
-        var = (cov[0] + cov[4]) / 2.0 if int(msg.position_covariance_type) > 0 else math.nan
-        sigma = math.sqrt(var) if math.isfinite(var) and var > 0 else UNREPORTED_SIGMA_M
-        xy = plane.xy_m_from_latlon(np.array([[lat, lon]]))[0] if ok else (math.nan, math.nan)
-        rows.append((stamp * 1e-9, xy[0], xy[1], sigma))
+        prior, _ = navsatfix_to_prior(msg)
+        if prior is None:
+            rows.append((stamp * 1e-9, math.nan, math.nan, math.nan))
+            continue
+        xy = plane.xy_m_from_latlon(np.array([[prior.lat_deg, prior.lon_deg]]))[0]
+        rows.append((stamp * 1e-9, xy[0], xy[1], prior.sigma_m))
     return np.array(rows, np.float64).reshape(-1, 4)
 
 

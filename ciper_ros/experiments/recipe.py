@@ -211,25 +211,25 @@ def prepare_data(recipe: ModelRecipe, model_config, pairs: dict, *,
         return pool.submit(_prepare, recipe, model_config, pairs, progress).result()
 
 
-def prepare(recipe: ModelRecipe, *, progress: bool = True) -> Path:
-    """Make the recipe's cities and render bank (the training stages before training)."""
+def prepare(recipe: ModelRecipe, *, progress: bool = True):
+    """Make the recipe's cities and render bank (the stages before training).
+
+    Returns (the bank folder, the ModelConfig the recipe trains).
+    """
     from ciper_ros.model.build import build_model
     from ciper_ros.train.trainer import load_config
 
     base = load_config(recipe.train_config, recipe.overrides)
     model_config = build_model(base.model, **base.model_overrides).config
-    return prepare_data(recipe, model_config, base.pairs, progress=progress)
+    return prepare_data(recipe, model_config, base.pairs, progress=progress), model_config
 
 
 def train(recipe: ModelRecipe, *, minutes: float = 0.0, progress: bool = True) -> dict:
     """Run every stage that is not done yet; train for at most ``minutes`` (0: to the end)."""
-    from ciper_ros.model.build import build_model
     from ciper_ros.train.trainer import load_config, Trainer
 
     t0 = time.perf_counter()
-    base = load_config(recipe.train_config, recipe.overrides)
-    model_config = build_model(base.model, **base.model_overrides).config
-    bank = prepare_data(recipe, model_config, base.pairs, progress=progress)
+    bank, model_config = prepare(recipe, progress=progress)
     budget = run_budget_minutes(recipe, minutes, setup_s=time.perf_counter() - t0,
                                 model_config=model_config)
     cfg = load_config(recipe.train_config, [

@@ -31,6 +31,8 @@ import math
 
 import numpy as np
 
+from ciper_ros.geo.heading import wrap_angle_rad as _wrap
+from ciper_ros.geo.se2 import SE2
 from ciper_ros.util.errors import UserError
 
 CHI2_3_999 = 16.27            # chi-square, 3 degrees of freedom, 99.9 %
@@ -79,10 +81,6 @@ class TrackEstimate:
     covariance: np.ndarray    # (3, 3)
     ess: float                # effective sample size (particles)
     reinits: int
-
-
-def _wrap(a):
-    return (np.asarray(a) + math.pi) % (2 * math.pi) - math.pi
 
 
 class Tracker:
@@ -308,11 +306,8 @@ def odometry_increment(prev, cur) -> tuple[float, float, float]:
 
     In ``prev``'s frame; poses are (x_m, y_m, yaw_rad) in the odom frame.
     """
-    x0, y0, a0 = prev
-    x1, y1, a1 = cur
-    c, s = math.cos(a0), math.sin(a0)
-    dx, dy = x1 - x0, y1 - y0
-    return c * dx + s * dy, -s * dx + c * dy, math.remainder(a1 - a0, 2 * math.pi)
+    d = SE2(*prev).inv() @ SE2(*cur)
+    return d.x_m, d.y_m, math.remainder(d.yaw_rad, 2 * math.pi)
 
 
 class DriveTracker:
