@@ -31,12 +31,21 @@ def main() -> int:
     p.add_argument('--suite', choices=list(SUITES), default='v1',
                    help="v1: the first model's ablations; v2: issue 14's changes (use "
                         '--config config/train/default_model_v2.yaml)')
-    p.add_argument('--variants', nargs='+',
-                   choices=sorted({n for t, e in SUITES.values() for n in (*t, *e)}))
+    names = sorted({n for t, e in SUITES.values() for n in (*t, *e)})
+    p.add_argument('--variants', nargs='+', metavar='NAME',
+                   help='train and score only these (default: the whole suite): '
+                        + ', '.join(names))
     p.add_argument('--no-geometric', action='store_true')
     p.add_argument('--out', default='bench/results/ablation')
     p.add_argument('overrides', nargs='*', metavar='KEY=VALUE')
     args = p.parse_args()
+    # --variants is greedy: KEY=VALUE overrides written after it belong to the overrides
+    if args.variants:
+        args.overrides += [v for v in args.variants if '=' in v]
+        args.variants = [v for v in args.variants if '=' not in v]
+        unknown = sorted(set(args.variants) - set(names))
+        if unknown:
+            p.error(f'unknown variant(s) {unknown}; choose from {names}')
     overrides = ['cities=[' + ','.join(args.train_cities) + ']', *args.overrides]
     if args.val_city:
         overrides.append(f'val_cities=[{args.val_city}]')
