@@ -15,6 +15,8 @@ from ciper_ros.rosmsg.convert import (
     fill_transform,
     image_to_rgb,
     MessageError,
+    MIN_POSE_SIGMA_M,
+    planar_pose_of,
     pose_covariance_6x6,
     to_rgb,
     UNUSED_VARIANCE,
@@ -111,6 +113,32 @@ def test_pose_with_covariance():
     assert np.allclose(c6, c6.T)
     with pytest.raises(MessageError, match='finite 3x3'):
         pose_covariance_6x6(np.full((3, 3), math.nan))
+
+
+def test_planar_pose_of_inverts_fill_pose_and_refuses_bad_poses():
+    """/initialpose as RViz sends it: back to (xy, yaw, 3x3); bad ones are MessageErrors."""
+    msg = geometry_msgs.PoseWithCovarianceStamped()
+    msg.header.frame_id = 'map'
+    fill_pose(msg.pose.pose, 12.5, -7.0, -2.0)
+    cov = np.array([[0.25, 0.05, 0.0], [0.05, 0.25, 0.01], [0.0, 0.01, 0.0685]])
+    msg.pose.covariance = pose_covariance_6x6(cov)
+    xy, yaw, c = planar_pose_of(msg)
+    assert xy.tolist() == [12.5, -7.0] and yaw == pytest.approx(-2.0)
+    assert np.allclose(c, cov)
+    assert np.allclose(planar_pose_of(msg.pose)[2], cov)          # unstamped too
+    msg.pose.covariance = [0.0] * 36                              # "exactly here"
+    assert np.diag(planar_pose_of(msg)[2])[:2] == pytest.approx([MIN_POSE_SIGMA_M ** 2] * 2)
+    msg.pose.covariance = pose_covariance_6x6(cov)
+    msg.pose.pose.orientation.w = 0.2                             # not a unit quaternion
+    with pytest.raises(MessageError, match='unit quaternion'):
+        planar_pose_of(msg)
+    fill_pose(msg.pose.pose, math.nan, 0.0, 0.0)
+    with pytest.raises(MessageError, match='non-finite'):
+        planar_pose_of(msg)
+    fill_pose(msg.pose.pose, 1.0, 0.0, 0.0)
+    msg.pose.covariance = pose_covariance_6x6(np.diag([1.0, -4.0, 0.1]))
+    with pytest.raises(MessageError, match='semi-definite'):
+        planar_pose_of(msg)
 
 
 def test_navsatfix_to_prior():

@@ -9,7 +9,8 @@ rosbags ones have the same field names), so they serve the node, bag replay and 
   sizes (a side under MIN_IMAGE_SIDE_PX, an aspect beyond MAX_IMAGE_ASPECT) are refused
 * sensor_msgs/CameraInfo -> :class:`~ciper_ros.geo.camera.PinholeCamera`
 * poses: the 6x6 row-major covariance of PoseWithCovariance from our (x, y, yaw) 3x3, with
-  the axes we do not estimate (z, roll, pitch) set to a large variance
+  the axes we do not estimate (z, roll, pitch) set to a large variance; and back, for a
+  pose someone sends us (``/initialpose`` from RViz's "2D Pose Estimate")
 """
 
 from __future__ import annotations
@@ -230,3 +231,37 @@ def fill_transform(tf, x_m: float, y_m: float, yaw_rad: float):
 def yaw_of(q) -> float:
     """Yaw (rad) of a geometry_msgs/Quaternion."""
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+# RViz's "2D Pose Estimate" sends 0.5 m and about 15 deg standard deviations; a tool that
+# sends zeros means "exactly here", which a filter cannot start from: floor at these
+MIN_POSE_SIGMA_M = 0.1
+MIN_POSE_SIGMA_RAD = math.radians(1.0)
+
+
+def planar_pose_of(msg) -> tuple[np.ndarray, float, np.ndarray]:
+    """(xy_m (2,), yaw_rad, covariance (3, 3) over x, y, yaw) of a PoseWithCovariance(Stamped).
+
+    The inverse of :func:`fill_pose` + :func:`pose_covariance_6x6`. Raises MessageError for
+    non-finite values, a quaternion far from unit length, or a covariance that is not a
+    symmetric positive semi-definite matrix; variances are floored at MIN_POSE_SIGMA_*.
+    """
+    pwc = msg.pose if hasattr(msg, 'header') else msg
+    p, q = pwc.pose.position, pwc.pose.orientation
+    values = np.array([p.x, p.y, q.x, q.y, q.z, q.w], np.float64)
+    if not np.all(np.isfinite(values)):
+        raise MessageError(f'pose has non-finite values: {values.tolist()}')
+    norm = float(np.linalg.norm(values[2:]))
+    if abs(norm - 1.0) > 0.01:
+        raise MessageError(f'pose orientation is not a unit quaternion (norm {norm:.3f})')
+    c6 = np.asarray(pwc.covariance, np.float64)
+    if c6.size != 36 or not np.all(np.isfinite(c6)):
+        raise MessageError(f'pose covariance must be 36 finite numbers, got {c6.size}')
+    idx = [0, 1, 5]
+    cov = c6.reshape(6, 6)[np.ix_(idx, idx)].copy()
+    if not np.allclose(cov, cov.T, atol=1e-9) or np.linalg.eigvalsh(cov).min() < -1e-9:
+        raise MessageError('pose covariance (x, y, yaw) is not symmetric positive '
+                           f'semi-definite: {cov.tolist()}')
+    floor = np.array([MIN_POSE_SIGMA_M, MIN_POSE_SIGMA_M, MIN_POSE_SIGMA_RAD]) ** 2
+    cov[np.diag_indices(3)] = np.maximum(np.diag(cov), floor)
+    return values[:2].copy(), yaw_of(q), cov
