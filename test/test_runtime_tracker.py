@@ -39,7 +39,10 @@ def _odometry(truth, *, scale=1.02, gyro_bias=GYRO_BIAS_RAD_S):
 
 
 def _run(truth, *, frames=None, gnss=None, start=None, seed=0, config=None):
-    """Feed the tracker; frames(i, truth) -> (xy, yaw, cov, p) or None; errors (n,)."""
+    """Feed the tracker; frames(i, truth) -> (xy, yaw, cov, p), (hypotheses, p) or None.
+
+    Returns the position errors (n,) and the tracker.
+    """
     cfg = config or TrackerConfig(seed=seed)
     tr = Tracker(config=cfg)
     odom = _odometry(truth)
@@ -55,7 +58,9 @@ def _run(truth, *, frames=None, gnss=None, start=None, seed=0, config=None):
                 tr.update_gnss(*g, t_s=i / ODOM_HZ)
         if frames is not None and i % FRAME_EVERY == 0:
             f = frames(i, truth[i])
-            if f is not None:
+            if f is not None and len(f) == 2:          # (hypotheses, p)
+                tr.update_hypotheses(*f, t_s=i / ODOM_HZ)
+            elif f is not None:
                 tr.update_frame(*f, t_s=i / ODOM_HZ)
         est = tr.estimate()
         errs.append(math.hypot(*(est.xy_m - truth[i, :2])))
@@ -185,3 +190,42 @@ def test_gnss_brings_back_a_filter_that_odometry_alone_carried_away():
     assert errs[0] > 190.0 and tr.gnss_reinits == 1
     k = (int(TrackerConfig().gnss_diverge_s) + 2) * ODOM_HZ   # the window, then one fix
     assert np.median(errs[k:]) < 4.0
+
+
+def _ambiguous_frames(seed=3):
+    """Each frame two hypotheses: a wrong place 10-20 m off scoring 0.6, the truth 0.4."""
+    rng = np.random.default_rng(seed)
+    cov = np.diag([0.5, 0.5, math.radians(1.5) ** 2])
+
+    def hyps(truth):
+        a = rng.uniform(0, 2 * math.pi)
+        wrong = truth[:2] + rng.uniform(10, 20) * np.array([math.cos(a), math.sin(a)])
+        good = truth[:2] + rng.normal(0.0, 0.5, 2)
+        return [(wrong, truth[2] + rng.normal(0, 0.3), cov, 0.6),
+                (good, truth[2] + rng.normal(0, 0.026), cov, 0.4)]
+    return hyps
+
+
+def test_a_mixture_of_hypotheses_holds_where_the_top_one_misleads():
+    truth = _drive(40.0)
+    mix, top = _ambiguous_frames(), _ambiguous_frames()
+    e_mix, _ = _run(truth, frames=lambda i, t: (mix(t), 0.9))
+    # the same frames, only their best-scoring hypothesis (always the wrong one)
+    e_top, _ = _run(truth, frames=lambda i, t: top(t)[0][:3] + (0.9,))
+    assert np.median(e_mix) < 0.6 and np.percentile(e_mix, 95) < 1.5
+    assert np.median(e_mix) < 0.5 * np.median(e_top)
+
+
+def test_one_hypothesis_is_update_frame_and_bad_ones_are_dropped():
+    cov = np.diag([1.0, 1.0, 0.01])
+    a, b = Tracker(config=TrackerConfig(seed=5)), Tracker(config=TrackerConfig(seed=5))
+    for tr in (a, b):
+        tr.initialise_from_covariance((0.0, 0.0), 0.0, np.diag([4.0, 4.0, 0.05]))
+    assert a.update_frame((1.0, 0.5), 0.1, cov, 0.8)
+    assert b.update_hypotheses([((1.0, 0.5), 0.1, cov, 3.0),
+                                ((np.nan, 0.0), 0.0, cov, 1.0),     # dropped: not finite
+                                ((9.0, 9.0), 0.0, cov, 0.0),        # dropped: weight 0
+                                ((9.0, 9.0), 0.0, -cov, 1.0)], 0.8)  # dropped: not PD
+    assert np.allclose(a.logw, b.logw) and np.allclose(a.x, b.x)
+    assert not b.update_hypotheses([((np.nan, 0.0), 0.0, cov, 1.0)], 0.8)
+    assert not b.update_hypotheses([], 0.8)

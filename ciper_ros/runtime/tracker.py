@@ -169,37 +169,63 @@ class Tracker:
         """Weigh by one frame's pose; True when it was used. Re-initialises on divergence.
 
         ``t_s``: the frame's time (for the GNSS divergence rule: a frame that agrees with
-        the filter vouches for it).
+        the filter vouches for it). One hypothesis of :meth:`update_hypotheses`.
         """
-        xy = np.asarray(xy_m, np.float64).reshape(2)
-        cov = np.asarray(covariance, np.float64).reshape(3, 3)
-        p = float(match_prob) if math.isfinite(match_prob) else 0.5
-        if not (np.isfinite(xy).all() and math.isfinite(yaw_rad) and np.isfinite(cov).all()):
-            return False
+        return self.update_hypotheses([(xy_m, yaw_rad, covariance, 1.0)], match_prob, t_s=t_s)
+
+    def update_hypotheses(self, hypotheses, match_prob: float, *,
+                          t_s: float | None = None) -> bool:
+        """Weigh by one frame's pose hypotheses (a mixture); True when any was used.
+
+        ``hypotheses``: (xy_m (2,), yaw_rad, covariance (3, 3), weight) each, e.g. a frame's
+        top-K poses weighted by their scores; weights are normalised over the valid ones
+        (non-finite or non-positive ones are dropped). The first valid hypothesis with the
+        largest weight initialises the filter (and re-initialises it when, frame after frame,
+        no hypothesis agrees with it).
+        """
         c = self.cfg
-        cov = (cov + cov.T) / 2
-        cov[:2, :2] += np.eye(2) * c.frame_sigma_floor_m ** 2
-        cov[2, 2] += c.frame_yaw_sigma_floor_rad ** 2
-        if not self.initialised:
-            self.initialise_from_covariance(xy, yaw_rad, cov)
-            return True
-        try:
-            inv = np.linalg.inv(cov)
-            logdet = float(np.linalg.slogdet(cov)[1])
-        except np.linalg.LinAlgError:
+        valid = []
+        for xy_m, yaw_rad, covariance, weight in hypotheses:
+            xy = np.asarray(xy_m, np.float64).reshape(2)
+            cov = np.asarray(covariance, np.float64).reshape(3, 3)
+            w = float(weight)
+            if not (np.isfinite(xy).all() and math.isfinite(yaw_rad) and np.isfinite(cov).all()
+                    and math.isfinite(w) and w > 0):
+                continue
+            cov = (cov + cov.T) / 2
+            cov[:2, :2] += np.eye(2) * c.frame_sigma_floor_m ** 2
+            cov[2, 2] += c.frame_yaw_sigma_floor_rad ** 2
+            try:
+                inv = np.linalg.inv(cov)
+                sign, logdet = np.linalg.slogdet(cov)
+            except np.linalg.LinAlgError:
+                continue
+            if sign <= 0:
+                continue
+            valid.append((xy, float(yaw_rad), cov, inv, float(logdet), w))
+        if not valid:
             return False
+        p = float(match_prob) if math.isfinite(match_prob) else 0.5
+        top = max(range(len(valid)), key=lambda k: valid[k][5])
+        xy0, yaw0, cov0 = valid[top][:3]
+        if not self.initialised:
+            self.initialise_from_covariance(xy0, yaw0, cov0)
+            return True
+        total = sum(v[5] for v in valid)
         e = np.empty_like(self.x)
-        e[:, :2] = self.x[:, :2] - xy
-        e[:, 2] = _wrap(self.x[:, 2] - yaw_rad)
-        m = np.einsum('ni,ij,nj->n', e, inv, e)
+        log_mix = np.full(len(self.x), -np.inf)
+        for xy, yaw, _, inv, logdet, w in valid:
+            e[:, :2] = self.x[:, :2] - xy
+            e[:, 2] = _wrap(self.x[:, 2] - yaw)
+            m = np.einsum('ni,ij,nj->n', e, inv, e)
+            log_mix = np.logaddexp(log_mix, math.log(w / total) - 0.5 * m - 0.5 * logdet)
         # a wrong frame lands anywhere a wrong tile can put it: a flat density over
         # the outlier volume (2 pi e sigma_out^2 in position, 2 pi in heading); the
-        # likelihood relative to it is (1 - p) + p * N(e; cov) * volume
-        log_gauss = (-0.5 * m - 1.5 * math.log(2 * math.pi) - 0.5 * logdet
-                     + self._log_outlier_volume)
+        # likelihood relative to it is (1 - p) + p * sum_k w_k N(e; cov_k) * volume
+        log_gauss = log_mix - 1.5 * math.log(2 * math.pi) + self._log_outlier_volume
         like = np.logaddexp(math.log(max(1.0 - p, 1e-12)), math.log(max(p, 1e-12)) + log_gauss)
         self._reweigh(like)
-        self._check_divergence(xy, yaw_rad, cov, p, t_s)
+        self._check_divergence(valid, top, p, t_s)
         return True
 
     def update_gnss(self, xy_m, sigma_m: float, *, t_s: float | None = None) -> bool:
@@ -240,17 +266,24 @@ class Tracker:
         self.x[:, 2] = _wrap(self.x[:, 2] + self.rng.normal(0.0, self.cfg.jitter_rad, n))
         self.logw = np.full(n, -math.log(n))
 
-    def _check_divergence(self, xy, yaw_rad, cov, p, t_s) -> None:
+    def _check_divergence(self, hyps, top: int, p, t_s) -> None:
+        """Count frames none of whose hypotheses (xy, yaw, cov, ...) agrees with the filter.
+
+        After ``diverge_frames`` of them in a row, re-initialise at hypothesis ``top``.
+        """
         c = self.cfg
         est = self.estimate()
-        e = np.array([*(xy - est.xy_m), math.remainder(yaw_rad - est.yaw_rad, 2 * math.pi)])
-        m = float(e @ np.linalg.solve(cov + est.covariance, e))
+        m = math.inf
+        for xy, yaw_rad, cov, *_ in hyps:
+            e = np.array([*(xy - est.xy_m), math.remainder(yaw_rad - est.yaw_rad, 2 * math.pi)])
+            m = min(m, float(e @ np.linalg.solve(cov + est.covariance, e)))
         if m <= CHI2_3_999 and t_s is not None:
             self._frame_support_s = float(t_s)
         if p < c.diverge_min_prob:
             return
         self._disagree = self._disagree + 1 if m > CHI2_3_999 else 0
         if self._disagree >= c.diverge_frames:
+            xy, yaw_rad, cov = hyps[top][:3]
             self.initialise_from_covariance(xy, yaw_rad, cov)
             self.reinits += 1
 
