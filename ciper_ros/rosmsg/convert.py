@@ -25,6 +25,7 @@ from ciper_ros.util.errors import UserError
 ENCODINGS = {'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3), 'rgba8': (np.uint8, 4),
              'bgra8': (np.uint8, 4), 'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1)}
 UNUSED_VARIANCE = 1e6            # z, roll, pitch: "not estimated" for robot_localization
+PLANAR_AXES = [0, 1, 5]          # x, y, yaw in (x, y, z, roll, pitch, yaw)
 # no camera we localize makes smaller images or longer strips (a 360 degree panorama is 4:1
 # to 8:1); a 100000x1 image is a broken driver, and OpenCV asserts on some such sizes
 MIN_IMAGE_SIDE_PX = 4
@@ -189,8 +190,7 @@ def pose_covariance_6x6(cov_xyyaw: np.ndarray) -> list[float]:
     if c.shape != (3, 3) or not np.all(np.isfinite(c)):
         raise MessageError(f'covariance must be a finite 3x3, got {c.shape}')
     out = np.zeros((6, 6))
-    idx = [0, 1, 5]
-    out[np.ix_(idx, idx)] = c
+    out[np.ix_(PLANAR_AXES, PLANAR_AXES)] = c
     for i in (2, 3, 4):
         out[i, i] = UNUSED_VARIANCE
     return out.ravel().tolist()
@@ -257,8 +257,7 @@ def planar_pose_of(msg) -> tuple[np.ndarray, float, np.ndarray]:
     c6 = np.asarray(pwc.covariance, np.float64)
     if c6.size != 36 or not np.all(np.isfinite(c6)):
         raise MessageError(f'pose covariance must be 36 finite numbers, got {c6.size}')
-    idx = [0, 1, 5]
-    cov = c6.reshape(6, 6)[np.ix_(idx, idx)].copy()
+    cov = c6.reshape(6, 6)[np.ix_(PLANAR_AXES, PLANAR_AXES)].copy()
     if not np.allclose(cov, cov.T, atol=1e-9) or np.linalg.eigvalsh(cov).min() < -1e-9:
         raise MessageError('pose covariance (x, y, yaw) is not symmetric positive '
                            f'semi-definite: {cov.tolist()}')

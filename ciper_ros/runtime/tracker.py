@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,6 +38,17 @@ from ciper_ros.util.errors import UserError
 
 CHI2_3_999 = 16.27            # chi-square, 3 degrees of freedom, 99.9 %
 CHI2_2_999 = 13.82            # chi-square, 2 degrees of freedom, 99.9 %
+
+
+class _Hypothesis(NamedTuple):
+    """One frame hypothesis, checked and floored, with what its density needs."""
+
+    xy_m: np.ndarray             # (2,)
+    yaw_rad: float
+    cov: np.ndarray              # (3, 3), floors added
+    inv: np.ndarray              # (3, 3)
+    logdet: float
+    weight: float
 
 
 @dataclass(frozen=True)
@@ -202,23 +214,23 @@ class Tracker:
                 continue
             if sign <= 0:
                 continue
-            valid.append((xy, float(yaw_rad), cov, inv, float(logdet), w))
+            valid.append(_Hypothesis(xy, float(yaw_rad), cov, inv, float(logdet), w))
         if not valid:
             return False
         p = float(match_prob) if math.isfinite(match_prob) else 0.5
-        top = max(range(len(valid)), key=lambda k: valid[k][5])
-        xy0, yaw0, cov0 = valid[top][:3]
+        top = max(valid, key=lambda h: h.weight)
         if not self.initialised:
-            self.initialise_from_covariance(xy0, yaw0, cov0)
+            self.initialise_from_covariance(top.xy_m, top.yaw_rad, top.cov)
             return True
-        total = sum(v[5] for v in valid)
+        total = sum(h.weight for h in valid)
         e = np.empty_like(self.x)
         log_mix = np.full(len(self.x), -np.inf)
-        for xy, yaw, _, inv, logdet, w in valid:
-            e[:, :2] = self.x[:, :2] - xy
-            e[:, 2] = _wrap(self.x[:, 2] - yaw)
-            m = np.einsum('ni,ij,nj->n', e, inv, e)
-            log_mix = np.logaddexp(log_mix, math.log(w / total) - 0.5 * m - 0.5 * logdet)
+        for h in valid:
+            e[:, :2] = self.x[:, :2] - h.xy_m
+            e[:, 2] = _wrap(self.x[:, 2] - h.yaw_rad)
+            m = np.einsum('ni,ij,nj->n', e, h.inv, e)
+            log_mix = np.logaddexp(log_mix,
+                                   math.log(h.weight / total) - 0.5 * m - 0.5 * h.logdet)
         # a wrong frame lands anywhere a wrong tile can put it: a flat density over
         # the outlier volume (2 pi e sigma_out^2 in position, 2 pi in heading); the
         # likelihood relative to it is (1 - p) + p * sum_k w_k N(e; cov_k) * volume
@@ -266,25 +278,24 @@ class Tracker:
         self.x[:, 2] = _wrap(self.x[:, 2] + self.rng.normal(0.0, self.cfg.jitter_rad, n))
         self.logw = np.full(n, -math.log(n))
 
-    def _check_divergence(self, hyps, top: int, p, t_s) -> None:
-        """Count frames none of whose hypotheses (xy, yaw, cov, ...) agrees with the filter.
+    def _check_divergence(self, hyps: list[_Hypothesis], top: _Hypothesis, p, t_s) -> None:
+        """Count frames none of whose hypotheses agrees with the filter.
 
-        After ``diverge_frames`` of them in a row, re-initialise at hypothesis ``top``.
+        After ``diverge_frames`` of them in a row, re-initialise at ``top``.
         """
         c = self.cfg
         est = self.estimate()
         m = math.inf
-        for xy, yaw_rad, cov, *_ in hyps:
-            e = np.array([*(xy - est.xy_m), math.remainder(yaw_rad - est.yaw_rad, 2 * math.pi)])
-            m = min(m, float(e @ np.linalg.solve(cov + est.covariance, e)))
+        for h in hyps:
+            e = np.array([*(h.xy_m - est.xy_m), _wrap(h.yaw_rad - est.yaw_rad)])
+            m = min(m, float(e @ np.linalg.solve(h.cov + est.covariance, e)))
         if m <= CHI2_3_999 and t_s is not None:
             self._frame_support_s = float(t_s)
         if p < c.diverge_min_prob:
             return
         self._disagree = self._disagree + 1 if m > CHI2_3_999 else 0
         if self._disagree >= c.diverge_frames:
-            xy, yaw_rad, cov = hyps[top][:3]
-            self.initialise_from_covariance(xy, yaw_rad, cov)
+            self.initialise_from_covariance(top.xy_m, top.yaw_rad, top.cov)
             self.reinits += 1
 
     def _gnss_diverged(self, xy, s, t_s) -> bool:
