@@ -502,8 +502,9 @@ def test_bag_replay_publishes_bag_time_with_clock(world, ros):
             proc.kill()
         node.destroy_node()
     assert proc.returncode == 0, out
-    assert 'replayed' in out and 'on 2 topics' in out
-    # the 6 s bag's fixes (5 Hz) in order, none lost once the first arrived; bag time on
+    assert 'replayed' in out and 'on 2 topics' in out and 'not acknowledged' not in out
+    # the 6 s bag's fixes (5 Hz) in order, none lost once the first arrived (the replay
+    # drains its reliable writers before exiting, so not the last either); bag time on
     # /clock, never going back. --wait-for sees the replay's writer match the subscription;
     # the subscription can match the writer a moment later and drop what came before (DDS
     # discovery is two one-way exchanges), so the first fix may be missed, never a later one.

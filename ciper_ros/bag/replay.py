@@ -172,6 +172,23 @@ class BagPlayer:
             bar.close()
         return sent
 
+    def drain(self, *, timeout_s: float = 5.0) -> list[str]:
+        """Wait until matched subscribers acknowledged what was published; topics that did not.
+
+        A reliable writer destroyed right after its last ``publish`` drops samples still in
+        flight (the last fix of a replay was lost that way), so a player that is about to
+        exit drains first. A subscriber that vanished is waited for at most ``timeout_s``.
+        """
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout_s
+        late = []
+        for topic, pub in self.publishers.items():
+            left_s = max(0.0, deadline - time.monotonic())
+            if not pub.wait_for_all_acked(Duration(nanoseconds=int(left_s * 1e9))):
+                late.append(topic)
+        return late
+
     def close(self) -> None:
         self.reader.close()
 
@@ -199,6 +216,7 @@ def replay(bag: str | os.PathLike, *, rate: float = 1.0, topics: list[str] | Non
             if wait_for:
                 player.wait_for_subscribers(wait_for, timeout_s=wait_timeout_s)
             sent = player.play(progress=progress)
+            unacked = player.drain()
         finally:
             player.close()
         counts: dict[str, int] = {}
@@ -206,6 +224,7 @@ def replay(bag: str | os.PathLike, *, rate: float = 1.0, topics: list[str] | Non
             counts[s.topic] = counts.get(s.topic, 0) + 1
         node.destroy_node()
         return {'messages': len(sent), 'topics': counts, 'skipped': player.skipped,
+                'unacknowledged': unacked,
                 'duration_s': (player.end_ns - player.start_ns) * 1e-9}
     finally:
         rclpy.try_shutdown()

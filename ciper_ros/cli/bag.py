@@ -65,6 +65,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     for topic, why in res['skipped'].items():
         print(f'skipped {topic}: {why}', file=sys.stderr)
+    if res['unacknowledged']:
+        print(f"not acknowledged by every subscriber before exit: {res['unacknowledged']}",
+              file=sys.stderr)
     print(f"replayed {res['messages']} messages ({res['duration_s']:.1f} s of bag time) on "
           f"{len(res['topics'])} topics")
     return 0
