@@ -9,7 +9,8 @@
 - ``ekf_map``: map -> odom from the same inputs plus our
   ``ciper_localizer/pose_with_covariance`` as ``pose0`` (lagged by our latency, hence
   ``smooth_lagged_data``); publishes ``odometry/filtered_map``.
-- our node from localize.launch.py with ``publish_tf:=false``: ekf_map owns map -> odom.
+- our node from localize.launch.py with ``publish_tf:=false`` (ekf_map owns map -> odom)
+  and ``tracking:=false`` (the EKF fuses the odometry; each frame goes in on its own).
 
 Every topic is relative, so ``namespace:=`` moves the three nodes together. The EKFs read
 ``ekf_params_file`` (default: the installed config/ekf_fusion.yaml); an argument overrides
@@ -65,7 +66,10 @@ def generate_launch_description():
         *[DeclareLaunchArgument(a.name, default_value=NOT_GIVEN, description=a.help)
           for a in EKF_ARGUMENTS],
         OpaqueFunction(function=launch_ekfs),
-        # robot_localization's ekf_map publishes map -> odom: ours must not
+        # robot_localization's ekf_map publishes map -> odom: ours must not; and it fuses
+        # the odometry itself, so it takes every frame on its own (not our tracked pose,
+        # which has the odometry in it already)
         IncludeLaunchDescription(PythonLaunchDescriptionSource(localize),
-                                 launch_arguments=[('publish_tf', 'false')]),
+                                 launch_arguments=[('publish_tf', 'false'),
+                                                   ('tracking', 'false')]),
     ])

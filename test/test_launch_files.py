@@ -94,7 +94,7 @@ def test_launch_arguments_are_node_parameters_of_their_type():
     types = {f.name: type(f.default) for f in fields(NodeParams)} | {'use_sim_time': bool}
     names = {a.name for a in NODE_ARGUMENTS}
     assert names == {'model', 'index', 'image_topic', 'compressed', 'gnss_topic',
-                     'odom_topic', 'publish_tf', 'use_sim_time'}
+                     'odom_topic', 'tracking', 'publish_tf', 'use_sim_time'}
     for a in NODE_ARGUMENTS:
         assert a.target == a.name and a.kind is types[a.name], a.name
     assert [a.target for a in EKF_ARGUMENTS] == ['odom0', 'imu0', 'use_sim_time']
@@ -151,7 +151,8 @@ def test_fusion_launch_runs_two_ekfs_and_our_node_without_tf():
     # both publish odometry/filtered by default: the map EKF's output is moved aside
     assert ekfs['ekf_map'] == [('odometry/filtered', 'odometry/filtered_map')]
     (include,) = calls(tree, 'IncludeLaunchDescription')
-    assert ('publish_tf', 'false') in ast.literal_eval(include['launch_arguments'])
+    given = ast.literal_eval(include['launch_arguments'])
+    assert ('publish_tf', 'false') in given and ('tracking', 'false') in given
     assert "'localize.launch.py'" in FUSION.read_text()
     # and the YAML configures exactly these nodes, in any namespace
     assert set(ekf_config()) == {f'/**/{name}' for name in ekfs}

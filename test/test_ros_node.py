@@ -260,7 +260,7 @@ def test_node_publishes_poses_tf_and_diagnostics(world, ros, repo_root):
     root, _, frames = world
     # started like `ros2 run ciper_ros localize_node --ros-args --params-file ...`
     proc = start_node(root, params_file=repo_root / 'config' / 'localize.yaml',
-                      odom_topic='/test/odom')
+                      odom_topic='/test/odom', tracking=False)
     h = Harness(proc)
     odom = {}                        # odometry (drifted frame) for the last three frames
     try:
@@ -614,7 +614,7 @@ def test_map_to_odom_republished_at_rate_and_diagnostics_go_stale(world, ros):
     """
     root, _, frames = world
     rate_hz, tolerance_s = 10.0, 2.0
-    proc = start_node(root, odom_topic='/test/odom', tf_rate_hz=rate_hz,
+    proc = start_node(root, odom_topic='/test/odom', tracking=False, tf_rate_hz=rate_hz,
                       transform_tolerance=tolerance_s)
     h = Harness(proc)
     try:
@@ -672,7 +672,8 @@ def test_publish_tf_false_then_set_true_and_late_tf_static(world, ros):
     parameter mount, the same frame after it the mount /tf_static gives.
     """
     root, _, frames = world
-    proc = start_node(root, odom_topic='/test/odom', publish_tf=False, camera_x_m=0.0)
+    proc = start_node(root, odom_topic='/test/odom', tracking=False, publish_tf=False,
+                      camera_x_m=0.0)
     h = Harness(proc)
     try:
         h.wait_matched()
@@ -766,3 +767,120 @@ def test_a_camera_info_arriving_after_its_image_is_paired_by_stamp(world, ros):
         code, out = stop_node(proc)
         h.node.destroy_node()
     assert code == 0, out
+
+
+def _odom_of(xy_yaw, T_odom_map):
+    return _compose(T_odom_map, xy_yaw)
+
+
+def test_tracking_at_odometry_rate_initialpose_and_relocalize(world, ros):
+    """With odometry the node tracks: ~/pose at odometry stamps, each frame on the debug topic.
+
+    Then initialpose re-initialises the tracker (refused in a wrong frame), and
+    ~/relocalize makes the next frame search the whole map (no prior), over DDS.
+    """
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_srvs.srv import Trigger
+
+    from ciper_ros.rosmsg.convert import fill_pose, yaw_of
+
+    root, _, frames = world
+    proc = start_node(root, odom_topic='/test/odom', tf_rate_hz=0.0)
+    h = Harness(proc)
+    rel = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    got_frames = []
+    sub = h.node.create_subscription(PoseWithCovarianceStamped,
+                                     f'/{NODE}/frame/pose_with_covariance',
+                                     got_frames.append, rel)
+    pub_init = h.node.create_publisher(PoseWithCovarianceStamped, '/initialpose', rel)
+    T_odom_map = (-120.0, 35.0, 0.3)          # odometry starts elsewhere than the map origin
+    try:
+        h.wait_matched()
+        h.spin_until(lambda: h.pub_odom.get_subscription_count() > 0
+                     and pub_init.get_subscription_count() > 0
+                     and sub.get_publisher_count() > 0, what='odometry, initialpose, frames')
+        truth, odom_sent = {}, []
+        n = 10
+        for fr in frames[:n + 1]:
+            xy, yaw = _truth_xy(fr, root)
+            truth[fr['t_ns']] = (*xy, yaw)
+        stamps = sorted(truth)
+        for i, t in enumerate(stamps[:n]):
+            # odometry at the frame and halfway to the next one (10 Hz), before the frame
+            # is processed: the tracker moves the late frame to the odometry's time
+            a, b = np.array(truth[t]), np.array(truth[stamps[i + 1]])
+            mid = (a + b) / 2
+            mid[2] = a[2] + math.remainder(b[2] - a[2], 2 * math.pi) / 2
+            for ts, pose in ((t, a), ((t + stamps[i + 1]) // 2, mid)):
+                h.send_odom(ts, *_odom_of(tuple(pose), T_odom_map))
+                odom_sent.append(ts)
+            fr = frames[i]
+            h.send_fix(t, fr['prior'].lat_deg, fr['prior'].lon_deg)
+            h.send_image(t, fr['image'])
+            h.wait_processed(i + 1)
+        h.spin_until(lambda: int(h.diag().get('tracker_frames_used', 0)) >= n - 2
+                     and len(h.got['cov']) >= len(odom_sent) - 2, what='the tracked poses')
+        d = h.diag()
+        assert d['tracker'] in ('tracking', 'converging') and int(d['tracker_fixes_used']) >= n
+        tracked = {_stamp(m.header): m for m in h.got['cov']}
+        assert set(tracked) <= set(odom_sent)                 # at odometry stamps
+        assert {_stamp(m.header) for m in got_frames} <= set(stamps[:n])
+        assert len(got_frames) >= n // 2                      # frames localized on their own
+        last = max(tracked)
+        p = tracked[last].pose.pose
+        # truth at the last odometry stamp (the midpoint after the last frame)
+        a, b = np.array(truth[stamps[n - 1]]), np.array(truth[stamps[n]])
+        assert math.hypot(p.position.x - (a[0] + b[0]) / 2,
+                          p.position.y - (a[1] + b[1]) / 2) < 3.0
+        cov = np.asarray(tracked[last].pose.covariance).reshape(6, 6)
+        assert 0 < cov[0, 0] < 25 and 0 < cov[5, 5] < 1
+        # map -> odom from the tracked pose: composed with odometry it is that pose
+        tf = [t for m in h.got['tf'] for t in m.transforms if t.child_frame_id == 'odom'][-1]
+        assert _compose(_planar(tf), _odom_of(tuple((a + b) / 2), T_odom_map)) == \
+            pytest.approx((p.position.x, p.position.y, yaw_of(p.orientation)), abs=1e-3)
+
+        # initialpose (RViz "2D Pose Estimate"): the tracker restarts there, odometry moves it
+        def initialpose(x, y, yaw, frame='map'):
+            m = PoseWithCovarianceStamped()
+            m.header.frame_id = frame                       # stamp 0, as tools often send
+            fill_pose(m.pose.pose, x, y, yaw)
+            c = np.zeros((6, 6))
+            c[0, 0] = c[1, 1] = 0.04
+            c[5, 5] = 1e-4
+            m.pose.covariance = c.ravel().tolist()
+            pub_init.publish(m)
+
+        init = (p.position.x + 40.0, p.position.y - 30.0, yaw_of(p.orientation) + 0.5)
+        initialpose(*init, frame='odom')
+        h.spin_until(lambda: "initialpose ignored: frame 'odom'" in h.diag().get('last_error',
+                                                                                 ''),
+                     what='the wrong frame refused')
+        initialpose(*init)
+        h.spin_until(lambda: h.diag().get('tracker_pose_resets') == '1', what='the reset')
+        odom_last = _odom_of(tuple((a + b) / 2), T_odom_map)
+        h.send_odom(last + S // 10, *_compose(odom_last, (1.0, 0.0, 0.0)))  # 1 m ahead
+        h.spin_until(lambda: max(_stamp(m.header) for m in h.got['cov']) == last + S // 10,
+                     what='the pose after initialpose')
+        q = [m for m in h.got['cov'] if _stamp(m.header) == last + S // 10][0].pose.pose
+        want = _compose(init, (1.0, 0.0, 0.0))
+        assert math.hypot(q.position.x - want[0], q.position.y - want[1]) < 0.8
+        assert abs(math.remainder(yaw_of(q.orientation) - want[2], 2 * math.pi)) < 0.05
+
+        # ~/relocalize: no state, the next frame searches the whole map without a prior
+        res = h.call('relocalize', Trigger, Trigger.Request())
+        assert res.success and 'whole map' in res.message
+        h.spin_until(lambda: h.diag().get('tracker') == 'relocalizing', what='relocalizing')
+        processed = int(h.diag()['processed'])
+        t = last + S // 5
+        h.send_fix(t, frames[n]['prior'].lat_deg, frames[n]['prior'].lon_deg)
+        h.send_image(t, frames[n]['image'])
+        h.wait_processed(processed + 1)
+        h.spin_until(lambda: h.diag().get('last_stamp') == f'{t * 1e-9:.3f}',
+                     what='the frame after relocalize in diagnostics')
+        assert h.diag()['prior_source'] == 'none'
+    finally:
+        h.close()
+        code, log = stop_node(proc)
+    assert code == 0, log
+    assert 'initialpose: tracker re-initialised' in log and 'relocalizing' in log

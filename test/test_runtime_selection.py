@@ -20,6 +20,7 @@ from ciper_ros.runtime.selection import (
     MIN_CORRELATION_EIGENVALUE,
     select_pose,
     spread_covariance,
+    tile_hypotheses,
     to_index_frame,
 )
 
@@ -152,3 +153,25 @@ def test_hypotheses_go_into_the_index_frame_through_their_tiles():
     out = to_index_frame(plane, np.array([[48.0, 11.0], east]), xy)
     assert out[0] == pytest.approx(xy[0], abs=1e-6)
     assert out[1] == pytest.approx(xy[1] + [500.0, -300.0], abs=0.05)
+
+
+def test_tile_hypotheses_one_per_tile_best_first_without_the_prior():
+    """Catches: the prior in the weights, weights not normalised, another tile's spread."""
+    xy = np.array([[[0.0, 0.0], [1.0, 0.0]],            # tile 0: two queries 1 m apart
+                   [[50.0, 0.0], [50.0, 0.0]]])          # tile 1: two that coincide
+    yaw = np.zeros((2, 2))
+    conf = np.array([[0.5, 0.5], [0.9, 0.1]])
+    sims = np.array([1.0, 1.0])
+    rule = CovarianceRule(sigma_floor_m=0.01)
+    out = tile_hypotheses(xy_m=xy, yaw_rad=yaw, confidence=conf, similarity=sims, rule=rule)
+    assert [h.candidate for h in out] == [1, 0]         # tile 1's best (0.9) first
+    assert sum(h.weight for h in out) == pytest.approx(1.0)
+    assert out[0].weight == pytest.approx(0.9 / 1.4)
+    assert np.allclose(out[0].xy_m, (50.0, 0.0))
+    assert out[0].covariance[0, 0] == pytest.approx(0.01 ** 2)     # its own queries only
+    assert out[1].covariance[0, 0] == pytest.approx(0.5, rel=1e-6)  # half at 1 m, weighted
+    # the match probability weighs tiles; a far prior does not (a tracker weighs GNSS)
+    m = tile_hypotheses(xy_m=xy, yaw_rad=yaw, confidence=conf, similarity=sims, rule=rule,
+                        match_prob=np.array([1.0, 0.1]))
+    assert [h.candidate for h in m] == [0, 1]
+    assert m[0].weight == pytest.approx(0.5 / (0.5 + 0.09))

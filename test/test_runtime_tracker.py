@@ -229,3 +229,64 @@ def test_one_hypothesis_is_update_frame_and_bad_ones_are_dropped():
     assert np.allclose(a.logw, b.logw) and np.allclose(a.x, b.x)
     assert not b.update_hypotheses([((np.nan, 0.0), 0.0, cov, 1.0)], 0.8)
     assert not b.update_hypotheses([], 0.8)
+
+
+# ---------------------------------------------------------------------- the drive tracker
+def _drive_tracker(seed=0, **drive):
+    from ciper_ros.runtime.tracker import DriveTracker, DriveTrackerConfig
+
+    return DriveTracker(config=TrackerConfig(seed=seed), drive=DriveTrackerConfig(**drive))
+
+
+def test_a_late_frame_is_moved_to_the_odometry_time():
+    """A frame that waited 0.5 s for the model weighs the filter where the vehicle is now."""
+    S = 1_000_000_000
+    dt = _drive_tracker()
+    truth = _drive(2.0, speed=10.0)                     # 20 Hz, 10 m/s straight
+    for i, pose in enumerate(truth[:11]):               # odometry up to t = 0.5 s
+        dt.add_odometry(i * S // ODOM_HZ, *pose)
+    cov = np.diag([0.04, 0.04, 1e-4])
+    # a tight frame stamped t = 0 (the vehicle was 5 m behind its current place)
+    dt.set_pose(10 * S // ODOM_HZ, truth[10, :2] + (3.0, 0.0), truth[10, 2], np.diag(
+        [9.0, 9.0, 1e-3]))
+    assert dt.add_frame(0, [(truth[0, :2], truth[0, 2], cov, 1.0)], 0.99)
+    est = dt.estimate()
+    assert np.linalg.norm(est.xy_m - truth[10, :2]) < 0.5        # now, not 5 m back
+    back = dt.estimate_at(0)                                     # and moved back for a prior
+    assert np.linalg.norm(back.xy_m - truth[0, :2]) < 0.5
+
+
+def test_drive_tracker_starts_settles_relocalizes_and_takes_initial_poses():
+    S = 1_000_000_000
+    dt = _drive_tracker(settled_sigma_m=2.0)
+    assert dt.status()['tracker'] == 'uninitialised' and dt.prior_at(0) is None
+    dt.add_odometry(0, 0.0, 0.0, 0.0)
+    assert dt.add_fix(0, (5.0, 5.0), 4.0)                  # a GNSS start: broad, converging
+    assert dt.status()['tracker'] == 'converging' and dt.prior_at(0) is None
+    cov = np.diag([0.25, 0.25, 1e-3])
+    for k in range(1, 6):
+        dt.add_odometry(k * S, 0.0, 0.0, 0.0)
+        dt.add_frame(k * S, [((6.0, 4.0), 0.3, cov, 1.0)], 0.95)
+    assert dt.status()['tracker'] == 'tracking'
+    xy, sigma, yaw, yaw_sigma = dt.prior_at(5 * S)
+    assert np.linalg.norm(xy - (6.0, 4.0)) < 0.5 and abs(yaw - 0.3) < 0.05
+    assert sigma == pytest.approx(3.0) and yaw_sigma == pytest.approx(math.radians(3.0))
+    # relocalize: no state, GNSS ignored, and the frame's hypotheses (all) start it again
+    dt.relocalize()
+    assert dt.status()['tracker'] == 'relocalizing' and dt.prior_at(5 * S) is None
+    assert not dt.add_fix(5 * S, (5.0, 5.0), 1.0)
+    far = [((100.0, 0.0), 0.0, cov, 0.5), ((-100.0, 0.0), 1.0, cov, 0.5)]
+    assert dt.add_frame(5 * S, far, 0.9)
+    x = dt.tracker.x
+    assert 0.4 < np.mean(x[:, 0] > 0) < 0.6                # both places kept, half each
+    assert dt.searching                                     # two places: not settled
+    for k in range(6, 9):
+        dt.add_odometry(k * S, 0.0, 0.0, 0.0)
+        dt.add_frame(k * S, [((100.0, 0.0), 0.0, cov, 1.0)], 0.95)
+    assert not dt.searching and dt.status()['tracker'] == 'tracking'
+    assert np.linalg.norm(dt.estimate().xy_m - (100.0, 0.0)) < 0.5
+    # initialpose: re-initialised there, at once
+    dt.set_pose(8 * S, (-20.0, 7.0), -1.0, np.diag([0.04, 0.04, 1e-4]))
+    est = dt.estimate()
+    assert np.linalg.norm(est.xy_m - (-20.0, 7.0)) < 0.1 and abs(est.yaw_rad + 1.0) < 0.02
+    assert dt.status()['tracker_pose_resets'] == 1 and dt.status()['tracker_relocalizations'] == 1

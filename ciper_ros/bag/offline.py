@@ -64,6 +64,54 @@ def offline_records(localizer, source: str | os.PathLike, *,
     return out
 
 
+def tracked_run(localizer, source: str | os.PathLike, *, tracker,
+                config: PipelineConfig | None = None, topics: BagTopics | None = None,
+                datum_latlon_deg=None, use_gnss: bool = True,
+                progress: bool = True) -> tuple[list[FrameRecord], list[FrameRecord]]:
+    """Run a recording through the pipeline with a drive tracker: (frames, tracked).
+
+    ``tracker``: a :class:`~ciper_ros.runtime.tracker.DriveTracker` (odometry, fixes and
+    frames weigh it; settled, it is each frame's prior). Per camera frame: the frame's own
+    record, and the tracker's estimate at its stamp after it (judged by the same truth).
+    """
+    from tqdm import tqdm
+
+    if not is_bag(source):
+        raise UserError(f'tracking needs a recording with odometry, not {source}')
+    rec = read_recording(Path(source), topics or BagTopics())
+    frames, tracked = [], []
+    try:
+        if not rec.odometry:
+            raise UserError(f'{source} has no odometry on {rec.topics.odom}: nothing to '
+                            'track with')
+        pipe = FramePipeline(localizer=localizer, config=config or PipelineConfig(),
+                             use_gnss=use_gnss, tracker=tracker)
+        for r, _ in tqdm(drive_frames(pipe, rec, datum_latlon_deg=datum_latlon_deg),
+                         total=len(rec.images), desc='localize (tracked)', unit='frame',
+                         disable=not progress):
+            r.latency_ms = r.timings_ms.get('pipeline', math.nan)
+            frames.append(r)
+            tracked.append(_tracked_record(r, pipe.tracked_at(r.stamp_ns)))
+    finally:
+        rec.bag.close()
+    return frames, tracked
+
+
+def _tracked_record(frame: FrameRecord, est) -> FrameRecord:
+    t = FrameRecord(stamp_ns=frame.stamp_ns, name=frame.name)
+    t.truth_x_m, t.truth_y_m, t.truth_yaw_rad = (frame.truth_x_m, frame.truth_y_m,
+                                                 frame.truth_yaw_rad)
+    t.truth_camera_xy_yaw = frame.truth_camera_xy_yaw
+    t.latency_ms = frame.latency_ms
+    if est is None:
+        t.reason = 'tracker: not initialised (no fix or confident frame yet)'
+        return t
+    t.ok = True
+    t.x_m, t.y_m = (float(v) for v in est.xy_m)
+    t.yaw_rad, t.covariance = float(est.yaw_rad), est.covariance
+    return t
+
+
 def calibrate_recording(localizer, source: str | os.PathLike, *,
                         config: PipelineConfig | None = None,
                         topics: BagTopics | None = None, datum_latlon_deg=None,

@@ -121,7 +121,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         records = offline_records(loc, bag, params=params, topics=topics, datum=args.datum)
     store = open_store(params.map or info['map_path'])
     plane = LocalTangentPlane(*info['datum_latlon_deg'])
-    series, series_info = _series(args, bag, topics, plane, records)
+    series, series_info = _series(args, bag, topics, plane, params)
     m = write_report(out, records, meta=meta, store=store, plane=plane, zoom=info['zoom'],
                      series=series, series_info=series_info)
     print(_headline(m))
@@ -136,8 +136,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _series(args: argparse.Namespace, bag, topics, plane, records) -> tuple[dict, dict]:
-    """Run the estimates shown beside the per-frame one: ({key: records}, {key: info})."""
+def _series(args: argparse.Namespace, bag, topics, plane, params) -> tuple[dict, dict]:
+    """Run the estimates shown beside the per-frame one: ({key: records}, {key: info}).
+
+    Tracked: the node's pipeline with its tracker, offline (in both modes: an online run's
+    tracked poses are stamped at odometry, not at frames).
+    """
     if args.baseline == 'off' and args.track == 'off':
         return {}, {}
     from ciper_ros.bag.reader import read_recording
@@ -150,7 +154,12 @@ def _series(args: argparse.Namespace, bag, topics, plane, records) -> tuple[dict
         if args.track == 'on' and not rec.odometry:
             raise UserError('--track on needs odometry: the bag has none (--odom-topic)')
         if args.track != 'off' and rec.odometry:
-            series['tracked'], info['tracked'] = tracked_records(records, rec, plane=plane)
+            from ciper_ros.runtime.assemble import open_localizer
+
+            series['tracked'], info['tracked'] = tracked_records(
+                open_localizer(**params.localizer_args()), bag,
+                config=params.pipeline_config(), topics=topics, datum=args.datum,
+                tracker_config=params.tracker_config())
         if args.baseline != 'off':
             missing = [what for what, have in (('odometry', rec.odometry),
                                                ('GNSS fixes', rec.fixes),

@@ -3,7 +3,7 @@
 Offline: the bag's frames go straight through
 :class:`~ciper_ros.runtime.pipeline.FramePipeline` (the node's own per-frame code). Online:
 the real node runs as a separate process under ``use_sim_time``, this process replays the
-bag over DDS with /clock and records the node's ``~/pose_with_covariance``; frames the node
+bag over DDS with /clock and records the node's ``~/frame/pose_with_covariance``; frames the node
 dropped (it keeps only the newest) or rejected have no pose. Both return one
 :class:`~ciper_ros.metrics.frames.FrameRecord` per camera frame, with base_link ground
 truth and the GNSS prior the node's rule picks; :mod:`ciper_ros.experiments.report` turns
@@ -88,13 +88,16 @@ def online_records(bag: Path, *, index: str, model: str | None = None,
 
     Inputs are checked (parameters, bag, topics, index) before any DDS participant exists.
     DDS: ``isolate`` confines it to this machine and keeps the caller's ``ROS_DOMAIN_ID``
-    when set (else a random domain).
+    when set (else a random domain). The records are the node's
+    ``~/frame/pose_with_covariance``: each frame's own pose. The node runs with
+    ``tracking:=false`` unless ``node_params`` say otherwise, so that its frames take the
+    GNSS prior as the offline per-frame run does (the tracked series is run offline).
     """
     from ciper_ros.geo.enu import LocalTangentPlane
     from ciper_ros.runtime.index import read_info
 
     bag = Path(bag)
-    node_params = dict(node_params or {})
+    node_params = {'tracking': False, **(node_params or {})}
     check_node_params(node_params)
     params = NodeParams.from_dict({'index': str(index), **({'model': str(model)} if model
                                                           else {}), **node_params})
@@ -182,7 +185,7 @@ def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: flo
                                 message=st.message)
 
         sub = node.create_subscription(PoseWithCovarianceStamped,
-                                       f'/{NODE_NAME}/pose_with_covariance', on_pose,
+                                       f'/{NODE_NAME}/frame/pose_with_covariance', on_pose,
                                        QoSProfile(depth=200,
                                                   reliability=ReliabilityPolicy.RELIABLE))
         node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
@@ -209,7 +212,7 @@ def _drive_node(bag: Path, proc, image_topic: str, gnss_topic: str, *, rate: flo
             t0 = time.monotonic()
             while sub.get_publisher_count() < 1:
                 if not alive() or time.monotonic() - t0 > 30:
-                    raise NodeRunError('the node did not advertise ~/pose_with_covariance')
+                    raise NodeRunError('the node did not advertise ~/frame/pose_with_covariance')
                 time.sleep(0.05)
             # the camera mount first: a frame processed before /tf_static arrives would use
             # the parameter mount (as a live node would), making the run order-dependent

@@ -66,6 +66,9 @@ class FrameRecord:
     # the camera's pose and covariance as the model found them
     camera_xy_yaw: tuple[float, float, float] = _NAN3
     camera_covariance: np.ndarray = field(default_factory=_nan33)
+    # every decoded tile's best pose as base_link in the map, best first: (xy_m (2,),
+    # yaw_rad, covariance (3, 3), weight), weights summing to 1 (what a tracker weighs)
+    hypotheses: tuple = ()
     # map -> odom (x_m, y_m, yaw_rad) from odometry at the image stamp, when there was some
     map_to_odom: tuple[float, float, float] | None = None
     mount_source: str = ''
@@ -74,6 +77,7 @@ class FrameRecord:
     prior_y_m: float = math.nan
     prior_sigma_m: float = math.nan
     prior_latlon_deg: tuple[float, float] | None = None
+    prior_source: str = ''                    # 'gnss', 'tracker', 'given', or '' (none)
     fix_age_s: float = math.nan
     score: float = math.nan
     match_prob: float = math.nan              # calibrated "this is a match" (v2 models)

@@ -83,6 +83,7 @@ class Diagnostics:
             vals['last_stamp'] = f'{out.stamp_ns * 1e-9:.3f}'
             vals['last_fix_age_s'] = out.fix_age_s
             vals['candidates'] = out.candidates
+            vals['prior_source'] = out.prior_source or 'none'
             vals['score'] = out.score
             if math.isfinite(out.match_prob):
                 vals['match_prob'] = out.match_prob

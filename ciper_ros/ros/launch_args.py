@@ -49,6 +49,8 @@ NODE_ARGUMENTS = (
     LaunchArgument('compressed', bool, 'true: subscribe to <image_topic>/compressed'),
     LaunchArgument('gnss_topic', str, 'GNSS fix topic (sensor_msgs/NavSatFix): the prior'),
     LaunchArgument('odom_topic', str, 'odometry topic (nav_msgs/Odometry) for map -> odom'),
+    LaunchArgument('tracking', bool, 'with odom_topic: publish the tracked pose at odometry '
+                   'rate (false: every frame on its own, e.g. into robot_localization)'),
     LaunchArgument('publish_tf', bool, 'publish TF; false when robot_localization owns '
                    'map -> odom'),
     LaunchArgument('use_sim_time', bool, 'true: use /clock (bag replay)'),

@@ -123,13 +123,23 @@ class LocalizeNode(Node):
         self.create_subscription(TFMessage, '/tf_static', self._on_tf_static, QoSProfile(
             depth=100, reliability=ReliabilityPolicy.RELIABLE,
             durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from std_srvs.srv import Trigger
+
+        # as RViz's "2D Pose Estimate" sends it (and AMCL reads it): relative, so namespaced
+        self.create_subscription(PoseWithCovarianceStamped, 'initialpose',
+                                 self._on_initial_pose, 10)
+        self.create_service(Trigger, '~/relocalize', self._on_relocalize)
         self._worker.start()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        track = (f'tracked over {p.odom_topic} ({p.tracker_particles} particles) at '
+                 'odometry rate' if p.tracks else 'per frame')
         self.get_logger().info(
             f'localizing {self.image_topic} ({self.image_type}) with GNSS {p.gnss_topic} '
             f'on {len(self.pipeline.localizer.index.xy_m)} tiles ({p.backend} backend); '
-            f'publishing ~/pose, ~/pose_with_covariance, ~/fix, /tf '
-            f'({"on" if p.publish_tf else "off"}), /diagnostics')
+            f'publishing ~/pose, ~/pose_with_covariance, ~/fix ({track}), each frame on '
+            f'~/frame/pose_with_covariance, /tf ({"on" if p.publish_tf else "off"}), '
+            '/diagnostics; ~/relocalize and initialpose re-initialise the tracker')
 
     # ------------------------------------------------------------------ start-up
     def _read_parameters(self, argv: list[str]) -> NodeParams:
@@ -215,7 +225,13 @@ class LocalizeNode(Node):
             raise
         except (OSError, ValueError, ImportError, RuntimeError) as e:
             raise StartupError(str(e)) from None
-        self.pipeline = FramePipeline(localizer=loc, config=p.pipeline_config())
+        tracker = None
+        if p.tracks:
+            from ciper_ros.runtime.tracker import DriveTracker
+
+            tracker = DriveTracker(config=p.tracker_config())
+        self.pipeline = FramePipeline(localizer=loc, config=p.pipeline_config(),
+                                      tracker=tracker)
 
     def _warm_up(self) -> float:
         """Run one inference on a dummy frame at the first tile; return how long it took (ms)."""
@@ -271,8 +287,51 @@ class LocalizeNode(Node):
 
         self.rates['odom'].tick()
         p = msg.pose.pose
-        self.pipeline.add_odometry(stamp_ns(msg.header.stamp), p.position.x, p.position.y,
-                                   yaw_of(p.orientation))
+        odom = (p.position.x, p.position.y, yaw_of(p.orientation))
+        est = self.pipeline.add_odometry(stamp_ns(msg.header.stamp), *odom)
+        if est is not None:                   # tracking: the estimate at odometry rate
+            self._publish_tracked(est, msg.header.stamp, odom)
+
+    def _on_initial_pose(self, msg) -> None:
+        """``initialpose`` (RViz's "2D Pose Estimate"): re-initialise the tracker there."""
+        from ciper_ros.rosmsg.convert import MessageError, planar_pose_of
+
+        tracker = self.pipeline.tracker
+        if tracker is None:
+            self.last['error'] = ('initialpose ignored: the node does not track (tracking '
+                                  'off, or no odom_topic)')
+            self.get_logger().warn(self.last['error'])
+            return
+        frame = str(msg.header.frame_id)
+        if frame not in ('', self.params.map_frame):
+            self.last['error'] = (f"initialpose ignored: frame '{frame}' is not "
+                                  f"'{self.params.map_frame}'")
+            self.get_logger().warn(self.last['error'])
+            return
+        try:
+            xy, yaw, cov = planar_pose_of(msg)
+        except MessageError as e:
+            self.last['error'] = f'initialpose ignored: {e}'
+            self.get_logger().warn(self.last['error'])
+            return
+        tracker.set_pose(stamp_ns(msg.header.stamp), xy, yaw, cov)
+        self.get_logger().info(f'initialpose: tracker re-initialised at ({xy[0]:.2f}, '
+                               f'{xy[1]:.2f}) m, {math.degrees(yaw):.1f} deg')
+
+    def _on_relocalize(self, request, response):
+        """``~/relocalize``: forget the track; frames search the whole map until it settles."""
+        tracker = self.pipeline.tracker
+        if tracker is None:
+            response.success = False
+            response.message = ('the node does not track (tracking off, or no odom_topic): '
+                                'every frame is already localized on its own')
+            return response
+        tracker.relocalize()
+        response.success = True
+        response.message = ('relocalizing: the next frames search the whole map, GNSS '
+                            'ignored until they settle the tracker')
+        self.get_logger().info(response.message)
+        return response
 
     def _on_tf_static(self, msg) -> None:
         from ciper_ros.runtime.mount import tf_edges
@@ -370,6 +429,8 @@ class LocalizeNode(Node):
             vals['camera_hfov_deg'] = math.degrees(cam.hfov_rad)
         vals['camera_info_buffered'] = len(pipe.camera_infos)
         vals['odom_buffered'] = len(pipe.odometry)
+        if pipe.tracker is not None:
+            vals.update(pipe.tracker.status())
         mounts = pipe.tf_static.mounts()
         vals['tf_static_edges'] = len(pipe.tf_static)
         vals['camera_mount'] = '; '.join(f'{f or "?"}: {m.source} ({m.x_m:.2f}, {m.y_m:.2f} m, '
@@ -379,10 +440,29 @@ class LocalizeNode(Node):
 
     # ------------------------------------------------------------------ outputs
     def _publish(self, rec, stamp) -> None:
+        """Publish a localized frame on the debug topic, and as the pose unless tracking."""
+        self.outputs.publish_frame(stamp, x_m=rec.x_m, y_m=rec.y_m, yaw_rad=rec.yaw_rad,
+                                   covariance=rec.covariance)
+        if self.pipeline.tracker is not None:
+            return
         self.outputs.publish(stamp, x_m=rec.x_m, y_m=rec.y_m, yaw_rad=rec.yaw_rad,
                              covariance=rec.covariance, lat_deg=rec.lat_deg,
                              lon_deg=rec.lon_deg,
                              map_to_odom=rec.map_to_odom if self.params.odom_topic else None)
+        self.seen['pose'] = time.monotonic()
+
+    def _publish_tracked(self, est, stamp, odom: tuple[float, float, float]) -> None:
+        """Publish the tracker's estimate at an odometry stamp, and map -> odom from it."""
+        from ciper_ros.geo.se2 import SE2
+
+        x, y = (float(v) for v in est.xy_m)
+        T_map_odom = SE2(x, y, est.yaw_rad) @ SE2(*odom).inv()
+        lat, lon = self.pipeline.localizer.index.plane.latlon_from_xy_m(
+            np.array([[x, y]]))[0]
+        self.outputs.publish(stamp, x_m=x, y_m=y, yaw_rad=est.yaw_rad,
+                             covariance=est.covariance, lat_deg=float(lat),
+                             lon_deg=float(lon),
+                             map_to_odom=(T_map_odom.x_m, T_map_odom.y_m, T_map_odom.yaw_rad))
         self.seen['pose'] = time.monotonic()
 
     def close(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:

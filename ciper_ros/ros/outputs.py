@@ -33,6 +33,9 @@ class Outputs:
         self.pub_pose_cov = node.create_publisher(PoseWithCovarianceStamped,
                                                   '~/pose_with_covariance', reliable)
         self.pub_fix = node.create_publisher(NavSatFix, '~/fix', reliable)
+        # every localized frame's own pose (the node's pose is the tracker's when it tracks)
+        self.pub_frame = node.create_publisher(PoseWithCovarianceStamped,
+                                               '~/frame/pose_with_covariance', reliable)
         self.pub_tf = node.create_publisher(TFMessage, '/tf', QoSProfile(
             depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self._lock = threading.Lock()
@@ -113,6 +116,19 @@ class Outputs:
         else:
             self.republish()
 
+    def publish_frame(self, stamp, *, x_m: float, y_m: float, yaw_rad: float,
+                      covariance) -> None:
+        """One localized frame's own pose (base_link in the map, at the image's stamp)."""
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+
+        from ciper_ros.rosmsg.convert import fill_pose, pose_covariance_6x6
+
+        pc = PoseWithCovarianceStamped()
+        pc.header.stamp, pc.header.frame_id = stamp, self.node.params.map_frame
+        fill_pose(pc.pose.pose, float(x_m), float(y_m), yaw_rad)
+        pc.pose.covariance = pose_covariance_6x6(covariance)
+        self.pub_frame.publish(pc)
+
     def republish(self) -> None:
         """Send the latest map -> odom, future-dated (the timer's and each frame's)."""
         from geometry_msgs.msg import TransformStamped
@@ -146,5 +162,6 @@ class Outputs:
         """Wait until subscribers acknowledged what was published (before the node ends)."""
         from rclpy.duration import Duration
 
-        for pub in (self.pub_pose, self.pub_pose_cov, self.pub_fix, self.pub_tf):
+        for pub in (self.pub_pose, self.pub_pose_cov, self.pub_fix, self.pub_frame,
+                    self.pub_tf):
             pub.wait_for_all_acked(Duration(seconds=timeout_s))

@@ -48,6 +48,11 @@ class NodeParams:
     gnss_topic: str = _p('gnss/fix', 'sensor_msgs/NavSatFix GNSS prior')
     odom_topic: str = _p('', "nav_msgs/Odometry for map -> odom; '' = none: TF goes to "
                              'debug_child_frame')
+    tracking: bool = _p(True, 'with odom_topic: track over the drive (odometry, GNSS and '
+                              'every frame weigh a particle filter); ~/pose is then the '
+                              "tracker's estimate at odometry rate, each frame's own on "
+                              '~/frame/pose_with_covariance')
+    tracker_particles: int = _p(1000, "the tracker's particles", range_=(10, 100000))
     publish_tf: bool = _p(True, 'publish map -> odom (or the debug frame) on /tf; off when '
                                 'robot_localization owns map -> odom', dynamic=True)
     map_frame: str = _p('map', 'frame of the published poses (ENU at the index datum)')
@@ -152,6 +157,17 @@ class NodeParams:
                               mount=Mount(self.camera_x_m, self.camera_y_m,
                                           self.camera_yaw_rad),
                               camera_info_tolerance_s=self.camera_info_tolerance_s)
+
+    def tracker_config(self):
+        """Return the tracker's settings (:class:`ciper_ros.runtime.tracker.TrackerConfig`)."""
+        from ciper_ros.runtime.tracker import TrackerConfig
+
+        return TrackerConfig(particles=self.tracker_particles)
+
+    @property
+    def tracks(self) -> bool:
+        """Whether the node tracks (tracking on, and odometry to track with)."""
+        return self.tracking and bool(self.odom_topic)
 
     def validate(self) -> None:
         def bad(name: str, why: str) -> ParameterError:

@@ -72,6 +72,7 @@ class FixBuffer(StampedBuffer):
         super().__init__(horizon_s=policy.horizon_s)
         self.policy = policy
         self.last_rejection = ''
+        self.last_added: Prior | None = None      # the fix just buffered, as a prior
         self.received = self.rejected = 0
 
     def add(self, stamp_ns: int, msg) -> str | None:
@@ -84,6 +85,7 @@ class FixBuffer(StampedBuffer):
             return why
         self.horizon_ns = int(self.policy.horizon_s * 1e9)    # the policy may change at run time
         self._add(stamp_ns, prior)
+        self.last_added = prior
         return None
 
     def prior_at(self, stamp_ns: int) -> tuple[Prior | None, str, float]:

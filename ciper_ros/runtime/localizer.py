@@ -29,6 +29,8 @@ from ciper_ros.runtime.selection import (
     heading_window,
     match_mixture,
     select_pose,
+    tile_hypotheses,
+    TileHypothesis,
     to_index_frame,
 )
 from ciper_ros.util.errors import UserError
@@ -107,6 +109,8 @@ class LocalizationResult:
     tile_id: int = -1
     candidates: list[int] = field(default_factory=list)
     timings_ms: dict = field(default_factory=dict)
+    # every decoded tile's best pose (camera, index ENU frame), best first: a tracker's input
+    hypotheses: list[TileHypothesis] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {'ok': self.ok, 'reason': self.reason, 'lat_deg': self.lat_deg,
@@ -115,7 +119,12 @@ class LocalizationResult:
                 'covariance': np.asarray(self.covariance).tolist(), 'score': self.score,
                 'match_prob': self.match_prob, 'tile_id': self.tile_id,
                 'candidates': list(self.candidates),
-                'timings_ms': dict(self.timings_ms)}
+                'timings_ms': dict(self.timings_ms),
+                'hypotheses': [{'x_m': float(h.xy_m[0]), 'y_m': float(h.xy_m[1]),
+                                'yaw_rad': h.yaw_rad, 'weight': h.weight,
+                                'tile_id': self.candidates[h.candidate]
+                                if h.candidate < len(self.candidates) else -1}
+                               for h in self.hypotheses]}
 
 
 class EncodingCache:
@@ -328,8 +337,9 @@ class Localizer:
         match = self.match_probability(out, forward=forward)               # (K,) or None
         min_prob = self.match_rule(forward=forward)[2]
         rule = self.covariance_rule(forward=forward)
-        sel = select_pose(xy_m=pts, yaw_rad=np.stack([h['yaw_rad'] for h in hyps]),
-                          confidence=np.stack([h['score'] for h in hyps]),
+        yaw = np.stack([h['yaw_rad'] for h in hyps])                      # (K, Q)
+        conf = np.stack([h['score'] for h in hyps])                       # (K, Q)
+        sel = select_pose(xy_m=pts, yaw_rad=yaw, confidence=conf,
                           similarity=np.asarray(sims), prior_xy_m=prior_xy,
                           prior_sigma_m=None if prior is None else prior.sigma_m,
                           rule=rule, match_prob=match)
@@ -346,7 +356,11 @@ class Localizer:
         res = LocalizationResult(ok=True, lat_deg=float(lat), lon_deg=float(lon),
                                  xy_m=sel.xy_m, yaw_rad=sel.yaw_rad, covariance=cov,
                                  score=sel.score, match_prob=p,
-                                 tile_id=int(ids[sel.candidate]))
+                                 tile_id=int(ids[sel.candidate]),
+                                 hypotheses=tile_hypotheses(
+                                     xy_m=pts, yaw_rad=yaw, confidence=conf,
+                                     similarity=np.asarray(sims), rule=rule,
+                                     match_prob=match))
         if match is not None and not p >= min_prob:
             res.ok = False
             res.reason = (f'no match: match probability {p:.2f} is below '

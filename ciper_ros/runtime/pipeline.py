@@ -9,13 +9,18 @@ same frame gets the same result everywhere. For each frame, in order:
    sensor buffers are cleared first;
 2. the image itself (decode errors, degenerate sizes: a counted bad image);
 3. intrinsics for a forward camera of a panorama model: the CameraInfo matched by stamp;
-4. the prior: the latest valid GNSS fix at or before the stamp (``runtime.gnss``), unless
-   the caller gives one;
+4. the prior: the caller's, else the drive tracker's estimate once it has settled (when the
+   pipeline has one), else the latest valid GNSS fix at or before the stamp
+   (``runtime.gnss``); a tracker without either (a kidnapped start, ``relocalize``)
+   searches the whole index;
 5. the camera mount (``/tf_static`` chain to the image's frame, else the parameters);
 6. :meth:`Localizer.localize`, then camera -> base_link through the mount;
-7. map -> odom from odometry interpolated at the image stamp, when odometry is buffered.
+7. map -> odom from odometry interpolated at the image stamp, when odometry is buffered;
+8. with a tracker: the frame's hypotheses (every decoded tile's best pose) weigh it.
 
-The result is one :class:`~ciper_ros.metrics.frames.FrameRecord`.
+The result is one :class:`~ciper_ros.metrics.frames.FrameRecord` (the frame's own pose;
+:meth:`FramePipeline.tracked_at` gives the tracker's). Odometry and fixes reach the
+tracker through :meth:`FramePipeline.add_odometry` and :meth:`FramePipeline.add_fix`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from ciper_ros.runtime.localizer import Localizer, Prior
 from ciper_ros.runtime.mount import base_from_camera, Mount
 from ciper_ros.runtime.sensors import CameraInfoBuffer, OdometryBuffer, StaticTransforms
 from ciper_ros.runtime.stamped import TIME_JUMP_BACK_S
+from ciper_ros.runtime.tracker import DriveTracker, TrackEstimate
 
 
 def set_prior(rec: FrameRecord, prior: Prior, plane) -> None:
@@ -79,10 +85,12 @@ class FramePipeline:
     """The sensor buffers of one camera stream and the per-frame path through the Localizer."""
 
     def __init__(self, *, localizer: Localizer, config: PipelineConfig = PipelineConfig(),
-                 use_gnss: bool = True) -> None:
+                 use_gnss: bool = True, tracker: DriveTracker | None = None) -> None:
+        """``tracker``: track over the drive (frames, fixes and odometry weigh it)."""
         self.localizer = localizer
         self.config = config
         self.use_gnss = use_gnss
+        self.tracker = tracker
         self.fixes = FixBuffer(config.fix_policy)
         self.camera_infos = CameraInfoBuffer(tolerance_s=config.camera_info_tolerance_s)
         self.odometry = OdometryBuffer(max_gap_s=config.odom_max_gap_s,
@@ -94,8 +102,14 @@ class FramePipeline:
 
     # ------------------------------------------------------------------ inputs
     def add_fix(self, stamp_ns: int, msg) -> str | None:
-        """Buffer a NavSatFix; the reason it was refused, or None."""
-        return self.fixes.add(stamp_ns, msg)
+        """Buffer a NavSatFix (and weigh the tracker by it); the reason it was refused."""
+        why = self.fixes.add(stamp_ns, msg)
+        if why is None and self.tracker is not None and self.use_gnss:
+            fix = self.fixes.last_added
+            xy = self.localizer.index.plane.xy_m_from_latlon(
+                np.array([[fix.lat_deg, fix.lon_deg]]))[0]
+            self.tracker.add_fix(stamp_ns, xy, fix.sigma_m)
+        return why
 
     def add_camera_info(self, stamp_ns: int, msg) -> str | None:
         """Buffer a CameraInfo; the reason it was refused, or None."""
@@ -107,10 +121,19 @@ class FramePipeline:
             return str(e)
         return None
 
-    def add_odometry(self, stamp_ns: int, x_m: float, y_m: float, yaw_rad: float) -> None:
-        if all(math.isfinite(v) for v in (x_m, y_m, yaw_rad)):
-            self.odometry.add(stamp_ns, SE2(x_m, y_m, yaw_rad, parent='odom',
-                                            child='base_link'))
+    def add_odometry(self, stamp_ns: int, x_m: float, y_m: float,
+                     yaw_rad: float) -> TrackEstimate | None:
+        """Buffer an odometry pose (odom frame); the tracker's estimate after it, if any."""
+        if not all(math.isfinite(v) for v in (x_m, y_m, yaw_rad)):
+            return None
+        self.odometry.add(stamp_ns, SE2(x_m, y_m, yaw_rad, parent='odom', child='base_link'))
+        if self.tracker is None:
+            return None
+        return self.tracker.add_odometry(stamp_ns, x_m, y_m, yaw_rad)
+
+    def tracked_at(self, stamp_ns: int) -> TrackEstimate | None:
+        """Give the tracker's estimate at ``stamp_ns`` (None: no tracker, or not started)."""
+        return None if self.tracker is None else self.tracker.estimate_at(stamp_ns)
 
     def add_static_transforms(self, edges) -> None:
         self.tf_static.add(edges)
@@ -156,13 +179,19 @@ class FramePipeline:
             if (camera.width, camera.height) != (w, h):
                 rec.reason = f'CameraInfo is {camera.width}x{camera.height}, the image {w}x{h}'
                 return rec
+        plane = self.localizer.index.plane
         prior, why = frame.prior, 'no prior'
-        if prior is None and self.use_gnss:
+        rec.prior_source = 'given' if prior is not None else ''
+        if prior is None and self.tracker is not None:
+            prior = self._tracker_prior(stamp)
+            rec.prior_source = 'tracker' if prior is not None else ''
+        searching = self.tracker is not None and self.tracker.searching
+        if prior is None and self.use_gnss and not searching:
             prior, why, rec.fix_age_s = self.fixes.prior_at(stamp)
-        if prior is None and self.use_gnss:
+            rec.prior_source = 'gnss' if prior is not None else ''
+        if prior is None and self.use_gnss and self.tracker is None:
             rec.reason = why
             return rec
-        plane = self.localizer.index.plane
         if prior is not None:
             set_prior(rec, prior, plane)
         mount = self.tf_static.mount(frame.frame_id)
@@ -177,6 +206,8 @@ class FramePipeline:
         rec.candidate_tiles = tuple(int(c) for c in res.candidates)
         rec.score, rec.tile_id, rec.reason = float(res.score), int(res.tile_id), res.reason
         rec.match_prob = float(res.match_prob)
+        rec.hypotheses = tuple((*base_from_camera(h.xy_m, h.yaw_rad, h.covariance, mount),
+                                h.weight) for h in res.hypotheses)
         if math.isfinite(res.yaw_rad):
             rec.camera_xy_yaw = (float(res.xy_m[0]), float(res.xy_m[1]), float(res.yaw_rad))
             rec.camera_covariance = np.asarray(res.covariance, np.float64)
@@ -190,11 +221,26 @@ class FramePipeline:
                                  child='base_link') @ T_odom_base.inv()
                 rec.map_to_odom = (T_map_odom.x_m, T_map_odom.y_m, T_map_odom.yaw_rad)
         rec.ok = bool(res.ok) and math.isfinite(rec.yaw_rad)
+        if self.tracker is not None and rec.hypotheses:
+            t1 = time.perf_counter()
+            self.tracker.add_frame(stamp, rec.hypotheses, rec.match_prob)
+            rec.timings_ms['tracker'] = 1e3 * (time.perf_counter() - t1)
         rec.timings_ms['pipeline'] = 1e3 * (time.perf_counter() - t0)
         return rec
 
+    def _tracker_prior(self, stamp_ns: int) -> Prior | None:
+        got = self.tracker.prior_at(stamp_ns)
+        if got is None:
+            return None
+        xy, sigma, yaw, yaw_sigma = got
+        lat, lon = self.localizer.index.plane.latlon_from_xy_m(np.asarray(xy)[None])[0]
+        return Prior(float(lat), float(lon), sigma_m=float(sigma), yaw_rad=float(yaw),
+                     yaw_sigma_rad=float(yaw_sigma))
+
     def reset_history(self) -> None:
-        """Forget buffered fixes, CameraInfo and odometry (the clock went back)."""
+        """Forget buffered fixes, CameraInfo, odometry and the track (the clock went back)."""
         self.fixes.clear()
         self.camera_infos.clear()
         self.odometry.clear()
+        if self.tracker is not None:
+            self.tracker.reset()

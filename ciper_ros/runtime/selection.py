@@ -157,6 +157,48 @@ def select_pose(*, xy_m: np.ndarray, yaw_rad: np.ndarray, confidence: np.ndarray
                      sigma_m=np.sqrt(np.diag(cov)[:2]))
 
 
+@dataclass(frozen=True)
+class TileHypothesis:
+    """One decoded tile's best pose, its covariance and weight (what a tracker weighs)."""
+
+    candidate: int                       # row of the candidate tile
+    xy_m: np.ndarray                     # (2,) index ENU frame
+    yaw_rad: float
+    covariance: np.ndarray               # (3, 3), floored like the frame's
+    weight: float                        # normalised over the frame's tiles (sum 1)
+
+
+def tile_hypotheses(*, xy_m: np.ndarray, yaw_rad: np.ndarray, confidence: np.ndarray,
+                    similarity: np.ndarray, rule: CovarianceRule = CovarianceRule(),
+                    match_prob: np.ndarray | None = None) -> list[TileHypothesis]:
+    """Give the best hypothesis of each of K decoded tiles, best first (as select_pose).
+
+    Scored as :func:`hypothesis_scores` without the prior: a tracker weighs GNSS itself,
+    and a frame that saw another place than the fix must be able to say so. Each tile's
+    covariance is the floored spread of its own ``spread_top`` best queries; weights are
+    the tiles' best scores, normalised (uniform when every score is zero).
+    """
+    xy_m = np.asarray(xy_m, np.float64)
+    yaw_rad = np.asarray(yaw_rad, np.float64)
+    score = hypothesis_scores(confidence=confidence, similarity=similarity, xy_m=xy_m,
+                              match_prob=match_prob)                     # (K, Q)
+    best = np.max(score, axis=1)
+    total = float(best.sum())
+    weights = best / total if total > 0 else np.full(len(best), 1.0 / len(best))
+    out = []
+    for j in np.argsort(-best, kind='stable'):
+        order = np.argsort(-score[j], kind='stable')[:rule.spread_top]
+        q = order[0]
+        cov = spread_covariance(xy_m=xy_m[j, order], yaw_rad=yaw_rad[j, order],
+                                weights=score[j, order], centre_xy_m=xy_m[j, q],
+                                centre_yaw_rad=float(yaw_rad[j, q]))
+        out.append(TileHypothesis(candidate=int(j), xy_m=xy_m[j, q].copy(),
+                                  yaw_rad=float(yaw_rad[j, q]),
+                                  covariance=floored_covariance(cov, rule),
+                                  weight=float(weights[j])))
+    return out
+
+
 def match_mixture(cov: np.ndarray, match_prob: float, *, prior_sigma_m: float,
                   prior_yaw_sigma_rad: float, rule: CovarianceRule) -> np.ndarray:
     """Covariance of "right with probability p, else anywhere the prior allows".

@@ -26,7 +26,7 @@ Shapes: ``xy_m`` (2,), covariance (3, 3) in (x m, y m, yaw rad).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 from typing import NamedTuple
 
@@ -155,6 +155,27 @@ class Tracker:
         self.logw = np.full(n, -math.log(n))
         self._disagree = 0
 
+    def _initialise_from_mixture(self, hyps: list[_Hypothesis]) -> None:
+        """Particles drawn from the hypotheses, as many from each as its share of weight.
+
+        A frame without a prior (a kidnapped vehicle) names several places; the filter keeps
+        them all until odometry and the next frames tell them apart.
+        """
+        n = self.cfg.particles
+        w = np.array([h.weight for h in hyps], np.float64)
+        counts = np.floor(w / w.sum() * n).astype(int)
+        counts[int(np.argmax(w))] += n - int(counts.sum())
+        parts = []
+        for h, k in zip(hyps, counts, strict=True):
+            if k:
+                L = np.linalg.cholesky(h.cov)
+                parts.append(np.array([*h.xy_m, h.yaw_rad])
+                             + self.rng.standard_normal((k, 3)) @ L.T)
+        self.x = np.concatenate(parts)
+        self.x[:, 2] = _wrap(self.x[:, 2])
+        self.logw = np.full(n, -math.log(n))
+        self._disagree = 0
+
     # ------------------------------------------------------------------ prediction
     def predict(self, dx_m: float, dy_m: float, dyaw_rad: float, dt_s: float) -> None:
         """Move every particle by an odometry increment (base_link frame), with noise."""
@@ -220,7 +241,7 @@ class Tracker:
         p = float(match_prob) if math.isfinite(match_prob) else 0.5
         top = max(valid, key=lambda h: h.weight)
         if not self.initialised:
-            self.initialise_from_covariance(top.xy_m, top.yaw_rad, top.cov)
+            self._initialise_from_mixture(valid)
             return True
         total = sum(h.weight for h in valid)
         e = np.empty_like(self.x)
@@ -295,7 +316,7 @@ class Tracker:
             return
         self._disagree = self._disagree + 1 if m > CHI2_3_999 else 0
         if self._disagree >= c.diverge_frames:
-            self.initialise_from_covariance(top.xy_m, top.yaw_rad, top.cov)
+            self._initialise_from_mixture(hyps)
             self.reinits += 1
 
     def _gnss_diverged(self, xy, s, t_s) -> bool:
@@ -354,55 +375,228 @@ def odometry_increment(prev, cur) -> tuple[float, float, float]:
     return d.x_m, d.y_m, math.remainder(d.yaw_rad, 2 * math.pi)
 
 
-class DriveTracker:
-    """The tracker fed a drive's streams in time order: odometry, GNSS fixes, frames.
+@dataclass(frozen=True)
+class DriveTrackerConfig:
+    """How the drive tracker starts, what it hands the next frame and when it has settled."""
 
-    The one driver the node and the offline evaluation share. It initialises from the
-    first GNSS fix (position spread by its sigma, at least ``init_sigma_floor_m``, heading
-    unknown) or, without one, from the first localized frame; odometry poses (odom frame)
-    become increments; a fix or frame before initialisation waits for nothing.
+    init_sigma_floor_m: float = 3.0        # a start from a GNSS fix: at least this spread
+    settled_sigma_m: float = 5.0           # position sigma below which the tracker is the
+    #                                        next frame's prior (else GNSS, or none)
+    prior_sigma_floor_m: float = 3.0       # the tracker's prior is never tighter than this:
+    prior_yaw_sigma_floor_rad: float = math.radians(3.0)   # frames must be able to disagree
+    odom_horizon_s: float = 30.0           # odometry kept to move late measurements
+    odom_max_gap_s: float = 1.0            # between two odometry messages interpolated
+
+
+class DriveTracker:
+    """The tracker fed a drive's streams: odometry, GNSS fixes, frames, resets (thread-safe).
+
+    The one driver the node and the offline tools share (through
+    :class:`~ciper_ros.runtime.pipeline.FramePipeline`). The filter lives at the latest
+    odometry stamp; a frame or fix stamped earlier (it waited for the model) is moved to
+    that time by the odometry between the two stamps, and a prior asked for an earlier
+    stamp is moved back, so a frame's latency costs no accuracy.
+
+    It initialises from the first GNSS fix (spread by its sigma, at least
+    ``init_sigma_floor_m``, heading unknown) or, without one, from the first frame's
+    hypotheses (a kidnapped vehicle: all of them, by weight). :meth:`relocalize` forgets
+    the state and ignores GNSS until frames searched over the whole map have settled it;
+    :meth:`set_pose` is ``/initialpose``.
     """
 
     def __init__(self, *, config: TrackerConfig | None = None,
-                 init_sigma_floor_m: float = 3.0) -> None:
+                 drive: DriveTrackerConfig | None = None) -> None:
+        import threading
+
+        from ciper_ros.runtime.sensors import OdometryBuffer
+
+        self.cfg = drive or DriveTrackerConfig()
         self.tracker = Tracker(config=config)
-        self.init_sigma_floor_m = init_sigma_floor_m
+        self.odometry = OdometryBuffer(max_gap_s=self.cfg.odom_max_gap_s,
+                                       tolerance_s=self.cfg.odom_max_gap_s,
+                                       horizon_s=self.cfg.odom_horizon_s)
+        self._lock = threading.RLock()
         self._odom: tuple[int, float, float, float] | None = None
-        self.frames_used = self.fixes_used = 0
+        self.searching = False              # relocalize asked; GNSS ignored until settled
+        self.frames_used = self.fixes_used = self.relocalizations = self.pose_resets = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def initialised(self) -> bool:
+        return self.tracker.initialised
+
+    @property
+    def time_ns(self) -> int | None:
+        """The stamp the filter is at (the latest odometry), None before any."""
+        return None if self._odom is None else self._odom[0]
+
+    def settled(self) -> bool:
+        """Tell whether it is initialised within ``settled_sigma_m`` (the frames' prior)."""
+        with self._lock:
+            if not self.tracker.initialised:
+                return False
+            cov = self.tracker.estimate().covariance[:2, :2]
+            return math.sqrt(float(np.linalg.eigvalsh(cov)[-1])) <= self.cfg.settled_sigma_m
 
     def reset(self) -> None:
-        """Forget everything (a time jump, ``/initialpose`` re-initialises instead)."""
-        self.tracker = Tracker(config=self.tracker.cfg)
-        self._odom = None
+        """Forget everything (the clock went back: the odometry is void)."""
+        with self._lock:
+            self.tracker = Tracker(config=self.tracker.cfg)
+            self.odometry.clear()
+            self._odom = None
+            self.searching = False
 
-    def add_odometry(self, stamp_ns: int, x_m: float, y_m: float, yaw_rad: float) -> None:
+    def relocalize(self) -> None:
+        """Start over from frames alone: no state, GNSS ignored until frames settle it."""
+        with self._lock:
+            self.tracker = Tracker(config=self.tracker.cfg)
+            self.searching = True
+            self.relocalizations += 1
+
+    # ------------------------------------------------------------------ motion
+    def _motion(self, from_ns: int, to_ns: int) -> SE2 | None:
+        """base_link's motion from ``from_ns`` to ``to_ns`` (in its frame at ``from_ns``)."""
+        if from_ns == to_ns:
+            return SE2(0.0, 0.0, 0.0)
+        a, b = self.odometry.at(from_ns), self.odometry.at(to_ns)
+        if a is None or b is None:
+            return None
+        return a.inv() @ b
+
+    def _to_filter_time(self, stamp_ns: int, xy, yaw_rad: float, cov):
+        """Move a pose (and 3x3 covariance) at ``stamp_ns`` to the filter's time.
+
+        Unchanged when the stamp is at or after the latest odometry (nothing to move by) or
+        odometry does not reach back to it.
+        """
+        now = self.time_ns
+        if now is None or stamp_ns >= now:
+            return np.asarray(xy, np.float64), float(yaw_rad), cov
+        d = self._motion(int(stamp_ns), now)
+        if d is None:
+            return np.asarray(xy, np.float64), float(yaw_rad), cov
+        T = SE2(float(xy[0]), float(xy[1]), float(yaw_rad)) @ d
+        if cov is not None:
+            # first order: heading uncertainty swings the moved position by the lever arm
+            lever = T.xy_m - np.asarray(xy, np.float64)
+            J = np.eye(3)
+            J[0, 2], J[1, 2] = -lever[1], lever[0]
+            cov = J @ np.asarray(cov, np.float64) @ J.T
+        return T.xy_m, T.yaw_rad, cov
+
+    def add_odometry(self, stamp_ns: int, x_m: float, y_m: float,
+                     yaw_rad: float) -> TrackEstimate | None:
+        """Predict with the increment since the last odometry; the estimate after it."""
         if not all(math.isfinite(v) for v in (x_m, y_m, yaw_rad)):
-            return
-        if self._odom is not None and stamp_ns > self._odom[0]:
-            t0, *prev = self._odom
-            self.tracker.predict(*odometry_increment(prev, (x_m, y_m, yaw_rad)),
-                                 (stamp_ns - t0) * 1e-9)
-        if self._odom is None or stamp_ns > self._odom[0]:
-            self._odom = (int(stamp_ns), float(x_m), float(y_m), float(yaw_rad))
+            return None
+        with self._lock:
+            stamp_ns = int(stamp_ns)
+            if self._odom is not None and stamp_ns <= self._odom[0]:
+                return None                    # a repeat or out of order: nothing new
+            self.odometry.add(stamp_ns, SE2(float(x_m), float(y_m), float(yaw_rad),
+                                            parent='odom', child='base_link'))
+            if self._odom is not None:
+                t0, *prev = self._odom
+                self.tracker.predict(*odometry_increment(prev, (x_m, y_m, yaw_rad)),
+                                     (stamp_ns - t0) * 1e-9)
+            self._odom = (stamp_ns, float(x_m), float(y_m), float(yaw_rad))
+            return self.tracker.estimate() if self.tracker.initialised else None
 
+    # ------------------------------------------------------------------ measurements
     def add_fix(self, stamp_ns: int, xy_m, sigma_m: float) -> bool:
+        """Weigh by a GNSS fix (map frame); True when used (never while relocalizing)."""
         xy = np.asarray(xy_m, np.float64).reshape(2)
         if not (np.isfinite(xy).all() and math.isfinite(sigma_m) and sigma_m > 0):
             return False
-        if not self.tracker.initialised:
-            self.tracker.initialise(xy, max(float(sigma_m), self.init_sigma_floor_m))
-            self.fixes_used += 1
-            return True
-        used = self.tracker.update_gnss(xy, float(sigma_m), t_s=stamp_ns * 1e-9)
-        self.fixes_used += int(used)
-        return used
+        with self._lock:
+            if self.searching:
+                return False
+            if not self.tracker.initialised:
+                self.tracker.initialise(xy, max(float(sigma_m), self.cfg.init_sigma_floor_m))
+                self.fixes_used += 1
+                return True
+            yaw = self.tracker.estimate().yaw_rad
+            xy, _, _ = self._to_filter_time(int(stamp_ns), xy, yaw, None)
+            used = self.tracker.update_gnss(xy, float(sigma_m), t_s=stamp_ns * 1e-9)
+            self.fixes_used += int(used)
+            return used
 
-    def add_frame(self, stamp_ns: int, xy_m, yaw_rad: float, covariance,
-                  match_prob: float) -> bool:
-        used = self.tracker.update_frame(xy_m, yaw_rad, covariance, match_prob,
-                                         t_s=stamp_ns * 1e-9)
-        self.frames_used += int(used)
-        return used
+    def add_frame(self, stamp_ns: int, hypotheses, match_prob: float) -> bool:
+        """Weigh by a frame's hypotheses (xy_m, yaw_rad, covariance, weight), map frame."""
+        with self._lock:
+            moved = []
+            for xy, yaw, cov, w in hypotheses:
+                if not (np.isfinite(np.asarray(xy, np.float64)).all() and math.isfinite(yaw)
+                        and np.isfinite(np.asarray(cov, np.float64)).all()):
+                    continue
+                moved.append((*self._to_filter_time(int(stamp_ns), xy, yaw, cov), w))
+            used = self.tracker.update_hypotheses(moved, match_prob, t_s=stamp_ns * 1e-9)
+            self.frames_used += int(used)
+            if self.searching and self.settled():
+                self.searching = False         # frames alone found it: GNSS is welcome again
+            return used
 
+    def set_pose(self, stamp_ns: int, xy_m, yaw_rad: float, covariance) -> None:
+        """Re-initialise around a given pose (``/initialpose``), moved to the filter's time."""
+        with self._lock:
+            xy, yaw, cov = self._to_filter_time(int(stamp_ns), np.asarray(xy_m, np.float64),
+                                                float(yaw_rad), covariance)
+            self.tracker.initialise_from_covariance(xy, yaw, cov)
+            self.searching = False
+            self.pose_resets += 1
+
+    # ------------------------------------------------------------------ output
     def estimate(self) -> TrackEstimate | None:
-        return self.tracker.estimate() if self.tracker.initialised else None
+        with self._lock:
+            return self.tracker.estimate() if self.tracker.initialised else None
+
+    def estimate_at(self, stamp_ns: int) -> TrackEstimate | None:
+        """Give the estimate moved to ``stamp_ns`` (a frame's, earlier than the filter's)."""
+        with self._lock:
+            if not self.tracker.initialised:
+                return None
+            est = self.tracker.estimate()
+            now = self.time_ns
+            if now is None or stamp_ns >= now:
+                return est
+            d = self._motion(now, int(stamp_ns))
+            if d is None:
+                return est
+            T = SE2(float(est.xy_m[0]), float(est.xy_m[1]), est.yaw_rad) @ d
+            return replace(est, xy_m=T.xy_m, yaw_rad=T.yaw_rad)
+
+    def prior_at(self, stamp_ns: int) -> tuple[np.ndarray, float, float, float] | None:
+        """(xy_m, sigma_m, yaw_rad, yaw_sigma_rad) for a frame at ``stamp_ns``, floored.
+
+        None unless settled (and not relocalizing): then the frame takes GNSS, or searches.
+        """
+        with self._lock:
+            if self.searching or not self.settled():
+                return None
+            est = self.estimate_at(stamp_ns)
+            c = self.cfg
+            sigma = max(math.sqrt(float(np.linalg.eigvalsh(est.covariance[:2, :2])[-1])),
+                        c.prior_sigma_floor_m)
+            yaw_sigma = max(math.sqrt(max(float(est.covariance[2, 2]), 0.0)),
+                            c.prior_yaw_sigma_floor_rad)
+            return est.xy_m, sigma, est.yaw_rad, yaw_sigma
+
+    def status(self) -> dict:
+        """For diagnostics: the state, its spread and what it has used."""
+        with self._lock:
+            est = self.estimate()
+            mode = ('relocalizing' if self.searching else 'uninitialised' if est is None
+                    else 'tracking' if self.settled() else 'converging')
+            out = {'tracker': mode, 'tracker_reinits': self.tracker.reinits,
+                   'tracker_gnss_reinits': self.tracker.gnss_reinits,
+                   'tracker_frames_used': self.frames_used,
+                   'tracker_fixes_used': self.fixes_used,
+                   'tracker_relocalizations': self.relocalizations,
+                   'tracker_pose_resets': self.pose_resets}
+            if est is not None:
+                out['tracker_sigma_m'] = round(math.sqrt(float(
+                    np.linalg.eigvalsh(est.covariance[:2, :2])[-1])), 3)
+                out['tracker_yaw_sigma_deg'] = round(math.degrees(math.sqrt(max(
+                    float(est.covariance[2, 2]), 0.0))), 3)
+                out['tracker_ess'] = round(est.ess, 1)
+            return out
