@@ -231,6 +231,27 @@ def test_one_hypothesis_is_update_frame_and_bad_ones_are_dropped():
     assert not b.update_hypotheses([], 0.8)
 
 
+
+def test_confident_wrong_frames_that_scatter_do_not_re_initialise():
+    """Scattered confident wrong frames leave the filter on odometry, not re-initialised.
+
+    Catches: re-initialising on any run of disagreeing frames (a forward camera's look-alikes
+    along a road are confident and wrong, each somewhere else).
+    """
+    truth = _drive(20.0)
+    rng = np.random.default_rng(7)
+    cov = np.diag([0.3, 0.3, math.radians(1.0) ** 2])
+
+    def scattered(i, t):
+        if (i // FRAME_EVERY) % 8 == 0:                   # one frame in eight is right
+            return t[:2] + rng.normal(0.0, 0.5, 2), t[2], cov, 0.9
+        a = rng.uniform(0, 2 * math.pi)
+        return (t[:2] + rng.uniform(15, 30) * np.array([math.cos(a), math.sin(a)]),
+                t[2] + rng.normal(0, 0.2), cov, 0.9)
+
+    errs, tr = _run(truth, frames=scattered)
+    assert tr.reinits == 0 and np.max(errs) < 2.5
+
 # ---------------------------------------------------------------------- the drive tracker
 def _drive_tracker(seed=0, **drive):
     from ciper_ros.runtime.tracker import DriveTracker, DriveTrackerConfig

@@ -17,8 +17,9 @@ ROS-free; the node (or an offline evaluation) feeds it:
 Resampling is systematic when the effective sample size drops below
 ``resample_fraction`` of the particles, with a small jitter. Divergence: when
 ``diverge_frames`` confident frames in a row (match probability >= ``diverge_min_prob``)
-all lie outside the filter's 99.9 % region, the filter re-initialises around the latest
-frame's pose (a kidnapped vehicle, or a wrong start); when GNSS has been outside it for
+all lie outside the filter's 99.9 % region and agree with each other (moved along by
+odometry: one place, seen again), the filter re-initialises on the latest frame's
+hypotheses (a kidnapped vehicle, or a wrong start); when GNSS has been outside it for
 ``gnss_diverge_s`` and no frame agreed with the filter meanwhile, around the fix (odometry
 alone drifted away); :attr:`Tracker.reinits` counts both.
 Shapes: ``xy_m`` (2,), covariance (3, 3) in (x m, y m, yaw rad).
@@ -63,6 +64,11 @@ class TrackerConfig:
     frame_sigma_floor_m: float = 0.3      # a frame's covariance is never tighter than this
     frame_yaw_sigma_floor_rad: float = math.radians(0.5)
     outlier_sigma_m: float = 10.0         # where a wrong frame lands: the prior's spread
+    # likelihood tempering: successive frames (and fixes) err alike where they were taken
+    # (the model's error at a place, the GNSS bias), so each counts as this part of an
+    # independent measurement; 1 trusts them as independent (an overconfident cloud)
+    frame_power: float = 1.0
+    gnss_power: float = 1.0
     gnss_nu: float = 3.0                  # Student-t degrees of freedom of a GNSS fix
     gnss_sigma_scale: float = 1.0         # times the fix's reported sigma
     resample_fraction: float = 0.5
@@ -82,6 +88,9 @@ class TrackerConfig:
         if not 0.0 < self.resample_fraction <= 1.0:
             raise UserError(f'resample_fraction must be in (0, 1], got '
                             f'{self.resample_fraction}')
+        for name in ('frame_power', 'gnss_power'):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise UserError(f'{name} must be in (0, 1], got {getattr(self, name)}')
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,8 @@ class Tracker:
         self.logw = np.zeros(0)               # (N,) log weights
         self.reinits = 0
         self.gnss_reinits = 0
-        self._disagree = 0
+        self._disagree: list[_Hypothesis] = []     # top hypotheses of disagreeing frames,
+        #                                            moved along by odometry
         self._gnss_off_since: float | None = None     # GNSS disagreeing since (s)
         self._gnss_agree = 0                          # fixes agreeing in a row
         self._frame_support_s = -math.inf             # last frame agreeing with the filter
@@ -134,7 +144,7 @@ class Tracker:
             s = yaw_sigma_rad if yaw_sigma_rad and math.isfinite(yaw_sigma_rad) else 0.1
             self.x[:, 2] = _wrap(yaw_rad + self.rng.normal(0.0, s, n))
         self.logw = np.full(n, -math.log(n))
-        self._disagree = 0
+        self._disagree = []
         self._gnss_off_since = None
 
     def initialise_from_covariance(self, xy_m, yaw_rad: float, covariance) -> None:
@@ -153,7 +163,7 @@ class Tracker:
         self.x = mean + self.rng.standard_normal((n, 3)) @ L.T
         self.x[:, 2] = _wrap(self.x[:, 2])
         self.logw = np.full(n, -math.log(n))
-        self._disagree = 0
+        self._disagree = []
 
     def _initialise_from_mixture(self, hyps: list[_Hypothesis]) -> None:
         """Particles drawn from the hypotheses, as many from each as its share of weight.
@@ -174,7 +184,7 @@ class Tracker:
         self.x = np.concatenate(parts)
         self.x[:, 2] = _wrap(self.x[:, 2])
         self.logw = np.full(n, -math.log(n))
-        self._disagree = 0
+        self._disagree = []
 
     # ------------------------------------------------------------------ prediction
     def predict(self, dx_m: float, dy_m: float, dyaw_rad: float, dt_s: float) -> None:
@@ -188,6 +198,14 @@ class Tracker:
         s_lat = c.lateral_noise_per_m * dist + c.pos_noise_per_sqrt_s * math.sqrt(max(dt_s, 0))
         s_yaw = (c.rot_noise_per_rad * abs(dyaw_rad) + c.rot_noise_per_m * dist
                  + c.yaw_noise_per_sqrt_s * math.sqrt(max(dt_s, 0)))
+        if self._disagree:                       # where those frames put the vehicle now
+            d = SE2(dx_m, dy_m, dyaw_rad)
+            moved = []
+            for h in self._disagree:
+                T = SE2(float(h.xy_m[0]), float(h.xy_m[1]), h.yaw_rad) @ d
+                cov = h.cov + np.diag([s_along ** 2, s_lat ** 2, s_yaw ** 2])
+                moved.append(h._replace(xy_m=T.xy_m, yaw_rad=T.yaw_rad, cov=cov))
+            self._disagree = moved
         ux = dx_m + self.rng.normal(0.0, 1.0, n) * s_along * (dx_m / dist if dist else 1.0)
         uy = dy_m + self.rng.normal(0.0, 1.0, n) * s_lat
         yaw = self.x[:, 2]
@@ -257,7 +275,7 @@ class Tracker:
         # likelihood relative to it is (1 - p) + p * sum_k w_k N(e; cov_k) * volume
         log_gauss = log_mix - 1.5 * math.log(2 * math.pi) + self._log_outlier_volume
         like = np.logaddexp(math.log(max(1.0 - p, 1e-12)), math.log(max(p, 1e-12)) + log_gauss)
-        self._reweigh(like)
+        self._reweigh(c.frame_power * like)
         self._check_divergence(valid, top, p, t_s)
         return True
 
@@ -278,7 +296,7 @@ class Tracker:
             return True
         nu = self.cfg.gnss_nu
         d2 = np.sum((self.x[:, :2] - xy) ** 2, axis=1) / (s * s)
-        self._reweigh(-(nu + 2.0) / 2.0 * np.log1p(d2 / nu))
+        self._reweigh(-self.cfg.gnss_power * (nu + 2.0) / 2.0 * np.log1p(d2 / nu))
         return True
 
     def _reweigh(self, loglike: np.ndarray) -> None:
@@ -314,10 +332,27 @@ class Tracker:
             self._frame_support_s = float(t_s)
         if p < c.diverge_min_prob:
             return
-        self._disagree = self._disagree + 1 if m > CHI2_3_999 else 0
-        if self._disagree >= c.diverge_frames:
+        if m <= CHI2_3_999:
+            self._disagree = []
+            return
+        self._disagree = [*self._disagree, top][-c.diverge_frames:]
+        if len(self._disagree) >= c.diverge_frames and self._consistent(self._disagree):
             self._initialise_from_mixture(hyps)
             self.reinits += 1
+
+    @staticmethod
+    def _consistent(hyps: list[_Hypothesis]) -> bool:
+        """Tell whether frames (moved to now) agree with the latest: one place, seen again.
+
+        A kidnapped vehicle's frames keep naming the same new place; a camera's wrong
+        frames (a forward view along a road, a look-alike block) scatter.
+        """
+        last = hyps[-1]
+        for h in hyps[:-1]:
+            e = np.array([*(h.xy_m - last.xy_m), _wrap(h.yaw_rad - last.yaw_rad)])
+            if float(e @ np.linalg.solve(h.cov + last.cov, e)) > CHI2_3_999:
+                return False
+        return True
 
     def _gnss_diverged(self, xy, s, t_s) -> bool:
         c = self.cfg
