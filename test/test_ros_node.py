@@ -774,14 +774,18 @@ def _odom_of(xy_yaw, T_odom_map):
 
 
 def test_tracking_at_odometry_rate_initialpose_and_relocalize(world, ros):
-    """With odometry the node tracks: ~/pose at odometry stamps, each frame on the debug topic.
+    """With odometry the node tracks: ~/pose at odometry stamps, each frame on its own topic.
+
+    The debug view (~/debug/image, ~/debug/markers) shows the estimates on the map.
 
     Then initialpose re-initialises the tracker (refused in a wrong frame), and
     ~/relocalize makes the next frame search the whole map (no prior), over DDS.
     """
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
+    from visualization_msgs.msg import Marker, MarkerArray
 
     from ciper_ros.rosmsg.convert import fill_pose, yaw_of
 
@@ -794,12 +798,20 @@ def test_tracking_at_odometry_rate_initialpose_and_relocalize(world, ros):
                                      f'/{NODE}/frame/pose_with_covariance',
                                      got_frames.append, rel)
     pub_init = h.node.create_publisher(PoseWithCovarianceStamped, '/initialpose', rel)
+    got_images, got_markers = [], []
+    sub_img = h.node.create_subscription(Image, f'/{NODE}/debug/image', got_images.append,
+                                         QoSProfile(depth=1,
+                                                    reliability=ReliabilityPolicy.RELIABLE))
+    sub_mk = h.node.create_subscription(MarkerArray, f'/{NODE}/debug/markers',
+                                        got_markers.append, rel)
     T_odom_map = (-120.0, 35.0, 0.3)          # odometry starts elsewhere than the map origin
     try:
         h.wait_matched()
         h.spin_until(lambda: h.pub_odom.get_subscription_count() > 0
                      and pub_init.get_subscription_count() > 0
-                     and sub.get_publisher_count() > 0, what='odometry, initialpose, frames')
+                     and sub.get_publisher_count() > 0 and sub_img.get_publisher_count() > 0
+                     and sub_mk.get_publisher_count() > 0,
+                     what='odometry, initialpose, frames, debug view')
         truth, odom_sent = {}, []
         n = 10
         for fr in frames[:n + 1]:
@@ -823,6 +835,19 @@ def test_tracking_at_odometry_rate_initialpose_and_relocalize(world, ros):
                      and len(h.got['cov']) >= len(odom_sent) - 2, what='the tracked poses')
         d = h.diag()
         assert d['tracker'] in ('tracking', 'converging') and int(d['tracker_fixes_used']) >= n
+        # the debug view of the frames: the map with the estimates drawn, and markers
+        h.spin_until(lambda: got_images and got_markers, what='the debug view')
+        img = got_images[-1]
+        assert (img.width, img.height, img.encoding) == (512, 512, 'rgb8')
+        assert img.header.frame_id == 'map' and _stamp(img.header) in set(stamps[:n])
+        px = np.frombuffer(bytes(img.data), np.uint8).reshape(512, 512, 3)
+        assert px.std() > 10                                  # the map, not a blank
+        mk = got_markers[-1].markers
+        assert mk[0].action == Marker.DELETEALL
+        assert {'tracked', 'frame', 'hypotheses', 'particles', 'gnss'} <= {m.ns for m in mk}
+        cloud = [m for m in mk if m.ns == 'particles'][0]
+        assert cloud.type == Marker.POINTS and 0 < len(cloud.points) <= 500
+        assert int(h.diag()['debug_images_sent']) >= 1
         tracked = {_stamp(m.header): m for m in h.got['cov']}
         assert set(tracked) <= set(odom_sent)                 # at odometry stamps
         assert {_stamp(m.header) for m in got_frames} <= set(stamps[:n])

@@ -63,7 +63,8 @@ def test_every_parameter_has_a_description_and_the_run_time_ones_are_few():
     # built the localizer, the subscriptions or the timers
     assert NodeParams.dynamic_names() == {
         'top_k', 'gate_sigmas', 'max_fix_age_s', 'default_fix_sigma_m', 'max_speed_mps',
-        'max_prior_sigma_m', 'publish_tf', 'transform_tolerance', 'stale_after_s'}
+        'max_prior_sigma_m', 'publish_tf', 'transform_tolerance', 'stale_after_s',
+        'debug_image_side_m', 'debug_image_px'}
 
 
 @pytest.mark.parametrize('rule', ['top_k:=', ':=3', 'top_k', '=3', 'top_k=3'])

@@ -1,6 +1,7 @@
 """The one per-frame pipeline: stamp guard, CameraInfo by stamp, prior, mount, odometry."""
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,70 @@ def test_a_corrupt_checkpoint_is_named_as_such_not_as_a_foreign_index(scene, tmp
     bad.write_bytes(SHIPPED.read_bytes()[:200_000])
     with pytest.raises(CorruptFileError, match='corrupt checkpoint'):
         open_localizer(index=scene['loc'].index.dir, model=bad)
+
+
+def test_the_debug_view_draws_the_scene_where_the_map_has_it(scene):
+    """Tracked pose, frame, particles and fix at their map pixels; outside the map: grey."""
+    from ciper_ros.runtime.debug_view import (
+        COLOURS,
+        DebugScene,
+        ellipse_xy_m,
+        NO_MAP_RGB,
+        PlanarEstimate,
+        render_debug_image,
+    )
+    from ciper_ros.runtime.tracker import DriveTracker
+
+    loc = scene['loc']
+    pipe = FramePipeline(localizer=loc, tracker=DriveTracker())
+    pipe.add_odometry(T0 - 100 * MS, 0.0, 0.0, 0.0)
+    pipe.add_fix(T0 - 100 * MS, _fix(T0 - 100 * MS, *scene['latlon'], sigma_m=4.0))
+    pipe.add_odometry(T0 + 100 * MS, 1.0, 0.0, 0.0)      # the filter 0.5 m ahead of the image
+    rec = pipe.process(Frame(stamp_ns=T0, image=scene['pano']))
+    assert rec.ok, rec.reason
+    sc = pipe.debug_scene(rec, max_particles=200)
+    assert sc.tracked is not None and sc.frame is not None and len(sc.particles) == 200
+    assert len(sc.hypotheses) == rec.candidates and sc.status.startswith('tracker prior')
+    # at the image stamp: the particles and the estimate were moved back by odometry
+    est_now = pipe.tracker.estimate()
+    assert np.hypot(*(est_now.xy_m - sc.tracked.xy_m)) == pytest.approx(0.5, abs=0.01)
+    moved = pipe.tracker.particles_at(T0 + 100 * MS)
+    assert np.abs(moved[:, :2].mean(0) - est_now.xy_m).max() < 0.3   # drawn by weight
+    side, px = 80.0, 400
+    img = render_debug_image(sc, store=loc.store, plane=loc.index.plane, side_m=side, px=px,
+                             zoom=loc.index.spec.zoom)
+    if os.environ.get('CIPER_DEBUG_VIEW_PNG'):           # to look at it
+        import cv2
+        cv2.imwrite(os.environ['CIPER_DEBUG_VIEW_PNG'], img[..., ::-1])
+    assert img.shape == (px, px, 3) and img.dtype == np.uint8
+    mpp = side / px
+    center = sc.center_xy_m()
+    assert np.array_equal(center, sc.tracked.xy_m)
+
+    def uv(xy):
+        return (int(round(px / 2 + (xy[0] - center[0]) / mpp)),
+                int(round(px / 2 - (xy[1] - center[1]) / mpp)))
+
+    # the GNSS fix's cross is red at the fix's pixel, unless a pose arrow covers it
+    u, v = uv(sc.fix_xy_m)
+    patch = img[v - 5:v + 6, u - 5:u + 6].reshape(-1, 3)
+    assert (patch == COLOURS['gnss']).all(axis=1).sum() >= 5
+    # far from any drawing (top-right corner) the picture is the map crop itself
+    lat, lon = loc.index.plane.latlon_from_xy_m(center[None])[0]
+    crop = loc.store.crop((float(lat), float(lon)), side, px, zoom=loc.index.spec.zoom).image_rgb
+    corner = (slice(0, 40), slice(px - 60, px))
+    same = (img[corner] == crop[corner]).all(axis=2)
+    assert same.mean() > 0.9           # a stray hypothesis arrow may cross it, no more
+    # a scene outside the map: a grey view that says so, no exception
+    far = DebugScene(stamp_ns=T0, tracked=PlanarEstimate(xy_m=np.array([5e4, 5e4]),
+                                                         yaw_rad=0.0))
+    grey = render_debug_image(far, store=loc.store, plane=loc.index.plane, px=128)
+    assert (grey[60:70, 90:100] == NO_MAP_RGB).all()
+    empty = render_debug_image(DebugScene(stamp_ns=T0), store=loc.store,
+                               plane=loc.index.plane, px=128)
+    assert empty.shape == (128, 128, 3)
+    # the 95 % ellipse: every point at Mahalanobis distance^2 5.991
+    cov = np.array([[4.0, 1.5], [1.5, 2.0]])
+    pts = ellipse_xy_m([3.0, -2.0], cov) - [3.0, -2.0]
+    d2 = np.einsum('ni,ij,nj->n', pts, np.linalg.inv(cov), pts)
+    assert d2 == pytest.approx(np.full(len(pts), 5.991), rel=1e-9)

@@ -79,6 +79,8 @@ class Diagnostics:
             vals[f'since_{what}_s'] = round(since_s(n.seen[what]), 3)
         vals.update(n.buffer_values())
         vals.update(n.outputs.values())
+        vals.update(debug_images_sent=n.debug.images_sent,
+                    debug_markers_sent=n.debug.markers_sent)
         if out is not None:
             vals['last_stamp'] = f'{out.stamp_ns * 1e-9:.3f}'
             vals['last_fix_age_s'] = out.fix_age_s

@@ -74,6 +74,7 @@ class LocalizeNode(Node):
             ReliabilityPolicy,
         )
 
+        from ciper_ros.ros.debug import DebugOutputs
         from ciper_ros.ros.diagnostics import Diagnostics
         from ciper_ros.ros.outputs import Outputs
 
@@ -99,6 +100,7 @@ class LocalizeNode(Node):
         from tf2_msgs.msg import TFMessage
 
         self.outputs = Outputs(self)
+        self.debug = DebugOutputs(self)
         self._worker = threading.Thread(target=self._work, name='ciper_localize', daemon=True)
         self.diagnostics = Diagnostics(self)
         image_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability,
@@ -139,7 +141,8 @@ class LocalizeNode(Node):
             f'on {len(self.pipeline.localizer.index.xy_m)} tiles ({p.backend} backend); '
             f'publishing ~/pose, ~/pose_with_covariance, ~/fix ({track}), each frame on '
             f'~/frame/pose_with_covariance, /tf ({"on" if p.publish_tf else "off"}), '
-            '/diagnostics; ~/relocalize and initialpose re-initialise the tracker')
+            '/diagnostics, ~/debug/image and ~/debug/markers (when subscribed); ~/relocalize '
+            'and initialpose re-initialise the tracker')
 
     # ------------------------------------------------------------------ start-up
     def _read_parameters(self, argv: list[str]) -> NodeParams:
@@ -391,6 +394,7 @@ class LocalizeNode(Node):
         if why:
             self.last['error'] = why
         self.last['output'] = rec
+        self.debug.publish(msg.header.stamp, rec)
         if not rec.ok:
             self._reject(stamp, rec.reason)
             return

@@ -53,6 +53,10 @@ class NodeParams:
                               "tracker's estimate at odometry rate, each frame's own on "
                               '~/frame/pose_with_covariance')
     tracker_particles: int = _p(1000, "the tracker's particles", range_=(10, 100000))
+    debug_image_side_m: float = _p(80.0, 'side of the map shown on ~/debug/image (m)',
+                                   range_=(5.0, 2000.0), dynamic=True)
+    debug_image_px: int = _p(512, 'side of ~/debug/image (px)', range_=(64, 2048),
+                             dynamic=True)
     publish_tf: bool = _p(True, 'publish map -> odom (or the debug frame) on /tf; off when '
                                 'robot_localization owns map -> odom', dynamic=True)
     map_frame: str = _p('map', 'frame of the published poses (ENU at the index datum)')

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +42,9 @@ from ciper_ros.runtime.mount import base_from_camera, Mount
 from ciper_ros.runtime.sensors import CameraInfoBuffer, OdometryBuffer, StaticTransforms
 from ciper_ros.runtime.stamped import TIME_JUMP_BACK_S
 from ciper_ros.runtime.tracker import DriveTracker, TrackEstimate
+
+if TYPE_CHECKING:
+    from ciper_ros.runtime.debug_view import DebugScene
 
 
 def set_prior(rec: FrameRecord, prior: Prior, plane) -> None:
@@ -227,6 +231,37 @@ class FramePipeline:
             rec.timings_ms['tracker'] = 1e3 * (time.perf_counter() - t1)
         rec.timings_ms['pipeline'] = 1e3 * (time.perf_counter() - t0)
         return rec
+
+    def debug_scene(self, rec: FrameRecord, *, max_particles: int = 500) -> DebugScene:
+        """Give what the frame found and the tracker holds at its stamp (the debug view)."""
+        from ciper_ros.runtime.debug_view import DebugScene, PlanarEstimate
+
+        stamp = int(rec.stamp_ns)
+        frame = tracked = particles = None
+        if math.isfinite(rec.yaw_rad):
+            frame = PlanarEstimate(xy_m=rec.xy_m, yaw_rad=rec.yaw_rad,
+                                   covariance=rec.covariance)
+        status = f'{rec.prior_source or "no"} prior'
+        if math.isfinite(rec.match_prob):
+            status += f', match {rec.match_prob:.2f}'
+        if not rec.ok:
+            status += f', rejected: {rec.reason}'
+        if self.tracker is not None:
+            est = self.tracker.estimate_at(stamp)
+            if est is not None:
+                tracked = PlanarEstimate(xy_m=est.xy_m, yaw_rad=est.yaw_rad,
+                                         covariance=est.covariance)
+            particles = self.tracker.particles_at(stamp, max_n=max_particles)
+            status += f', tracker {self.tracker.status()["tracker"]}'
+        fix_xy, fix_sigma = None, math.nan
+        prior, _, _ = self.fixes.prior_at(stamp)
+        if prior is not None:
+            fix_xy = self.localizer.index.plane.xy_m_from_latlon(
+                np.array([[prior.lat_deg, prior.lon_deg]]))[0]
+            fix_sigma = float(prior.sigma_m)
+        return DebugScene(stamp_ns=stamp, tracked=tracked, frame=frame,
+                          hypotheses=rec.hypotheses, particles=particles, fix_xy_m=fix_xy,
+                          fix_sigma_m=fix_sigma, status=status)
 
     def _tracker_prior(self, stamp_ns: int) -> Prior | None:
         got = self.tracker.prior_at(stamp_ns)

@@ -600,6 +600,29 @@ class DriveTracker:
             T = SE2(float(est.xy_m[0]), float(est.xy_m[1]), est.yaw_rad) @ d
             return replace(est, xy_m=T.xy_m, yaw_rad=T.yaw_rad)
 
+    def particles_at(self, stamp_ns: int, *, max_n: int | None = None) -> np.ndarray:
+        """Give (N, 3) particles (x_m, y_m, yaw_rad) moved to ``stamp_ns``; (0, 3) before any.
+
+        ``max_n``: at most this many, drawn by weight (for display).
+        """
+        with self._lock:
+            x = self.tracker.x
+            if not len(x):
+                return np.zeros((0, 3))
+            if max_n is not None and len(x) > max_n:
+                w = np.exp(self.tracker.logw)
+                pick = np.random.default_rng(0).choice(len(x), size=max_n, p=w / w.sum())
+                x = x[pick]
+            x = x.copy()
+            now = self.time_ns
+            d = None if now is None or stamp_ns >= now else self._motion(now, int(stamp_ns))
+        if d is not None:                      # each particle moved by the same body motion
+            c, s = np.cos(x[:, 2]), np.sin(x[:, 2])
+            x[:, 0] += c * d.x_m - s * d.y_m
+            x[:, 1] += s * d.x_m + c * d.y_m
+            x[:, 2] = _wrap(x[:, 2] + d.yaw_rad)
+        return x
+
     def prior_at(self, stamp_ns: int) -> tuple[np.ndarray, float, float, float] | None:
         """(xy_m, sigma_m, yaw_rad, yaw_sigma_rad) for a frame at ``stamp_ns``, floored.
 
