@@ -248,3 +248,33 @@ def test_the_debug_view_draws_the_scene_where_the_map_has_it(scene):
     pts = ellipse_xy_m([3.0, -2.0], cov) - [3.0, -2.0]
     d2 = np.einsum('ni,ij,nj->n', pts, np.linalg.inv(cov), pts)
     assert d2 == pytest.approx(np.full(len(pts), 5.991), rel=1e-9)
+
+
+def test_a_camera_rig_is_one_ground_input(scene):
+    """Four cameras from their mounts, one panorama: localized where the panorama is."""
+    from ciper_ros.geo.camera import rig_preset
+    from ciper_ros.runtime.pipeline import View
+
+    world, xy, yaw = scene['world'], scene['xy'], scene['yaw']
+    renderer = GroundRenderer(world, epoch=0)
+    rig = rig_preset('surround4', width=256, height=144)
+    c, s = math.cos(yaw), math.sin(yaw)
+    views = tuple(View(image=renderer.pinhole(CameraPose(
+        xy[0] + c * r.x_m - s * r.y_m, xy[1] + s * r.x_m + c * r.y_m, yaw + r.yaw_rad),
+        r.camera), camera=r.camera, frame_id=r.name,
+        mount=Mount(r.x_m, r.y_m, r.yaw_rad, source='test')) for r in rig)
+    pipe = FramePipeline(localizer=scene['loc'], use_gnss=False)
+    prior = Prior(*scene['latlon'], sigma_m=5.0)
+    rec = pipe.process(Frame(stamp_ns=T0, image=None, prior=prior, views=views))
+    pano = pipe.process(Frame(stamp_ns=T0 + MS, image=scene['pano'], prior=prior))
+    assert rec.ok, rec.reason
+    assert rec.mount_source == 'rig of 4 cameras' and rec.candidates == pano.candidates
+    truth = scene['world'].plane.xy_m_from_latlon(np.array([scene['latlon']]))[0]
+    err = math.hypot(rec.x_m - truth[0], rec.y_m - truth[1])
+    err_pano = math.hypot(pano.x_m - truth[0], pano.y_m - truth[1])
+    assert err < max(3.0, 2 * err_pano), (err, err_pano)
+    assert abs(math.degrees(math.remainder(rec.yaw_rad - yaw, 2 * math.pi))) < 10.0
+    # a view of the wrong size is a reason, not an exception
+    bad = (View(image=views[0].image[:100], camera=rig[0].camera, mount=Mount()),)
+    out = pipe.process(Frame(stamp_ns=T0 + 2 * MS, image=None, prior=prior, views=bad))
+    assert not out.ok and 'its camera 256x144' in out.reason

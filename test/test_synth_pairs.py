@@ -190,3 +190,25 @@ def test_shards_resume_after_a_kill_and_match_a_clean_run(source, tmp_path):
     with pytest.raises(ValueError, match='different settings'):
         write_shards(tmp_path / 'resumed', [source], other, n_renders=5, shard_size=2,
                      progress=False)
+
+
+def test_rig_pairs_show_a_ring_of_cameras_and_a_prior_only_when_narrow():
+    from ciper_ros.synth.pairs import RIG_PRIOR_BELOW
+
+    cfg = PairConfig(aerial_side_m=48.0, aerial_side_px=96, rig_fov_prob=1.0,
+                     limited_hfov_deg=(90.0, 90.0), limited_aspect=(2.0, 2.0))
+    render = marked_render(cfg)
+    render.ground[:] = 200
+    rng = np.random.default_rng(1)
+    widths, priors = [], []
+    for _ in range(30):
+        p = draw_pair(render, cfg, rng)
+        lit = p['ground'].max(axis=2) > 0
+        seen = lit.any(axis=0).mean()
+        widths.append(seen)
+        assert not lit[0].any() and not lit[-1].any()         # pinholes: no zenith, no nadir
+        # 2-6 cameras of 90 deg: at least one camera's width, at most all around
+        assert 0.24 <= seen <= 1.0
+        priors.append(not math.isnan(float(p['yaw_prior_rad'])))
+        assert priors[-1] == (seen < RIG_PRIOR_BELOW)          # narrow rigs get a prior
+    assert min(widths) < 0.6 and max(widths) > 0.95             # pairs to full surround

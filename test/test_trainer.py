@@ -356,3 +356,23 @@ def test_the_time_budget_stops_a_run_and_counts_across_resumes(city, tmp_path):
                            ckpt_every=10_000))
     record = again.run(progress=False)                # the budget is already spent
     assert record['resumed'] and record['stopped'] and again.step == t.step
+
+
+def test_init_checkpoint_starts_from_its_weights_and_refuses_another_architecture(city,
+                                                                                  tmp_path):
+    """Fine-tuning: step 0 holds the checkpoint's weights; a rig-cut run trains from them."""
+    from ciper_ros.model.build import load_checkpoint
+    from ciper_ros.util.errors import UserError
+
+    Trainer(config(city, tmp_path / 'a', max_steps=2)).run(progress=False)
+    src = tmp_path / 'a' / 'last.pt'
+    t = Trainer(config(city, tmp_path / 'b', max_steps=2, init_checkpoint=str(src),
+                       pairs={'aerial_side_m': 40.0, 'rig_fov_prob': 1.0}))
+    theirs = load_checkpoint(src)['model']
+    ours = t.model.state_dict()
+    assert all(torch.equal(ours[k].float(), theirs[k].float()) for k in theirs)
+    t.run(progress=False)
+    assert t.step == 2
+    other = dict(TINY_MODEL, depth=TINY_MODEL.get('depth', 1) + 1)
+    with pytest.raises(UserError, match='another configuration'):
+        Trainer(config(city, tmp_path / 'c', model_overrides=other, init_checkpoint=str(src)))

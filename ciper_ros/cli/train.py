@@ -11,8 +11,10 @@ from ciper_ros.cli.common import (
     check_out_file,
     subcommands,
 )
+from ciper_ros.geo.camera import RIG_PRESETS
 from ciper_ros.util.errors import UserError
 
+RIG_CHOICES = tuple(f'rig:{r}' for r in RIG_PRESETS)
 OVERRIDES_HELP = 'override config values, e.g. lr=3.0e-4 model_overrides.depth=6'
 
 
@@ -55,9 +57,11 @@ def add_parser(subparsers) -> None:
                    "the checkpoint's own)")
     p.add_argument('--uncalibrated', action='store_true',
                    help='unit covariance scales (with --gnss-sigma-m)')
-    p.add_argument('--camera', choices=['native', 'forward'], default='native',
-                   help="with --gnss-sigma-m: the model's own input or a forward 90-degree "
-                        'pinhole camera (512x288) with a heading prior')
+    p.add_argument('--camera', choices=['native', 'forward', *RIG_CHOICES], default='native',
+                   help="with --gnss-sigma-m: the model's own input, a forward 90-degree "
+                        'pinhole camera (512x288) with a heading prior, or a camera rig '
+                        '(rig:front_rear, rig:surround4, rig:surround6: cameras of that size '
+                        'around the vehicle; heading as --heading says)')
     p.add_argument('--heading-prior-deg', type=float, default=10.0,
                    help='heading prior half-width (--heading prior or --camera forward)')
     p.add_argument('--out', help='write the metrics as JSON')

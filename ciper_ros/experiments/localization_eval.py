@@ -45,19 +45,33 @@ def chained_frames(*, world, plane, crop_side_m: float, model_config, n: int,
 
     ``camera``: ``'native'`` renders the model's own ground input (a panorama with unknown
     heading unless ``heading_prior_deg``), ``'forward'`` a level 90-degree pinhole camera
-    (:data:`FORWARD_CAMERA`) looking along the road, passed with its intrinsics. Each frame:
-    ``image``, ``camera`` (or None), ``prior``, ``prior_xy_m`` (index plane), ``truth_xy_m``,
-    ``truth_latlon_deg``, ``truth_yaw_rad``, ``prior_error_m``. Deterministic in ``seed``.
+    (:data:`FORWARD_CAMERA`) looking along the road, passed with its intrinsics;
+    ``'rig:<preset>'`` (:func:`~ciper_ros.geo.camera.rig_preset`, cameras of the forward
+    camera's size) every camera of a rig rendered from its mount, as ``views``. Each frame:
+    ``image`` (None for a rig), ``camera`` (or None), ``views``, ``prior``, ``prior_xy_m``
+    (index plane), ``truth_xy_m``, ``truth_latlon_deg``, ``truth_yaw_rad``,
+    ``prior_error_m``. Deterministic in ``seed``.
     """
+    from ciper_ros.geo.camera import rig_preset, RIG_PRESETS
     from ciper_ros.runtime.localizer import Prior
+    from ciper_ros.runtime.mount import Mount
+    from ciper_ros.runtime.pipeline import View
     from ciper_ros.synth.pairs import PairConfig, sample_road_pose
     from ciper_ros.synth.render import CameraPose, GroundRenderer
 
-    if camera not in ('native', 'forward'):
-        raise UserError(f"camera must be 'native' or 'forward', got {camera!r}")
+    rigs = tuple(f'rig:{r}' for r in RIG_PRESETS)
+    if camera not in ('native', 'forward', *rigs):
+        raise UserError(f"camera must be 'native', 'forward' or one of {', '.join(rigs)}, "
+                        f'got {camera!r}')
     mc = model_config
     cam_cfg = PairConfig.for_model(mc)
     fwd = forward_camera() if camera == 'forward' else None
+    rig = None
+    if camera.startswith('rig:'):
+        if mc.ground != 'panorama':
+            raise UserError('a camera rig needs a panorama model')
+        c = FORWARD_CAMERA
+        rig = rig_preset(camera[4:], width=c['width'], height=c['height'])
     renderer = GroundRenderer(world, epoch=1)
     for i in range(n):
         rng = np.random.default_rng([seed, i])
@@ -65,7 +79,16 @@ def chained_frames(*, world, plane, crop_side_m: float, model_config, n: int,
         yaw = float(rng.uniform(-math.pi, math.pi)) if mc.ground == 'panorama' and \
             heading_prior_deg is None and fwd is None else float(yaw)
         pose = CameraPose(xy[0], xy[1], yaw, z_m=float(rng.uniform(1.4, 2.0)))
-        if fwd is not None:
+        views = ()
+        if rig is not None:           # each camera at its mount (the rig's centre is base)
+            img = None
+            c, s_ = math.cos(yaw), math.sin(yaw)
+            views = tuple(View(image=renderer.pinhole(CameraPose(
+                xy[0] + c * rc.x_m - s_ * rc.y_m, xy[1] + s_ * rc.x_m + c * rc.y_m,
+                yaw + rc.yaw_rad, z_m=pose.z_m), rc.camera), camera=rc.camera,
+                frame_id=rc.name, mount=Mount(rc.x_m, rc.y_m, rc.yaw_rad, source='rig'))
+                for rc in rig)
+        elif fwd is not None:
             img = renderer.pinhole(pose, fwd)
         elif mc.ground == 'panorama':
             img = renderer.panorama(pose, width=cam_cfg.pano_width, height=cam_cfg.pano_height)
@@ -79,7 +102,7 @@ def chained_frames(*, world, plane, crop_side_m: float, model_config, n: int,
                                                              heading_prior_deg)))
             yaw_sigma = math.radians(heading_prior_deg) / 3.0
         t_ll = world.plane.latlon_from_xy_m(xy[None])[0]
-        yield {'image': img, 'camera': fwd,
+        yield {'image': img, 'camera': fwd, 'views': views,
                'prior': Prior(float(p_ll[0]), float(p_ll[1]), sigma_m=prior_sigma_m,
                               yaw_rad=yaw_prior, yaw_sigma_rad=yaw_sigma),
                'prior_xy_m': plane.xy_m_from_latlon(np.asarray(p_ll)[None])[0],
@@ -158,7 +181,8 @@ def localize_city(loc, world, *, n: int, prior_sigma_m: float | None,
         frames = ({**fr, 'prior': None, 'prior_error_m': math.nan} for fr in frames)
     rows = chained_records(loc, frames, total=n, desc=f'localize ({camera})',
                            progress=progress)
-    s_pos, s_head = loc.scales(forward=camera == 'forward' and mc.ground == 'panorama')
+    partial = camera == 'forward' or camera in ('rig:forward', 'rig:front_rear')
+    s_pos, s_head = loc.scales(forward=partial and mc.ground == 'panorama')
     return summarize(rows) | {'n': n, 'prior_sigma_m': prior_sigma_m,
                               'heading_prior_deg': heading_prior_deg, 'seed': seed,
                               'camera': camera, 'ground': mc.ground,
@@ -184,7 +208,7 @@ def chained_records(loc, frames, *, total: int | None = None, desc: str = 'local
                                 disable=not progress)):
         truth = fr['truth_xy_m']
         rec = pipe.process(Frame(stamp_ns=i, image=fr['image'], prior=fr['prior'],
-                                 camera=fr['camera']))
+                                 camera=fr['camera'], views=fr.get('views', ())))
         set_truth(rec, truth, fr['truth_yaw_rad'])
         holds = np.all(np.abs(idx.xy_m - truth) <= quarter, axis=1)   # tiles "containing" it
         # the Localizer's gate: tiles whose central half meets the prior's k-sigma circle

@@ -74,3 +74,57 @@ class PinholeCamera:
     def from_dict(cls, d: dict) -> PinholeCamera:
         return cls(int(d['width']), int(d['height']), float(d['fx']), float(d['fy']),
                    float(d['cx']), float(d['cy']))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RigCamera:
+    """One camera of a rig: intrinsics and its level mount on the vehicle.
+
+    ``yaw_rad``: the optical axis' heading relative to the rig's reference (base_link's x
+    axis), counter-clockwise (ENU: left is positive); ``x_m`` / ``y_m``: where it sits on
+    the vehicle (base_link frame).
+    """
+
+    camera: PinholeCamera
+    yaw_rad: float = 0.0
+    x_m: float = 0.0
+    y_m: float = 0.0
+    name: str = ''
+
+
+def _ring(n: int, hfov_deg: float, *, width: int, height: int, radius_m: float,
+          names: tuple[str, ...]) -> tuple[RigCamera, ...]:
+    cam = PinholeCamera.from_hfov(width, height, hfov_deg)
+    out = []
+    for i, name in enumerate(names[:n]):
+        yaw = 2 * math.pi * i / n
+        out.append(RigCamera(camera=cam, yaw_rad=math.remainder(yaw, 2 * math.pi),
+                             x_m=radius_m * math.cos(yaw), y_m=radius_m * math.sin(yaw),
+                             name=name))
+    return tuple(out)
+
+
+RIG_PRESETS = ('forward', 'front_rear', 'surround4', 'surround6')
+
+
+def rig_preset(name: str, *, width: int = 256, height: int = 144) -> tuple[RigCamera, ...]:
+    """Camera rigs the synthetic drives record and the evaluations use.
+
+    ``forward``: one 90-degree camera; ``front_rear``: two 90-degree cameras looking ahead
+    and back; ``surround4``: four 100-degree cameras at 90-degree steps (overlapping, as
+    parking / surround-view rigs do); ``surround6``: six 70-degree cameras. Cameras sit on
+    a ring of 1 m radius around base_link (the rig's centre is base_link).
+    """
+    if name == 'forward':
+        return (RigCamera(camera=PinholeCamera.from_hfov(width, height, 90.0), name='front'),)
+    if name == 'front_rear':
+        return _ring(2, 90.0, width=width, height=height, radius_m=1.0,
+                     names=('front', 'rear'))
+    if name == 'surround4':
+        return _ring(4, 100.0, width=width, height=height, radius_m=1.0,
+                     names=('front', 'left', 'rear', 'right'))
+    if name == 'surround6':
+        return _ring(6, 70.0, width=width, height=height, radius_m=1.0,
+                     names=('front', 'front_left', 'rear_left', 'rear', 'rear_right',
+                            'front_right'))
+    raise UserError(f'unknown camera rig {name!r}; choose from {", ".join(RIG_PRESETS)}')

@@ -35,6 +35,9 @@ from ciper_ros.runtime.selection import (
 )
 from ciper_ros.util.errors import UserError
 
+PARTIAL_VIEW_FRACTION = 0.75     # panorama inputs with less of their pixels seen are partial
+#                                  views (the forward camera's calibration and match rule)
+
 
 @dataclass(frozen=True)
 class Prior:
@@ -226,6 +229,17 @@ class Localizer:
         return cfg.ground == 'panorama' and len(shape) >= 2 and shape[0] > 0 and \
             abs(shape[1] / shape[0] - w / h) > 0.5
 
+    def seen_fraction(self, image: np.ndarray) -> float:
+        """Give the fraction of a panorama model's input pixels that a camera saw.
+
+        A forward camera or a rig resampled into the panorama leaves what no camera saw at
+        exactly 0 (unseen azimuths, and the sky and road above and below a pinhole's
+        vertical field of view); other models' inputs count as seen.
+        """
+        if self.model.config.ground != 'panorama' or getattr(image, 'ndim', 0) != 3:
+            return 1.0
+        return float(np.mean(image.max(axis=2) > 0))
+
     def as_model_input(self, image: np.ndarray, camera=None) -> np.ndarray:
         """Resample a forward camera's image into a panorama model's input (its footprint).
 
@@ -252,8 +266,12 @@ class Localizer:
         cfg, idx = self.cfg, self.index
         t = {}
         t0 = self._tic()
-        forward = camera is not None and self.needs_camera(image)
-        ground = self._ground_tensor(self.as_model_input(image, camera))
+        model_input = self.as_model_input(image, camera)
+        # a forward camera's footprint, or a rig's panorama with azimuths unseen: the
+        # calibration and match rule of partial views
+        forward = (camera is not None and self.needs_camera(image)) or \
+            self.seen_fraction(model_input) < PARTIAL_VIEW_FRACTION
+        ground = self._ground_tensor(model_input)
         problem = prior.problem() if prior is not None else None
         if problem:
             return LocalizationResult(ok=False, reason=problem)

@@ -68,6 +68,20 @@ class PipelineConfig:
 
 
 @dataclass
+class View:
+    """One camera's image of a rig frame (see :attr:`Frame.views`).
+
+    ``mount``: base_link -> this camera; None to take it from ``/tf_static`` by
+    ``frame_id`` (or the pipeline's default mount).
+    """
+
+    image: np.ndarray                 # (camera.height, camera.width, 3) uint8 RGB
+    camera: PinholeCamera
+    frame_id: str = ''
+    mount: Mount | None = None
+
+
+@dataclass
 class Frame:
     """One camera frame as it enters the pipeline.
 
@@ -82,6 +96,7 @@ class Frame:
     name: str = ''
     error: str = ''
     prior: Prior | None = None
+    views: tuple[View, ...] = ()      # a camera rig: every camera's image (``image`` unused)
     camera: PinholeCamera | None = None
 
 
@@ -169,13 +184,19 @@ class FramePipeline:
             self.reset_history()               # the clock went back: history is void
             self.time_jumps += 1
         self.last_stamp_ns = stamp
-        if frame.image is None:
+        image, camera, mount = frame.image, frame.camera, None
+        if frame.views:
+            image, mount, why = self._rig_input(frame.views)
+            if image is None:
+                rec.reason = why
+                return rec
+            camera = None
+        elif image is None:
             self.bad_images += 1
             rec.reason = frame.error or 'bad image'
             return rec
-        camera = frame.camera
-        if camera is None and self.localizer.needs_camera(frame.image):
-            h, w = frame.image.shape[:2]
+        if camera is None and self.localizer.needs_camera(image):
+            h, w = image.shape[:2]
             camera, why = self.camera_infos.at(stamp)
             if camera is None:
                 rec.reason = f'a {w}x{h} forward camera image needs its intrinsics: {why}'
@@ -198,10 +219,10 @@ class FramePipeline:
             return rec
         if prior is not None:
             set_prior(rec, prior, plane)
-        mount = self.tf_static.mount(frame.frame_id)
+        mount = mount or self.tf_static.mount(frame.frame_id)
         rec.mount_source = mount.source
         try:
-            res = self.localizer.localize(frame.image, prior, camera=camera)
+            res = self.localizer.localize(image, prior, camera=camera)
         except ValueError as e:               # wrong image size / camera for the model
             rec.reason = str(e)
             return rec
@@ -231,6 +252,34 @@ class FramePipeline:
             rec.timings_ms['tracker'] = 1e3 * (time.perf_counter() - t1)
         rec.timings_ms['pipeline'] = 1e3 * (time.perf_counter() - t0)
         return rec
+
+    def _rig_input(self, views) -> tuple[np.ndarray | None, Mount | None, str]:
+        """(panorama, the rig centre's mount, '') of a rig frame, or (None, None, why).
+
+        Each camera's mount comes with its view or from ``/tf_static``; the panorama faces
+        base_link's heading and is seen from the cameras' mean position (the rig's centre).
+        """
+        from ciper_ros.geo.camera import RigCamera
+        from ciper_ros.geo.reproject import rig_to_panorama
+
+        if self.localizer.model.config.ground != 'panorama':
+            return None, None, 'a camera rig needs a panorama model'
+        rig = []
+        for i, v in enumerate(views):
+            if v.image is None or v.camera is None:
+                return None, None, f'rig camera {i} ({v.frame_id or "?"}) has no image / ' \
+                                   'intrinsics'
+            m = v.mount or self.tf_static.mount(v.frame_id)
+            rig.append(RigCamera(camera=v.camera, yaw_rad=m.yaw_rad, x_m=m.x_m, y_m=m.y_m,
+                                 name=v.frame_id))
+        h, w = self.localizer.ground_hw
+        try:
+            pano, _, _ = rig_to_panorama([v.image for v in views], rig, width=w, height=h)
+        except ValueError as e:
+            return None, None, str(e)
+        x = float(np.mean([r.x_m for r in rig]))
+        y = float(np.mean([r.y_m for r in rig]))
+        return pano, Mount(x, y, 0.0, source=f'rig of {len(rig)} cameras'), ''
 
     def debug_scene(self, rec: FrameRecord, *, max_particles: int = 500) -> DebugScene:
         """Give what the frame found and the tracker holds at its stamp (the debug view)."""

@@ -40,6 +40,9 @@ def city_seeds(split: str, n: int) -> list[int]:
     return [SPLIT_SEED_BASE[split] + i for i in range(n)]
 
 
+RIG_PRIOR_BELOW = 0.67      # rigs seeing less of the azimuths train with a heading prior
+
+
 @dataclass(frozen=True)
 class PairConfig:
     style: str = 'vigor'            # 'vigor' or 'kitti'
@@ -61,6 +64,13 @@ class PairConfig:
     limited_hfov_deg: tuple[float, float] = (75.0, 110.0)
     limited_aspect: tuple[float, float] = (1.3, 2.0)       # width / height
     limited_fov_heading_prior: bool = True
+    # panoramas cut to a camera rig's footprint (where no forward cut was drawn): a ring
+    # of 2-6 level cameras at even azimuth steps, each of a random FoV in limited_hfov_deg
+    # and one aspect in limited_aspect, rotated at random and sometimes one camera missing;
+    # a heading prior (as on forward cuts) when the rig sees less than RIG_PRIOR_BELOW of
+    # the azimuths (a front + rear pair)
+    rig_fov_prob: float = 0.0
+    rig_cameras: tuple[int, int] = (2, 6)
     # a second crop of the same render with the camera outside the crop's central half
     # (where the runtime's neighbouring tiles see it): the confidence learns "not here"
     negative_crops: bool = False
@@ -151,6 +161,12 @@ def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict
                                       float(rng.uniform(*cfg.limited_hfov_deg)))
         mask = pinhole_footprint(cam, width=ground.shape[1], height=ground.shape[0])
         ground = ground * mask[..., None].astype(ground.dtype)
+    rig = cfg.ground == 'panorama' and not limited and cfg.rig_fov_prob > 0 and \
+        rng.random() < cfg.rig_fov_prob
+    if rig:           # what a camera rig resampled into the panorama would show
+        mask = random_rig_footprint(cfg, rng, width=ground.shape[1], height=ground.shape[0])
+        ground = ground * mask[..., None].astype(ground.dtype)
+        limited = bool(mask.any(axis=0).mean() < RIG_PRIOR_BELOW)   # narrow: heading prior
     prior = math.nan
     if cfg.heading == 'prior' or (limited and cfg.limited_fov_heading_prior):
         prior = math.remainder(yaw + math.radians(rng.uniform(-cfg.heading_prior_deg,
@@ -166,6 +182,23 @@ def draw_pair(render: Render, cfg: PairConfig, rng: np.random.Generator) -> dict
     if render.aerial_far is not None:
         out['aerial_far'] = np.ascontiguousarray(render.aerial_far)
     return out
+
+
+def random_rig_footprint(cfg: PairConfig, rng: np.random.Generator, *, width: int,
+                         height: int) -> np.ndarray:
+    """(height, width) bool: the panorama pixels a random camera rig sees (training cuts)."""
+    from ciper_ros.geo.camera import RigCamera
+    from ciper_ros.geo.reproject import rig_footprint
+
+    n = int(rng.integers(cfg.rig_cameras[0], cfg.rig_cameras[1] + 1))
+    aspect = rng.uniform(*cfg.limited_aspect)
+    h = max(int(round(640 / aspect)), 2)
+    start = float(rng.uniform(-math.pi, math.pi)) if rng.random() < 0.5 else 0.0
+    drop = int(rng.integers(n)) if n > 2 and rng.random() < 0.2 else -1
+    rig = [RigCamera(camera=PinholeCamera.from_hfov(640, h, float(
+        rng.uniform(*cfg.limited_hfov_deg))), yaw_rad=start + 2 * math.pi * i / n)
+        for i in range(n) if i != drop]
+    return rig_footprint(rig, width=width, height=height)
 
 
 def _negative_crop(big: np.ndarray, S: int, min_fraction: float,

