@@ -909,3 +909,88 @@ def test_tracking_at_odometry_rate_initialpose_and_relocalize(world, ros):
         code, log = stop_node(proc)
     assert code == 0, log
     assert 'initialpose: tracker re-initialised' in log and 'relocalizing' in log
+
+
+def test_a_camera_rig_over_four_topics_is_one_frame(world, ros):
+    """Four cameras on their own topics with CameraInfo and /tf_static mounts: one pose.
+
+    Images of one stamp arrive in any order and are matched by stamp; a set with a camera
+    missing is never localized.
+    """
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+    from tf2_msgs.msg import TFMessage
+
+    from ciper_ros.geo.camera import rig_preset
+    from ciper_ros.synth.folder import city_paths
+    from ciper_ros.synth.render import CameraPose, GroundRenderer
+    from ciper_ros.synth.world import World
+
+    root, _, frames = world
+    rig = rig_preset('surround4', width=256, height=144)
+    topics = [f'/test/rig/{c.name}/image_raw' for c in rig]
+    proc = start_node(root, rig_image_topics=','.join(topics), min_match_prob=0.0)
+    h = Harness(proc)
+    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = [h.node.create_publisher(Image, t, rel) for t in topics]
+    infos = [h.node.create_publisher(CameraInfo, f'/test/rig/{c.name}/camera_info', rel)
+             for c in rig]
+    renderer = GroundRenderer(World.load(city_paths(root / 'city')[0]), epoch=0)
+    try:
+        h.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs + infos)
+                     and h.pub_fix.get_subscription_count() > 0
+                     and h.pub_static.get_subscription_count() > 0, timeout_s=120,
+                     what='the rig topics')
+        tfs = []
+        for c in rig:
+            tf = TransformStamped()
+            tf.header.frame_id, tf.child_frame_id = 'base_link', f'cam_{c.name}'
+            tf.transform.translation.x, tf.transform.translation.y = c.x_m, c.y_m
+            tf.transform.translation.z = 1.7
+            r = tf.transform.rotation
+            r.z, r.w = math.sin(c.yaw_rad / 2), math.cos(c.yaw_rad / 2)
+            tfs.append(tf)
+        h.pub_static.publish(TFMessage(transforms=tfs))
+        h.spin_until(lambda: h.diag().get('tf_static_edges') == '4', what='the mounts')
+        fr = frames[2]
+        (bx, by, byaw), t = fr['truth_xy_yaw'], fr['t_ns']
+        h.send_fix(t - 50_000_000, fr['prior'].lat_deg, fr['prior'].lon_deg)
+        h.spin_until(lambda: h.diag().get('gnss_buffered') == '1', what='the fix')
+
+        def send(i, stamp):
+            c = rig[i]
+            cs, sn = math.cos(byaw), math.sin(byaw)
+            rgb = renderer.pinhole(CameraPose(bx + cs * c.x_m - sn * c.y_m,
+                                              by + sn * c.x_m + cs * c.y_m, byaw + c.yaw_rad,
+                                              z_m=1.7), c.camera)
+            info = CameraInfo()
+            info.header.stamp.sec, info.header.stamp.nanosec = divmod(int(stamp), S)
+            info.header.frame_id = f'cam_{c.name}'
+            info.width, info.height = c.camera.width, c.camera.height
+            info.k = [c.camera.fx, 0.0, c.camera.cx, 0.0, c.camera.fy, c.camera.cy, 0.0, 0.0,
+                      1.0]
+            infos[i].publish(info)
+            msg = fill_image(Image(), rgb)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp), S)
+            msg.header.frame_id = f'cam_{c.name}'
+            pubs[i].publish(msg)
+
+        for i in (0, 1, 2):                   # an incomplete set: the rear-right one missing
+            send(i, t - 300_000_000)
+        for i in (3, 1, 0, 2):                # a full set, out of order, a few ms apart
+            send(i, t + (i % 2) * 3_000_000)
+        h.spin_until(lambda: len(h.got['cov']) == 1 or h.diag().get('rejected') == '1',
+                     what='the rig frame')
+        d = h.diag()
+        assert len(h.got['cov']) == 1, d.get('last_rejection')
+        assert d['processed'] == '1'          # the incomplete set never became a frame
+        m = h.got['cov'][0]
+        assert _stamp(m.header) == t          # the first (front) camera's stamp
+        truth = _truth_xy(fr, root)[0]
+        p = m.pose.pose.position
+        assert math.hypot(p.x - truth[0], p.y - truth[1]) < 4.0
+    finally:
+        code, out = stop_node(proc)
+        h.node.destroy_node()
+    assert code == 0, out

@@ -101,3 +101,15 @@ def test_parameter_sources_tell_own_from_shared(tmp_path):
                                     fully_qualified_name='/ns/ciper_localizer')
     assert own == {'top_k', 'gate_sigmas', 'topk', 'cache_mb'}
     assert shared == {'robot_radius', 'planner.hz', 'wild'}
+
+
+def test_rig_topics_pair_each_image_with_the_camera_info_beside_it():
+    p = NodeParams.from_dict({'index': 'i', 'rig_image_topics':
+                              ' /car/front/image_raw, rear/image_raw ,'})
+    assert p.rig_topics() == [('/car/front/image_raw', '/car/front/camera_info'),
+                              ('rear/image_raw', 'rear/camera_info')]
+    assert NodeParams.from_dict({'index': 'i'}).rig_topics() == []
+    with pytest.raises(ParameterError, match='at least two'):
+        NodeParams.from_dict({'index': 'i', 'rig_image_topics': 'front/image_raw'})
+    with pytest.raises(ParameterError, match='names a topic twice'):
+        NodeParams.from_dict({'index': 'i', 'rig_image_topics': 'a/img,a/img'})

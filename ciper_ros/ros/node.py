@@ -106,15 +106,38 @@ class LocalizeNode(Node):
         image_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability,
                                durability=qos_profile_sensor_data.durability)
         sensor = qos_profile_sensor_data
-        if p.compressed:
-            self.image_topic = p.image_topic.rstrip('/') + '/compressed'
-            self.image_type = 'sensor_msgs/msg/CompressedImage'
-            self.create_subscription(CompressedImage, self.image_topic, self._on_image,
-                                     image_qos)
+        self.image_type = ('sensor_msgs/msg/CompressedImage' if p.compressed
+                           else 'sensor_msgs/msg/Image')
+        image_cls = CompressedImage if p.compressed else Image
+        rig = p.rig_topics()
+        self.rig_sync = self.rig_infos = None
+        if rig:                 # a camera rig: one frame of every camera, matched by stamp
+            from ciper_ros.runtime.sensors import CameraInfoBuffer
+            from ciper_ros.runtime.sync import StampSync
+
+            self.rig_sync = StampSync(cameras=len(rig),
+                                      tolerance_ns=int(p.rig_sync_tolerance_s * 1e9))
+            self.rig_infos = [CameraInfoBuffer(tolerance_s=p.camera_info_tolerance_s)
+                              for _ in rig]
+            topics = []
+            for i, (image_topic, info_topic) in enumerate(rig):
+                topic = image_topic.rstrip('/') + '/compressed' if p.compressed else \
+                    image_topic
+                topics.append(topic)
+                self.create_subscription(image_cls, topic,
+                                         lambda msg, i=i: self._on_rig_image(i, msg),
+                                         QoSProfile(depth=5, reliability=image_qos.reliability,
+                                                    durability=image_qos.durability))
+                self.create_subscription(CameraInfo, info_topic,
+                                         lambda msg, i=i: self._on_rig_camera_info(i, msg),
+                                         sensor)
+            self.image_topic = ', '.join(topics)
         else:
-            self.image_topic, self.image_type = p.image_topic, 'sensor_msgs/msg/Image'
-            self.create_subscription(Image, self.image_topic, self._on_image, image_qos)
-        self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info, sensor)
+            self.image_topic = p.image_topic.rstrip('/') + '/compressed' if p.compressed \
+                else p.image_topic
+            self.create_subscription(image_cls, self.image_topic, self._on_image, image_qos)
+            self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info,
+                                     sensor)
         self.create_subscription(NavSatFix, p.gnss_topic, self._on_fix, QoSProfile(
             depth=20, reliability=sensor.reliability))
         if p.odom_topic:
@@ -268,6 +291,34 @@ class LocalizeNode(Node):
             self._slot = (msg, time.monotonic())
             self._cv.notify()
 
+    def _on_rig_image(self, camera: int, msg) -> None:
+        """One rig camera's image: a frame leaves once every camera has one at its stamp."""
+        self.rates['image'].tick()
+        self.seen['image'] = time.monotonic()
+        got = self.rig_sync.add(camera, stamp_ns(msg.header.stamp), msg)
+        if got is None:
+            return
+        with self._cv:
+            if self._stop:
+                return
+            self.outputs.note_image(got[0])
+            self.counts['received'] += 1
+            if self._slot is not None:
+                self.counts['dropped'] += 1
+            self._slot = (got[1], time.monotonic())
+            self._cv.notify()
+
+    def _on_rig_camera_info(self, camera: int, msg) -> None:
+        from ciper_ros.rosmsg.convert import camera_info_to_camera, MessageError
+
+        self.rates['camera_info'].tick()
+        try:
+            self.rig_infos[camera].add(stamp_ns(msg.header.stamp), camera_info_to_camera(msg))
+        except MessageError as e:
+            self.last['error'] = f'CameraInfo of rig camera {camera}: {e}'
+        with self._info_cv:
+            self._info_cv.notify_all()
+
     def _on_camera_info(self, msg) -> None:
         self.rates['camera_info'].tick()
         why = self.pipeline.add_camera_info(stamp_ns(msg.header.stamp), msg)
@@ -374,18 +425,23 @@ class LocalizeNode(Node):
         from ciper_ros.runtime.pipeline import Frame
 
         self.counts['processed'] += 1
-        stamp = stamp_ns(msg.header.stamp)
-        frame_id = str(msg.header.frame_id)
-        try:
-            rgb, error = self.pipeline.decode(msg, self.image_type), ''
-        except MessageError as e:
-            rgb, error = None, f'bad image: {e}'
-            self.counts['bad_images'] += 1
-        if rgb is not None and self.pipeline.needs_camera(rgb):
-            self._wait_for_camera_info(stamp)
+        if isinstance(msg, tuple):            # a rig frame: one message per camera
+            frame = self._rig_frame(msg)
+            msg = msg[0]
+        else:
+            stamp = stamp_ns(msg.header.stamp)
+            try:
+                rgb, error = self.pipeline.decode(msg, self.image_type), ''
+            except MessageError as e:
+                rgb, error = None, f'bad image: {e}'
+                self.counts['bad_images'] += 1
+            if rgb is not None and self.pipeline.needs_camera(rgb):
+                self._wait_for_camera_info(stamp)
+            frame = Frame(stamp_ns=stamp, image=rgb, frame_id=str(msg.header.frame_id),
+                          error=error)
+        stamp = frame.stamp_ns
         jumps = self.pipeline.time_jumps
-        rec = self.pipeline.process(Frame(stamp_ns=stamp, image=rgb, frame_id=frame_id,
-                                          error=error))
+        rec = self.pipeline.process(frame)
         if self.pipeline.time_jumps != jumps:   # the clock went back: history is void
             self.outputs.reset()
             self.counts['time_jumps'] += 1
@@ -404,14 +460,41 @@ class LocalizeNode(Node):
         self._processing_ms.append(1e3 * (time.monotonic() - t_recv))
         self._latency_ms.append(1e-6 * (self.get_clock().now().nanoseconds - stamp))
 
-    def _wait_for_camera_info(self, stamp: int) -> None:
+    def _rig_frame(self, msgs: tuple):
+        """Decode a rig frame's images and pair each with its camera's CameraInfo."""
+        from ciper_ros.rosmsg.convert import MessageError
+        from ciper_ros.runtime.pipeline import Frame, View
+
+        stamp = stamp_ns(msgs[0].header.stamp)
+        views = []
+        for i, m in enumerate(msgs):
+            name = f'rig camera {i} ({m.header.frame_id or "?"})'
+            try:
+                rgb = self.pipeline.decode(m, self.image_type)
+            except MessageError as e:
+                self.counts['bad_images'] += 1
+                return Frame(stamp_ns=stamp, image=None, error=f'bad image of {name}: {e}')
+            t = stamp_ns(m.header.stamp)
+            self._wait_for_camera_info(t, self.rig_infos[i])
+            camera, why = self.rig_infos[i].at(t)
+            if camera is None:
+                return Frame(stamp_ns=stamp, image=None, error=f'{name}: {why}')
+            if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
+                return Frame(stamp_ns=stamp, image=None, error=(
+                    f'{name}: CameraInfo is {camera.width}x{camera.height}, the image '
+                    f'{rgb.shape[1]}x{rgb.shape[0]}'))
+            views.append(View(image=rgb, camera=camera, frame_id=str(m.header.frame_id)))
+        return Frame(stamp_ns=stamp, image=None, frame_id=str(msgs[0].header.frame_id),
+                     views=tuple(views))
+
+    def _wait_for_camera_info(self, stamp: int, buf=None) -> None:
         """Give the CameraInfo with the image's stamp ``camera_info_wait_s`` to arrive.
 
         Cameras publish image and CameraInfo with one stamp, but the two may arrive in either
         order: waiting for the matching one (not taking whichever came last) makes the result
         independent of arrival timing, as it is offline.
         """
-        buf = self.pipeline.camera_infos
+        buf = self.pipeline.camera_infos if buf is None else buf
         deadline = time.monotonic() + self.params.camera_info_wait_s
         with self._info_cv:
             while not buf.has_exact(stamp) and not (buf.newest_ns() or -1) >= stamp:

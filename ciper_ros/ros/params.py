@@ -45,6 +45,13 @@ class NodeParams:
     compressed: bool = _p(False, 'subscribe to <image_topic>/compressed '
                                  '(sensor_msgs/CompressedImage) instead')
     camera_info_topic: str = _p('camera_info', 'sensor_msgs/CameraInfo of the camera')
+    rig_image_topics: str = _p('', 'a camera rig instead of image_topic: its image topics, '
+                                   "comma-separated; each camera's CameraInfo on the "
+                                   'camera_info topic beside its image topic, its mount '
+                                   'from /tf_static; the images of one rig frame are '
+                                   'matched by stamp within rig_sync_tolerance_s')
+    rig_sync_tolerance_s: float = _p(0.02, 'rig images this close in stamp (s) are one frame',
+                                     range_=(0.0, 1.0))
     gnss_topic: str = _p('gnss/fix', 'sensor_msgs/NavSatFix GNSS prior')
     odom_topic: str = _p('', "nav_msgs/Odometry for map -> odom; '' = none: TF goes to "
                              'debug_child_frame')
@@ -168,6 +175,19 @@ class NodeParams:
 
         return TrackerConfig(particles=self.tracker_particles)
 
+    def rig_topics(self) -> list[tuple[str, str]]:
+        """Give (image topic, CameraInfo topic) per rig camera; [] for one camera.
+
+        CameraInfo sits beside its image topic, as image_transport's camera subscriber
+        expects (``front/image_raw`` -> ``front/camera_info``).
+        """
+        out = []
+        for t in (t.strip() for t in self.rig_image_topics.split(',')):
+            if t:
+                ns = t.rstrip('/').rpartition('/')[0]
+                out.append((t, f'{ns}/camera_info' if ns else 'camera_info'))
+        return out
+
     @property
     def tracks(self) -> bool:
         """Whether the node tracks (tracking on, and odometry to track with)."""
@@ -187,6 +207,12 @@ class NodeParams:
                      'odom_frame', 'base_frame', 'debug_child_frame'):
             if not getattr(self, name):
                 raise bad(name, 'must not be empty')
+        rig = [t for t, _ in self.rig_topics()]
+        if self.rig_image_topics.strip() and len(rig) < 2:
+            raise bad('rig_image_topics', 'must name at least two comma-separated image '
+                                          "topics ('' for one camera on image_topic)")
+        if len(set(rig)) != len(rig):
+            raise bad('rig_image_topics', 'names a topic twice')
         for name in ('camera_x_m', 'camera_y_m', 'camera_z_m', 'camera_yaw_rad'):
             if not math.isfinite(getattr(self, name)):
                 raise bad(name, 'must be finite')

@@ -269,7 +269,13 @@ class FramePipeline:
             if v.image is None or v.camera is None:
                 return None, None, f'rig camera {i} ({v.frame_id or "?"}) has no image / ' \
                                    'intrinsics'
-            m = v.mount or self.tf_static.mount(v.frame_id)
+            m = v.mount
+            if m is None:
+                m = self.tf_static.mount(v.frame_id)
+                if not m.source.startswith('tf_static'):
+                    return None, None, (f'no /tf_static {self.config.base_frame} -> '
+                                        f'{v.frame_id or "?"}: each camera of a rig needs '
+                                        'its mount')
             rig.append(RigCamera(camera=v.camera, yaw_rad=m.yaw_rad, x_m=m.x_m, y_m=m.y_m,
                                  name=v.frame_id))
         h, w = self.localizer.ground_hw
