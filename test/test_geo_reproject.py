@@ -101,3 +101,10 @@ def test_a_surround_rig_agrees_with_the_rendered_panorama(renderer):
         rig_to_panorama(images[:3], rig, width=1024, height=256)
     with pytest.raises(ValueError, match='unknown camera rig'):
         rig_preset('octopus')
+
+
+def test_the_cli_spells_the_rig_presets_like_the_geometry():
+    from ciper_ros.cli.common import RIG_PRESETS as CLI
+    from ciper_ros.geo.camera import RIG_PRESETS
+
+    assert CLI == RIG_PRESETS

@@ -169,3 +169,46 @@ def test_existing_bag_is_not_overwritten(bag, city):
     path, cfg = bag
     with pytest.raises(FileExistsError):
         write_drive_bag(city, path, cfg, progress=False)
+
+
+def test_a_drive_records_a_camera_rig_with_its_mounts(city, tmp_path):
+    from ciper_ros.bag.drive import rig_frame, rig_topic
+    from ciper_ros.geo.camera import RigCamera
+    from ciper_ros.geo.reproject import rig_to_panorama
+    from ciper_ros.rosmsg.convert import camera_info_to_camera, to_rgb
+    from ciper_ros.runtime.mount import Mount, tf_edges
+    from ciper_ros.runtime.pipeline import View
+    from ciper_ros.runtime.sensors import StaticTransforms
+
+    cfg = DriveConfig(duration_s=1.0, camera_hz=2.0, image_width=160, image_height=90,
+                      raw_images=False, rig='front_rear', seed=4)
+    path = write_drive_bag(city, tmp_path / 'rig', cfg, progress=False)
+    info = json.loads(path.joinpath('ciper_drive.json').read_text())
+    assert info['rig']['image_topics'] == [rig_topic('front'), rig_topic('rear')]
+    got = {}
+    static = StaticTransforms(base_frame='base_link', default=Mount())
+    with Reader(path) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        for conn, t_ns, raw in reader.messages():
+            msg = m.deserialize(raw, conn.msgtype)
+            if conn.topic == TOPICS['tf_static']:
+                static.add(tf_edges(msg))
+            elif conn.topic.startswith('/rig/'):
+                got.setdefault(t_ns, {})[conn.topic] = msg
+    for name in ('front', 'rear'):
+        assert counts[rig_topic(name)] == counts[rig_topic(name, info=True)] == 3
+    mounts = {n: static.mount(rig_frame(n)) for n in ('front', 'rear')}
+    assert mounts['front'].source.startswith('tf_static')
+    assert (mounts['front'].x_m, mounts['front'].yaw_rad) == pytest.approx((1.0, 0.0))
+    assert mounts['rear'].x_m == pytest.approx(-1.0)
+    assert abs(math.remainder(mounts['rear'].yaw_rad - math.pi, 2 * math.pi)) < 1e-9
+    t0 = sorted(got)[1]
+    views = []
+    for name in ('front', 'rear'):
+        img, ci = got[t0][rig_topic(name)], got[t0][rig_topic(name, info=True)]
+        assert img.header.frame_id == ci.header.frame_id == rig_frame(name)
+        views.append(View(image=to_rgb(img), camera=camera_info_to_camera(ci)))
+    rig = [RigCamera(camera=v.camera, yaw_rad=mounts[n].yaw_rad)
+           for v, n in zip(views, ('front', 'rear'), strict=True)]
+    _, seen, _ = rig_to_panorama([v.image for v in views], rig, width=256, height=64)
+    assert seen.any(axis=0).mean() == pytest.approx(0.5, abs=0.02)   # 2 x 90 of 360 deg

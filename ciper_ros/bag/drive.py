@@ -41,6 +41,15 @@ TOPICS = {
 DRIVE_INFO = 'ciper_drive.json'
 
 
+def rig_topic(name: str, *, info: bool = False) -> str:
+    """Give a rig camera's topic: ``/rig/<name>/image_raw/compressed`` or camera_info."""
+    return f'/rig/{name}/camera_info' if info else f'/rig/{name}/image_raw/compressed'
+
+
+def rig_frame(name: str) -> str:
+    return f'rig_{name}_link'
+
+
 def _qos(durability: QosDurability, reliability: QosReliability, depth: int = 10) -> Qos:
     zero = QosTime(sec=0, nsec=0)
     return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=reliability,
@@ -88,6 +97,13 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
         conn('camera_info', m.CAMERA_INFO, reliable)
         if cfg.panorama:
             conn('panorama', m.COMPRESSED_IMAGE, sensor)
+        rig = rec.rig_cameras()
+        for r in rig:
+            for key, typename, qos in ((f'rig/{r.name}', m.COMPRESSED_IMAGE, sensor),
+                                       (f'rig/{r.name}/info', m.CAMERA_INFO, reliable)):
+                conns[key] = writer.add_connection(
+                    rig_topic(r.name, info=key.endswith('/info')), typename, typestore=ts,
+                    offered_qos_profiles=[qos])
         conn('gnss', m.NAVSATFIX, sensor)
         conn('odom', m.ODOMETRY, reliable)
         conn('truth', m.POSE_STAMPED, reliable)
@@ -98,6 +114,10 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
         if cfg.panorama:        # the panorama's centre column looks along base_link +x
             mounts.append((_ns(0.0), 'base_link', 'camera_pano_frame', cfg.camera_xyz_m,
                            (0.0, 0.0, 0.0, 1.0)))
+        for r in rig:           # non-optical camera frames: each looks along its +x
+            mounts.append((_ns(0.0), 'base_link', rig_frame(r.name),
+                           (r.x_m, r.y_m, cfg.camera_xyz_m[2]),
+                           (0.0, 0.0, math.sin(r.yaw_rad / 2), math.cos(r.yaw_rad / 2))))
         events = [(_ns(0.0), 'tf_static', m.tf_message(mounts))]
         for t, lat, lon, alt, sigma in rec.fixes:
             if math.isfinite(lat):
@@ -131,6 +151,12 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
             if pano is not None:
                 writer.write(conns['panorama'], t_ns, m.serialize(m.image_compressed(
                     t_ns, 'camera_pano_frame', pano, quality=cfg.jpeg_quality)))
+            for r, img in zip(rig, rec.render_rig(i) if rig else (), strict=True):
+                fid = rig_frame(r.name)
+                writer.write(conns[f'rig/{r.name}'], t_ns, m.serialize(m.image_compressed(
+                    t_ns, fid, img, quality=cfg.jpeg_quality)))
+                writer.write(conns[f'rig/{r.name}/info'], t_ns,
+                             m.serialize(m.camera_info(t_ns, fid, r.camera)))
     except BaseException:
         writer.close()
         shutil.rmtree(staging, ignore_errors=True)
@@ -140,7 +166,10 @@ def write_drive_bag(world: World, out: str | os.PathLike, cfg: DriveConfig, *,
             'camera': rec.camera.to_dict(), 'topics': TOPICS, 'frames': {
                 'map': 'ENU at the city datum', 'base_link': 'vehicle, on the ground',
                 'camera_optical_frame': 'x right, y down, z forward',
-                'camera_pano_frame': 'x forward (panorama centre column), z up'},
+                'camera_pano_frame': 'x forward (panorama centre column), z up',
+                **{rig_frame(r.name): f'rig camera {r.name}: x along its optical axis, z up'
+                   for r in rig}},
+            'rig': {'preset': cfg.rig, 'image_topics': [rig_topic(r.name) for r in rig]},
             'start_time_ns': T0_NS, 'duration_s': rec.trajectory.duration_s,
             'distance_m': rec.distance_m, 'gnss_reported_sigma_m': cfg.gnss.nominal_sigma_m}
     (partial / DRIVE_INFO).write_text(json.dumps(info, indent=2) + '\n')

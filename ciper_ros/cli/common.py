@@ -196,3 +196,8 @@ def bag_topics(args: argparse.Namespace):
 
     return BagTopics(image=args.image_topic, camera_info=args.camera_info_topic,
                      gnss=args.gnss_topic, odom=args.odom_topic, truth=args.truth_topic)
+
+
+# ciper_ros.geo.camera.RIG_PRESETS spelled out, so that --help imports no numpy
+# (test/test_geo_reproject.py keeps them equal)
+RIG_PRESETS = ('forward', 'front_rear', 'surround4', 'surround6')

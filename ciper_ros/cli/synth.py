@@ -8,6 +8,7 @@ from ciper_ros.cli.common import (
     check_out_dir,
     check_out_file,
     latlon,
+    RIG_PRESETS,
     subcommands,
     write_rgb_image,
     zooms,
@@ -50,6 +51,9 @@ def add_parser(subparsers) -> None:
     p.add_argument('--height', type=int, default=240, help='camera image height (px)')
     p.add_argument('--hfov-deg', type=float, default=90.0, help='camera horizontal FoV')
     p.add_argument('--panorama', action='store_true', help='also record a 360 panorama')
+    p.add_argument('--rig', choices=[r for r in RIG_PRESETS if r != 'forward'],
+                   help='also record a camera rig (each camera on /rig/<name>/image_raw/'
+                        'compressed + camera_info, mounts on /tf_static; --width x --height)')
     p.add_argument('--no-raw', action='store_true', help='compressed images only')
     p.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
     p.add_argument('--gnss-profile', choices=GNSS_PROFILE_NAMES, default='white',
@@ -116,6 +120,7 @@ def cmd_drive(args: argparse.Namespace) -> int:
 
     world_path, _ = city_paths(args.city)
     cfg = DriveConfig(duration_s=args.duration_s, seed=args.seed, panorama=args.panorama,
+                      rig=args.rig or '',
                       raw_images=not args.no_raw, storage=args.storage,
                       image_width=args.width, image_height=args.height, hfov_deg=args.hfov_deg,
                       gnss=gnss_profile(args.gnss_profile, rate_hz=args.gnss_rate_hz,

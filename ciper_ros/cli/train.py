@@ -9,9 +9,9 @@ from ciper_ros.cli.common import (
     check_kv,
     check_out_dir,
     check_out_file,
+    RIG_PRESETS,
     subcommands,
 )
-from ciper_ros.geo.camera import RIG_PRESETS
 from ciper_ros.util.errors import UserError
 
 RIG_CHOICES = tuple(f'rig:{r}' for r in RIG_PRESETS)

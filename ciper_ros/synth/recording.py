@@ -38,6 +38,8 @@ class DriveConfig:
     raw_images: bool = True
     panorama: bool = False
     panorama_size: tuple[int, int] = (512, 128)   # width, height
+    rig: str = ''                 # also record a camera rig (geo.camera.rig_preset), level,
+    #                               its cameras of image_width x image_height at camera z
     jpeg_quality: int = 90
     storage: str = 'mcap'
     gnss: GnssConfig = field(default_factory=GnssConfig)
@@ -76,6 +78,24 @@ class DriveRecording:
             level = CameraPose(pose.x_m, pose.y_m, pose.yaw_rad, z_m=pose.z_m)
             pano = self.renderer.panorama(level, width=pw, height=ph)
         return rgb, pano
+
+    def rig_cameras(self):
+        """Give the rig's cameras (RigCamera), () without one."""
+        from ciper_ros.geo.camera import rig_preset
+
+        c = self.config
+        return rig_preset(c.rig, width=c.image_width, height=c.image_height) if c.rig else ()
+
+    def render_rig(self, i: int) -> list[np.ndarray]:
+        """Every rig camera's RGB image of camera frame ``i`` (level, from its mount)."""
+        xy, yaw, _, _ = self.trajectory.at(np.array([self.camera_t_s[i]]))
+        x, y, yaw = float(xy[0, 0]), float(xy[0, 1]), float(yaw[0])
+        c, s = math.cos(yaw), math.sin(yaw)
+        z = self.config.camera_xyz_m[2]
+        return [self.renderer.pinhole(CameraPose(x + c * r.x_m - s * r.y_m,
+                                                 y + s * r.x_m + c * r.y_m, yaw + r.yaw_rad,
+                                                 z_m=z), r.camera)
+                for r in self.rig_cameras()]
 
     @property
     def distance_m(self) -> float:
