@@ -14,7 +14,7 @@ import sys
 import time
 
 BENCHMARKS = ['bench_maps', 'bench_synth', 'bench_model', 'bench_runtime', 'bench_retrieval',
-              'bench_node']
+              'bench_node', 'bench_tracker']
 
 
 def machine() -> dict:
