@@ -311,3 +311,22 @@ def test_drive_tracker_starts_settles_relocalizes_and_takes_initial_poses():
     est = dt.estimate()
     assert np.linalg.norm(est.xy_m - (-20.0, 7.0)) < 0.1 and abs(est.yaw_rad + 1.0) < 0.02
     assert dt.status()['tracker_pose_resets'] == 1 and dt.status()['tracker_relocalizations'] == 1
+
+
+def test_the_published_covariance_is_scaled_and_the_filter_is_not():
+    from ciper_ros.runtime.tracker import DriveTracker, DriveTrackerConfig
+
+    cfg = DriveTrackerConfig(output_cov_scale=4.0, output_yaw_cov_scale=2.0)
+    dt = DriveTracker(drive=cfg)
+    dt.add_odometry(0, 0.0, 0.0, 0.0)
+    dt.add_fix(0, np.array([3.0, 4.0]), 2.0)
+    raw = dt.tracker.estimate().covariance
+    pub = dt.estimate().covariance
+    assert pub[:2, :2] == pytest.approx(4.0 * raw[:2, :2])
+    assert pub[2, 2] == pytest.approx(2.0 * raw[2, 2])
+    assert pub[0, 2] == pytest.approx(np.sqrt(8.0) * raw[0, 2])
+    assert dt.estimate_at(0).covariance == pytest.approx(pub)
+    assert dt.settled() == (np.sqrt(np.linalg.eigvalsh(raw[:2, :2])[-1])
+                            <= cfg.settled_sigma_m)
+    with pytest.raises(ValueError, match='output_cov_scale'):
+        DriveTrackerConfig(output_cov_scale=0.0)
