@@ -90,9 +90,9 @@ def run_demo(out_dir: str | Path, *, center_latlon_deg: tuple[float, float] = (4
     t0 = time.perf_counter()
     n_tiles = 0
     if _existing_params(map_path) == params:
-        print(f'[1/6] reusing {map_path} (same settings)')
+        print(f'[1/7] reusing {map_path} (same settings)')
     else:
-        print(f'[1/6] writing {map_path}: {size_m:g} m square at {center_latlon_deg}, '
+        print(f'[1/7] writing {map_path}: {size_m:g} m square at {center_latlon_deg}, '
               f'zooms {list(zooms)}, {len(markers)} markers')
         sampler = compose_samplers(grid_sampler(spacing_m=10.0, muted=True),
                                    (marker_sampler(markers, radius_m=marker_radius_m,
@@ -104,7 +104,7 @@ def run_demo(out_dir: str | Path, *, center_latlon_deg: tuple[float, float] = (4
                                     zooms=zooms, desc='map tiles')
     t_write = time.perf_counter() - t0
 
-    print('[2/6] cropping the map at 12 centres x 3 sizes and locating markers')
+    print('[2/7] cropping the map at 12 centres x 3 sizes and locating markers')
     rng = np.random.default_rng(1)
     sizes = [(48.0, 128), (96.0, 256), (160.0, 512)]
     errors, sheet = [], []
@@ -162,45 +162,80 @@ def run_demo(out_dir: str | Path, *, center_latlon_deg: tuple[float, float] = (4
           f"{loc.get('heading_error_deg_median', math.nan):.2f} deg; latency median "
           f"{loc.get('latency_ms_median', math.nan):.0f} ms, p95 "
           f"{loc.get('latency_ms_p95', math.nan):.0f} ms")
+    tr = metrics['tracking']
+    for cam in ('panorama', 'forward'):
+        parts = [f"{name} {tr[cam][key].get('position_error_m_median', math.nan):.2f} m "
+                 f"(p95 {tr[cam][key].get('position_error_m_p95', math.nan):.2f})"
+                 for key, name in (('per_frame', 'per frame'), ('tracked', 'tracked'),
+                                   ('baseline', 'GNSS + odometry EKF')) if key in tr[cam]]
+        print(f"{tr['gnss_profile']} GNSS, {cam} camera: " + '; '.join(parts))
     return metrics
+
+
+def _tracking_series(loc, bag: Path, topics) -> tuple[dict, dict]:
+    """({'tracked', 'baseline'}: records, their info) of one camera of a drive."""
+    from ciper_ros.bag.reader import read_recording
+    from ciper_ros.experiments.baseline_eval import baseline_records
+    from ciper_ros.experiments.tracking_eval import tracked_records
+
+    series, info = {}, {}
+    series['tracked'], info['tracked'] = tracked_records(loc, bag, topics=topics)
+    rec = read_recording(bag, topics)
+    try:
+        series['baseline'], info['baseline'] = baseline_records(rec, plane=loc.index.plane)
+    finally:
+        rec.bag.close()
+    return series, info
+
+
+def _short(m: dict) -> dict:
+    keys = ('localized', 'frames', 'position_error_m_median', 'position_error_m_p95',
+            'heading_error_deg_median', 'coverage_95')
+    return {k: (round(m[k], 3) if isinstance(m.get(k), float) else m.get(k)) for k in keys}
 
 
 def run_localization_demo(out: Path, *, seed: int = 0, city_size_m: float = 600.0,
                           drive_s: float = 90.0, calibration_s: float = 30.0,
-                          rate: float = 1.0) -> dict:
-    """Run steps 3-6: city, drives, index, calibration, the real node on the replayed bag.
+                          rate: float = 1.0, gnss_profile: str = 'urban') -> dict:
+    """Run steps 3-7: city, drives, index, calibration, the node, tracking vs the baseline.
 
-    City seed 0 is held out from the shipped model's training cities.
+    City seed 0 is held out from the shipped model's training cities. The drive's GNSS
+    follows ``gnss_profile`` (urban: biased, multipath excursions, under-stated
+    covariance); the calibration drive's is white noise (the model's own calibration).
     """
     import shutil
 
     from ciper_ros.bag.drive import write_drive_bag
-    from ciper_ros.bag.offline import calibrate_recording
+    from ciper_ros.bag.offline import calibrate_recording, offline_records
+    from ciper_ros.bag.reader import BagTopics
     from ciper_ros.experiments.bag_eval import online_records
     from ciper_ros.experiments.report import write_report
     from ciper_ros.model.build import default_model_path
     from ciper_ros.runtime.assemble import open_localizer
     from ciper_ros.runtime.index import build_index
     from ciper_ros.synth.folder import MAP_FILE, write_city_folder
+    from ciper_ros.synth.gnss import gnss_profile as make_gnss
     from ciper_ros.synth.recording import DriveConfig
     from ciper_ros.synth.world import CityConfig
 
     model = default_model_path()
-    print(f'[3/6] synthetic city (seed {seed}, {city_size_m:g} m square, held out from the '
+    print(f'[3/7] synthetic city (seed {seed}, {city_size_m:g} m square, held out from the '
           f"shipped model's training) and its aerial map")
     world, t = write_city_folder(out / 'city', CityConfig(seed=seed, size_m=city_size_m))
     print(f'      {world.n_buildings} buildings; generated in {t["generate_s"]:.1f} s, aerial '
           f'map in {t["aerial_s"]:.1f} s')
-    print(f'[4/6] recording a {drive_s:g} s drive (360 deg camera at 10 Hz, GNSS 5 Hz, '
-          f'odometry, ground truth) and a {calibration_s:g} s calibration drive as rosbag2')
+    print(f'[4/7] recording a {drive_s:g} s drive (forward and 360 deg cameras at 10 Hz, '
+          f'GNSS 5 Hz under the {gnss_profile} profile, odometry, ground truth) and a '
+          f'{calibration_s:g} s calibration drive as rosbag2')
     t0 = time.perf_counter()
     drive = write_drive_bag(world, out / 'drive', DriveConfig(
-        duration_s=drive_s, seed=seed + 1, panorama=True, raw_images=False), overwrite=True)
+        duration_s=drive_s, seed=seed + 1, panorama=True, raw_images=False,
+        gnss=make_gnss(gnss_profile)), overwrite=True)
     calib_bag = write_drive_bag(world, out / 'calibration_drive', DriveConfig(
         duration_s=calibration_s, seed=seed + 101, panorama=True, raw_images=False),
         overwrite=True)
     t_drive = time.perf_counter() - t0
-    print(f'[5/6] tile index of the city with the shipped model ({model.name}); covariance '
+    print(f'[5/7] tile index of the city with the shipped model ({model.name}); covariance '
           'calibration on the calibration drive')
     t0 = time.perf_counter()
     shutil.rmtree(out / 'index', ignore_errors=True)
@@ -211,9 +246,10 @@ def run_localization_demo(out: Path, *, seed: int = 0, city_size_m: float = 600.
     calib = calibrate_recording(loc, calib_bag)
     calib_path = out / 'calibration.json'
     calib_path.write_text(json.dumps(calib, indent=1) + '\n')
+    loc = open_localizer(index=index, model=model, calibration=calib_path)
     print(f'      {len(loc.index)} tiles in {t_index:.1f} s; covariance scale '
           f'{calib["cov_scale"]:.2f} (position), {calib["yaw_cov_scale"]:.2f} (heading)')
-    print(f'[6/6] localize_node (a separate process, use_sim_time) on the drive replayed over '
+    print(f'[6/7] localize_node (a separate process, use_sim_time) on the drive replayed over '
           f'DDS at {rate:g}x with /clock')
     report = out / 'report'
     report.mkdir(parents=True, exist_ok=True)
@@ -224,11 +260,27 @@ def run_localization_demo(out: Path, *, seed: int = 0, city_size_m: float = 600.
     t_node = time.perf_counter() - t0
     meta = {'bag': str(drive), 'index': str(index), 'model': str(model), 'mode': 'online',
             'rate': rate, 'calibration': str(calib_path), **run}
+    print("[7/7] tracking over the drive (the node's pipeline with its drive tracker, "
+          'offline) against the GNSS + odometry EKF users run (tuned on the drive), for the '
+          '360 deg camera and the forward camera')
+    pano = BagTopics(image='/camera_pano/image_raw/compressed', camera_info='')
+    series, info = _tracking_series(loc, drive, pano)
     m = write_report(report, rows, meta=meta, store=loc.store, plane=loc.index.plane,
-                     zoom=loc.index.spec.zoom)
+                     zoom=loc.index.spec.zoom, series=series, series_info=info)
+    fwd = BagTopics(image='/camera/image_raw/compressed', camera_info='/camera/camera_info')
+    fwd_rows = offline_records(loc, drive, topics=fwd)
+    fwd_series, fwd_info = _tracking_series(loc, drive, fwd)
+    m_fwd = write_report(report / 'forward', fwd_rows,
+                         meta={'bag': str(drive), 'mode': 'offline', 'camera': 'forward'},
+                         store=loc.store, plane=loc.index.plane, zoom=loc.index.spec.zoom,
+                         series=fwd_series, series_info=fwd_info)
+    tracking = {'gnss_profile': gnss_profile}
+    for cam, mm in (('panorama', m), ('forward', m_fwd)):
+        tracking[cam] = {'per_frame': _short(mm), **{k: _short(mm[k]) for k in series
+                                                     if k in mm}}
     return {'city_buildings': int(world.n_buildings), 'drive_s': drive_s,
             'drive_bag_seconds': round(t_drive, 1), 'index_tiles': len(loc.index),
             'index_seconds': round(t_index, 1), 'calibration': {
                 k: calib[k] for k in ('cov_scale', 'yaw_cov_scale', 'frames')},
             'node_run_seconds': round(t_node, 1), 'node_exit_code': run['node_exit_code'],
-            'report': str(report / 'report.md'), 'localization': m}
+            'report': str(report / 'report.md'), 'localization': m, 'tracking': tracking}
