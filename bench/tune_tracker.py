@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = {
     'default': {},
     'floor1': {'frame_sigma_floor_m': 1.0},
+    'gnss0.3': {'gnss_power': 0.3},
     'floor1_gnss0.3': {'frame_sigma_floor_m': 1.0, 'gnss_power': 0.3},
     'floor1_gnss0.3_frames0.1': {'frame_sigma_floor_m': 1.0, 'gnss_power': 0.3,
                                  'frame_power': 0.1},

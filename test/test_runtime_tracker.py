@@ -209,9 +209,11 @@ def _ambiguous_frames(seed=3):
 def test_a_mixture_of_hypotheses_holds_where_the_top_one_misleads():
     truth = _drive(40.0)
     mix, top = _ambiguous_frames(), _ambiguous_frames()
-    e_mix, _ = _run(truth, frames=lambda i, t: (mix(t), 0.9))
+    # the frames' own 0.7 m sigma (not the default floor, tuned for the model's frames)
+    cfg = TrackerConfig(frame_sigma_floor_m=0.3)
+    e_mix, _ = _run(truth, frames=lambda i, t: (mix(t), 0.9), config=cfg)
     # the same frames, only their best-scoring hypothesis (always the wrong one)
-    e_top, _ = _run(truth, frames=lambda i, t: top(t)[0][:3] + (0.9,))
+    e_top, _ = _run(truth, frames=lambda i, t: top(t)[0][:3] + (0.9,), config=cfg)
     assert np.median(e_mix) < 0.6 and np.percentile(e_mix, 95) < 1.5
     assert np.median(e_mix) < 0.5 * np.median(e_top)
 

@@ -61,14 +61,15 @@ class TrackerConfig:
     rot_noise_per_m: float = 0.01         # heading sigma per metre driven (gyro bias)
     pos_noise_per_sqrt_s: float = 0.05    # random walk floor (m / sqrt s)
     yaw_noise_per_sqrt_s: float = 0.01    # random walk floor (rad / sqrt s)
-    frame_sigma_floor_m: float = 0.3      # a frame's covariance is never tighter than this
+    frame_sigma_floor_m: float = 1.0      # a frame's covariance is never tighter than this
+    #                                       (bench/tune_tracker.py on the validation drive)
     frame_yaw_sigma_floor_rad: float = math.radians(0.5)
     outlier_sigma_m: float = 10.0         # where a wrong frame lands: the prior's spread
     # likelihood tempering: successive frames (and fixes) err alike where they were taken
     # (the model's error at a place, the GNSS bias), so each counts as this part of an
     # independent measurement; 1 trusts them as independent (an overconfident cloud)
     frame_power: float = 1.0
-    gnss_power: float = 1.0
+    gnss_power: float = 0.3               # successive fixes share their bias (urban GNSS)
     gnss_nu: float = 3.0                  # Student-t degrees of freedom of a GNSS fix
     gnss_sigma_scale: float = 1.0         # times the fix's reported sigma
     resample_fraction: float = 0.5
@@ -423,8 +424,8 @@ class DriveTrackerConfig:
     # the published covariance (estimate, estimate_at) is the particles' spread times these:
     # the cloud is tighter than its errors (frames and fixes err alike where they were
     # taken); fitted on a validation drive so the 95 % ellipse holds 95 % of errors
-    output_cov_scale: float = 1.0          # position variances
-    output_yaw_cov_scale: float = 1.0      # heading variance
+    output_cov_scale: float = 78.6         # position variances (bench/tune_tracker.py:
+    output_yaw_cov_scale: float = 4.83     # heading variance    validation city 500, urban)
 
     def __post_init__(self) -> None:
         for name in ('output_cov_scale', 'output_yaw_cov_scale'):
@@ -608,9 +609,15 @@ class DriveTracker:
     def estimate_at(self, stamp_ns: int) -> TrackEstimate | None:
         """Give the estimate moved to ``stamp_ns`` (a frame's, earlier than the filter's)."""
         with self._lock:
+            est = self._filter_estimate_at(stamp_ns)
+            return None if est is None else self._published(est)
+
+    def _filter_estimate_at(self, stamp_ns: int) -> TrackEstimate | None:
+        """Give the particles' own estimate (unscaled covariance) moved to ``stamp_ns``."""
+        with self._lock:
             if not self.tracker.initialised:
                 return None
-            est = self._published(self.tracker.estimate())
+            est = self.tracker.estimate()
             now = self.time_ns
             if now is None or stamp_ns >= now:
                 return est
@@ -651,7 +658,8 @@ class DriveTracker:
         with self._lock:
             if self.searching or not self.settled():
                 return None
-            est = self.estimate_at(stamp_ns)
+            est = self._filter_estimate_at(stamp_ns)     # the filter's spread, not the
+            #                                              published one: the frame's gate
             c = self.cfg
             sigma = max(math.sqrt(float(np.linalg.eigvalsh(est.covariance[:2, :2])[-1])),
                         c.prior_sigma_floor_m)
