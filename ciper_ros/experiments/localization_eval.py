@@ -82,12 +82,10 @@ def chained_frames(*, world, plane, crop_side_m: float, model_config, n: int,
         views = ()
         if rig is not None:           # each camera at its mount (the rig's centre is base)
             img = None
-            c, s_ = math.cos(yaw), math.sin(yaw)
             views = tuple(View(image=renderer.pinhole(CameraPose(
-                xy[0] + c * rc.x_m - s_ * rc.y_m, xy[1] + s_ * rc.x_m + c * rc.y_m,
-                yaw + rc.yaw_rad, z_m=pose.z_m), rc.camera), camera=rc.camera,
-                frame_id=rc.name, mount=Mount(rc.x_m, rc.y_m, rc.yaw_rad, source='rig'))
-                for rc in rig)
+                *rc.pose_in_map(float(xy[0]), float(xy[1]), yaw), z_m=pose.z_m), rc.camera),
+                camera=rc.camera, frame_id=rc.name,
+                mount=Mount(rc.x_m, rc.y_m, rc.yaw_rad, source='rig')) for rc in rig)
         elif fwd is not None:
             img = renderer.pinhole(pose, fwd)
         elif mc.ground == 'panorama':
@@ -181,14 +179,33 @@ def localize_city(loc, world, *, n: int, prior_sigma_m: float | None,
         frames = ({**fr, 'prior': None, 'prior_error_m': math.nan} for fr in frames)
     rows = chained_records(loc, frames, total=n, desc=f'localize ({camera})',
                            progress=progress)
-    partial = camera == 'forward' or camera in ('rig:forward', 'rig:front_rear')
-    s_pos, s_head = loc.scales(forward=partial and mc.ground == 'panorama')
+    s_pos, s_head = loc.scales(forward=partial_view(loc, camera))
     return summarize(rows) | {'n': n, 'prior_sigma_m': prior_sigma_m,
                               'heading_prior_deg': heading_prior_deg, 'seed': seed,
                               'camera': camera, 'ground': mc.ground,
                               'index_tiles': len(idx),
                               'calibration': str(calibration) if calibration else None,
                               'cov_scale': s_pos, 'yaw_cov_scale': s_head}, rows
+
+
+def partial_view(loc, camera: str) -> bool:
+    """Tell whether ``camera``'s frames take the localizer's partial-view rules.
+
+    The Localizer's own test (the seen fraction of the model's input) on the footprint
+    of the forward camera or the rig.
+    """
+    from ciper_ros.geo.camera import rig_preset
+    from ciper_ros.geo.reproject import pinhole_footprint, rig_footprint
+    from ciper_ros.runtime.localizer import PARTIAL_VIEW_FRACTION
+
+    if loc.model.config.ground != 'panorama' or camera == 'native':
+        return False
+    h, w = loc.ground_hw
+    c = FORWARD_CAMERA
+    seen = pinhole_footprint(forward_camera(), width=w, height=h) if camera == 'forward' \
+        else rig_footprint(rig_preset(camera[4:], width=c['width'], height=c['height']),
+                           width=w, height=h)
+    return float(seen.mean()) < PARTIAL_VIEW_FRACTION
 
 
 def chained_records(loc, frames, *, total: int | None = None, desc: str = 'localize',

@@ -91,6 +91,13 @@ class RigCamera:
     y_m: float = 0.0
     name: str = ''
 
+    def pose_in_map(self, x_m: float, y_m: float, yaw_rad: float) -> tuple[float, float, float]:
+        """Give this camera's (x, y, yaw) in the map for base_link at (x, y, yaw)."""
+        from ciper_ros.geo.se2 import SE2
+
+        T = SE2(x_m, y_m, yaw_rad) @ SE2(self.x_m, self.y_m, self.yaw_rad)
+        return T.x_m, T.y_m, T.yaw_rad
+
 
 def _ring(n: int, hfov_deg: float, *, width: int, height: int, radius_m: float,
           names: tuple[str, ...]) -> tuple[RigCamera, ...]:

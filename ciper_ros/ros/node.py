@@ -281,31 +281,26 @@ class LocalizeNode(Node):
     def _on_image(self, msg) -> None:
         self.rates['image'].tick()
         self.seen['image'] = time.monotonic()
-        with self._cv:
-            if self._stop:
-                return                             # shutting down: no new frames
-            self.outputs.note_image(stamp_ns(msg.header.stamp))
-            self.counts['received'] += 1
-            if self._slot is not None:
-                self.counts['dropped'] += 1        # the waiting frame is stale: replace it
-            self._slot = (msg, time.monotonic())
-            self._cv.notify()
+        self._offer(msg, stamp_ns(msg.header.stamp))
 
     def _on_rig_image(self, camera: int, msg) -> None:
         """One rig camera's image: a frame leaves once every camera has one at its stamp."""
         self.rates['image'].tick()
         self.seen['image'] = time.monotonic()
         got = self.rig_sync.add(camera, stamp_ns(msg.header.stamp), msg)
-        if got is None:
-            return
+        if got is not None:
+            self._offer(got[1], got[0])
+
+    def _offer(self, item, stamp: int) -> None:
+        """Hand a frame (a message, or a rig's tuple of them) to the worker: newest wins."""
         with self._cv:
             if self._stop:
-                return
-            self.outputs.note_image(got[0])
+                return                             # shutting down: no new frames
+            self.outputs.note_image(stamp)
             self.counts['received'] += 1
             if self._slot is not None:
-                self.counts['dropped'] += 1
-            self._slot = (got[1], time.monotonic())
+                self.counts['dropped'] += 1        # the waiting frame is stale: replace it
+            self._slot = (item, time.monotonic())
             self._cv.notify()
 
     def _on_rig_camera_info(self, camera: int, msg) -> None:

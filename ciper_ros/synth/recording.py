@@ -89,12 +89,9 @@ class DriveRecording:
     def render_rig(self, i: int) -> list[np.ndarray]:
         """Every rig camera's RGB image of camera frame ``i`` (level, from its mount)."""
         xy, yaw, _, _ = self.trajectory.at(np.array([self.camera_t_s[i]]))
-        x, y, yaw = float(xy[0, 0]), float(xy[0, 1]), float(yaw[0])
-        c, s = math.cos(yaw), math.sin(yaw)
+        base = (float(xy[0, 0]), float(xy[0, 1]), float(yaw[0]))
         z = self.config.camera_xyz_m[2]
-        return [self.renderer.pinhole(CameraPose(x + c * r.x_m - s * r.y_m,
-                                                 y + s * r.x_m + c * r.y_m, yaw + r.yaw_rad,
-                                                 z_m=z), r.camera)
+        return [self.renderer.pinhole(CameraPose(*r.pose_in_map(*base), z_m=z), r.camera)
                 for r in self.rig_cameras()]
 
     @property
