@@ -29,12 +29,14 @@ def main() -> int:
     p.add_argument('--profiles', nargs='+', default=['urban'], choices=list(GNSS_PROFILES))
     p.add_argument('--duration-s', type=float, default=120.0)
     p.add_argument('--camera-hz', type=float, default=5.0)
+    p.add_argument('--kidnapped', action='store_true',
+                   help="also each city's first-profile drive without its first 30 s of GNSS")
     p.add_argument('--out', default='bench/results/drive_eval.json')
     args = p.parse_args()
     model = Path(args.model) if args.model else default_model_path()
     result = drive_eval(root=Path(args.root), model=model, seeds=args.seeds,
                         profiles=args.profiles, duration_s=args.duration_s,
-                        camera_hz=args.camera_hz)
+                        camera_hz=args.camera_hz, kidnapped=args.kidnapped)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=1, default=float) + '\n')

@@ -175,3 +175,21 @@ def test_tile_hypotheses_one_per_tile_best_first_without_the_prior():
                         match_prob=np.array([1.0, 0.1]))
     assert [h.candidate for h in m] == [0, 1]
     assert m[0].weight == pytest.approx(0.5 / (0.5 + 0.09))
+
+
+def test_tile_hypotheses_keep_each_tiles_distinct_modes():
+    """Catches: a tile reduced to its best query when another mode is the right place."""
+    xy = np.array([[[14.0, 0.0], [0.0, 0.0], [0.5, 0.0], [14.2, 0.0], [-20.0, 0.0]]])
+    yaw = np.zeros((1, 5))
+    conf = np.array([[0.9, 0.6, 0.5, 0.8, 0.05]])        # the last: below the mode ratio
+    sims = np.array([1.0])
+    rule = CovarianceRule(sigma_floor_m=0.01)
+    out = tile_hypotheses(xy_m=xy, yaw_rad=yaw, confidence=conf, similarity=sims, rule=rule,
+                          modes_per_tile=3, mode_separation_m=3.0)
+    assert [tuple(h.xy_m) for h in out] == [(14.0, 0.0), (0.0, 0.0)]
+    assert out[0].weight == pytest.approx(0.9 / 1.5) and out[1].weight == pytest.approx(0.6 / 1.5)
+    # each mode's spread is its own queries': 14.2 beside 14, 0.5 beside 0
+    assert out[0].covariance[0, 0] == pytest.approx(0.8 / 1.7 * 0.2 ** 2, rel=1e-6)
+    assert out[1].covariance[0, 0] == pytest.approx(0.5 / 1.1 * 0.5 ** 2, rel=1e-6)
+    one = tile_hypotheses(xy_m=xy, yaw_rad=yaw, confidence=conf, similarity=sims, rule=rule)
+    assert len(one) == 1 and tuple(one[0].xy_m) == (14.0, 0.0)

@@ -192,6 +192,34 @@ def test_gnss_brings_back_a_filter_that_odometry_alone_carried_away():
     assert np.median(errs[k:]) < 4.0
 
 
+def test_gnss_far_beyond_multipath_re_initialises_even_while_frames_agree():
+    """Catches: a filter lost 80 m away that frames searched around it keep there."""
+    truth = _drive(40.0)
+    odom = _odometry(truth)
+    offset = np.array([60.0, -53.0])                    # 80 m: the look-alike block
+    cov = np.diag([0.5, 0.5, math.radians(1.5) ** 2])
+    cfg = TrackerConfig(seed=7)
+    tr = Tracker(config=cfg)
+    tr.initialise_from_covariance(truth[0, :2] + offset, truth[0, 2],
+                                  np.diag([1.0, 1.0, math.radians(3) ** 2]))
+    errs = []
+    for i in range(len(truth)):
+        t_s = i / ODOM_HZ
+        if i:
+            tr.predict(*odometry_increment(odom[i - 1], odom[i]), 1.0 / ODOM_HZ)
+        if i % ODOM_HZ == 0:
+            fix = truth[i, :2] + np.random.default_rng(i).normal(0.0, 1.0, 2)
+            tr.update_gnss(fix, 2.5, t_s=t_s)
+        if i % FRAME_EVERY == 0:                        # the frame sees what it is shown:
+            where = truth[i, :2] + (offset if tr.gnss_reinits == 0 else 0.0)   # the look-alike
+            tr.update_frame(where, truth[i, 2], cov, 0.95, t_s=t_s)
+        errs.append(math.hypot(*(tr.estimate().xy_m - truth[i, :2])))
+    assert tr.gnss_reinits == 1 and errs[0] > 75.0
+    k = int(cfg.gnss_far_s + 2) * ODOM_HZ
+    assert np.min(errs[:k - 3 * ODOM_HZ]) > 70.0        # the frames held it there...
+    assert np.max(errs[k + 5 * ODOM_HZ:]) < 5.0         # ...until GNSS, 80 m off for 10 s
+
+
 def _ambiguous_frames(seed=3):
     """Each frame two hypotheses: a wrong place 10-20 m off scoring 0.6, the truth 0.4."""
     rng = np.random.default_rng(seed)
@@ -290,26 +318,34 @@ def test_drive_tracker_starts_settles_relocalizes_and_takes_initial_poses():
     for k in range(1, 6):
         dt.add_odometry(k * S, 0.0, 0.0, 0.0)
         dt.add_frame(k * S, [((6.0, 4.0), 0.3, cov, 1.0)], 0.95)
-    assert dt.status()['tracker'] == 'tracking'
-    xy, sigma, yaw, yaw_sigma = dt.prior_at(5 * S)
-    assert np.linalg.norm(xy - (6.0, 4.0)) < 0.5 and abs(yaw - 0.3) < 0.05
+    # tight, but the heading is only the frames' word until a GNSS course agrees
+    assert dt.status()['tracker'] == 'converging' and dt.prior_at(5 * S) is None
+    head = np.array([math.cos(0.3), math.sin(0.3)])
+    for k in range(6, 9):                                   # 8 m/s along the heading
+        d = 8.0 * (k - 5)
+        dt.add_odometry(k * S, d, 0.0, 0.0)
+        dt.add_fix(k * S, np.array([6.0, 4.0]) + d * head, 1.0)
+        dt.add_frame(k * S, [(np.array([6.0, 4.0]) + d * head, 0.3, cov, 1.0)], 0.95)
+    assert dt.status()['tracker'] == 'tracking'          # 16 m: the course agreed
+    xy, sigma, yaw, yaw_sigma = dt.prior_at(8 * S)
+    assert np.linalg.norm(xy - (6.0, 4.0) - 24.0 * head) < 0.5 and abs(yaw - 0.3) < 0.05
     assert sigma == pytest.approx(3.0) and yaw_sigma == pytest.approx(math.radians(3.0))
     # relocalize: no state, GNSS ignored, and the frame's hypotheses (all) start it again
     dt.relocalize()
-    assert dt.status()['tracker'] == 'relocalizing' and dt.prior_at(5 * S) is None
-    assert not dt.add_fix(5 * S, (5.0, 5.0), 1.0)
+    assert dt.status()['tracker'] == 'relocalizing' and dt.prior_at(8 * S) is None
+    assert not dt.add_fix(8 * S, (5.0, 5.0), 1.0)
     far = [((100.0, 0.0), 0.0, cov, 0.5), ((-100.0, 0.0), 1.0, cov, 0.5)]
-    assert dt.add_frame(5 * S, far, 0.9)
+    assert dt.add_frame(8 * S, far, 0.9)
     x = dt.tracker.x
     assert 0.4 < np.mean(x[:, 0] > 0) < 0.6                # both places kept, half each
     assert dt.searching                                     # two places: not settled
-    for k in range(6, 9):
-        dt.add_odometry(k * S, 0.0, 0.0, 0.0)
+    for k in range(9, 12):
+        dt.add_odometry(k * S, 24.0, 0.0, 0.0)
         dt.add_frame(k * S, [((100.0, 0.0), 0.0, cov, 1.0)], 0.95)
-    assert not dt.searching and dt.status()['tracker'] == 'tracking'
+    assert not dt.searching and dt.status()['tracker'] == 'tracking'   # frames alone
     assert np.linalg.norm(dt.estimate().xy_m - (100.0, 0.0)) < 0.5
     # initialpose: re-initialised there, at once
-    dt.set_pose(8 * S, (-20.0, 7.0), -1.0, np.diag([0.04, 0.04, 1e-4]))
+    dt.set_pose(11 * S, (-20.0, 7.0), -1.0, np.diag([0.04, 0.04, 1e-4]))
     est = dt.estimate()
     assert np.linalg.norm(est.xy_m - (-20.0, 7.0)) < 0.1 and abs(est.yaw_rad + 1.0) < 0.02
     assert dt.status()['tracker_pose_resets'] == 1 and dt.status()['tracker_relocalizations'] == 1
@@ -328,7 +364,78 @@ def test_the_published_covariance_is_scaled_and_the_filter_is_not():
     assert pub[2, 2] == pytest.approx(2.0 * raw[2, 2])
     assert pub[0, 2] == pytest.approx(np.sqrt(8.0) * raw[0, 2])
     assert dt.estimate_at(0).covariance == pytest.approx(pub)
-    assert dt.settled() == (np.sqrt(np.linalg.eigvalsh(raw[:2, :2])[-1])
-                            <= cfg.settled_sigma_m)
+    assert not dt.settled()            # a fix start: heading unknown until a course agrees
     with pytest.raises(ValueError, match='output_cov_scale'):
         DriveTrackerConfig(output_cov_scale=0.0)
+
+
+def _course(tr, truth_a, truth_b, odom_a, odom_b, sigma_rad, fix_xy):
+    """Feed the tracker the GNSS course from truth_a to truth_b (the odometry between)."""
+    from ciper_ros.geo.se2 import SE2
+
+    d = SE2(*odom_a).inv() @ SE2(*odom_b)
+    body = math.atan2(d.y_m, d.x_m) - d.yaw_rad          # in base_link's frame at b
+    g = truth_b[:2] - truth_a[:2]
+    return tr.update_course(math.atan2(g[1], g[0]), body, sigma_rad, xy_m=fix_xy, sigma_m=1.0)
+
+
+def test_a_gnss_course_turns_a_filter_facing_backwards():
+    """Catches: a wrong-way lock (a forward camera's other direction) that GNSS cannot end."""
+    truth = _drive(20.0)
+    odom = _odometry(truth)
+    tr = Tracker(config=TrackerConfig(seed=4))
+    tr.initialise_from_covariance(truth[0, :2], truth[0, 2] + math.pi,      # facing back
+                                  np.diag([1.0, 1.0, math.radians(3) ** 2]))
+    step = 2 * ODOM_HZ                                   # a course every 16 m
+    agreed = []
+    for i in range(1, len(truth)):
+        tr.predict(*odometry_increment(odom[i - 1], odom[i]), 1.0 / ODOM_HZ)
+        if i % step == 0:
+            agreed.append(_course(tr, truth[i - step], truth[i], odom[i - step], odom[i],
+                                  math.radians(5), truth[i, :2]))
+    assert agreed[:2] == [False, True]                  # two disagree: re-initialised
+    assert tr.course_reinits == 1 and tr.reinits == 1
+    assert all(agreed[2:])
+    est = tr.estimate()
+    assert abs(math.remainder(est.yaw_rad - truth[-1, 2], 2 * math.pi)) < math.radians(5)
+    assert math.hypot(*(est.xy_m - truth[-1, :2])) < 5.0
+
+
+def test_one_wild_course_neither_re_initialises_nor_moves_the_heading():
+    """Catches: a multipath ramp (one course 120 deg off) taken as a wrong-way filter."""
+    truth = _drive(6.0)
+    odom = _odometry(truth)
+    tr = Tracker(config=TrackerConfig(seed=5))
+    tr.initialise_from_covariance(truth[0, :2], truth[0, 2],
+                                  np.diag([1.0, 1.0, math.radians(3) ** 2]))
+    for i in range(1, len(truth)):
+        tr.predict(*odometry_increment(odom[i - 1], odom[i]), 1.0 / ODOM_HZ)
+    before = tr.estimate().yaw_rad
+    wild = truth[-1].copy()
+    wild[:2] = truth[0, :2] + 40.0 * np.array([math.cos(2.1), math.sin(2.1)])
+    assert _course(tr, truth[0], wild, odom[0], odom[-1], math.radians(5), wild[:2]) is False
+    assert tr.reinits == 0
+    assert abs(math.remainder(tr.estimate().yaw_rad - before, 2 * math.pi)) < math.radians(1)
+
+
+def test_a_fix_start_waits_for_a_course_before_its_heading_is_anyones_prior():
+    """Catches: frames that claim the road's other way settling a GNSS start facing back."""
+    S = 1_000_000_000
+    dt = _drive_tracker(seed=6)
+    truth = _drive(12.0)
+    odom = _odometry(truth)
+    cov = np.diag([0.5, 0.5, math.radians(2) ** 2])
+    for i in range(len(truth)):
+        t = i * S // ODOM_HZ
+        dt.add_odometry(t, *odom[i])
+        if i % 4 == 0:                                  # GNSS at 5 Hz, 1 m noise
+            dt.add_fix(t, truth[i, :2] + np.random.default_rng(i).normal(0, 1.0, 2), 1.0)
+        if i % FRAME_EVERY == 0:                        # frames favour the wrong way 2:1
+            dt.add_frame(t, [(truth[i, :2], truth[i, 2] + math.pi, cov, 2.0),
+                             (truth[i, :2], truth[i, 2], cov, 1.0)], 0.9)
+        if i == ODOM_HZ:                                # 8 m driven: no course yet
+            assert dt.status()['tracker'] == 'converging' and dt.prior_at(t) is None
+    assert dt.settled()
+    est = dt.estimate()
+    assert abs(math.remainder(est.yaw_rad - truth[-1, 2], 2 * math.pi)) < math.radians(10)
+    assert math.hypot(*(est.xy_m - truth[-1, :2])) < 3.0

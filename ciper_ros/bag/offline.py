@@ -66,13 +66,15 @@ def offline_records(localizer, source: str | os.PathLike, *,
 
 def tracked_run(localizer, source: str | os.PathLike, *, tracker,
                 config: PipelineConfig | None = None, topics: BagTopics | None = None,
-                datum_latlon_deg=None, use_gnss: bool = True,
+                datum_latlon_deg=None, use_gnss: bool = True, withhold_gnss_s: float = 0.0,
                 progress: bool = True) -> tuple[list[FrameRecord], list[FrameRecord]]:
     """Run a recording through the pipeline with a drive tracker: (frames, tracked).
 
     ``tracker``: a :class:`~ciper_ros.runtime.tracker.DriveTracker` (odometry, fixes and
     frames weigh it; settled, it is each frame's prior). Per camera frame: the frame's own
     record, and the tracker's estimate at its stamp after it (judged by the same truth).
+    ``withhold_gnss_s``: no fix for this long after the first image (a kidnapped start:
+    the tracker begins from frames searched over the whole map).
     """
     from tqdm import tqdm
 
@@ -86,6 +88,9 @@ def tracked_run(localizer, source: str | os.PathLike, *, tracker,
                             'track with')
         pipe = FramePipeline(localizer=localizer, config=config or PipelineConfig(),
                              use_gnss=use_gnss, tracker=tracker)
+        if withhold_gnss_s > 0 and rec.images:
+            start = rec.images[0][0] + int(withhold_gnss_s * 1e9)
+            rec.fixes = [f for f in rec.fixes if f[0] >= start]
         for r, _ in tqdm(drive_frames(pipe, rec, datum_latlon_deg=datum_latlon_deg),
                          total=len(rec.images), desc='localize (tracked)', unit='frame',
                          disable=not progress):

@@ -66,7 +66,7 @@ class FrameRecord:
     # the camera's pose and covariance as the model found them
     camera_xy_yaw: tuple[float, float, float] = _NAN3
     camera_covariance: np.ndarray = field(default_factory=_nan33)
-    # every decoded tile's best pose as base_link in the map, best first: (xy_m (2,),
+    # every decoded tile's modes as base_link in the map, best first: (xy_m (2,),
     # yaw_rad, covariance (3, 3), weight), weights summing to 1 (what a tracker weighs)
     hypotheses: tuple = ()
     # map -> odom (x_m, y_m, yaw_rad) from odometry at the image stamp, when there was some

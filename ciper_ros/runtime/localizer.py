@@ -76,6 +76,10 @@ class LocalizerConfig:
     heading_sigmas: float = 3.0          # heading prior narrows hypotheses to +-k sigma
     cache_mb: float = 64.0               # aerial encodings of recently used tiles
     spread_top: int = 8                  # hypotheses entering the covariance
+    # what a tracker weighs: each decoded tile's distinct modes (selection.tile_hypotheses),
+    # so the right place is among them when the best query is a look-alike along the road
+    modes_per_tile: int = 3
+    mode_separation_m: float = 3.0
     cov_scale: float = 1.0               # calibration factors (validation data):
     yaw_cov_scale: float = 1.0           # see runtime.calibration
     forward_cov_scale: float | None = None      # the same for forward-camera frames a
@@ -378,7 +382,8 @@ class Localizer:
                                  hypotheses=tile_hypotheses(
                                      xy_m=pts, yaw_rad=yaw, confidence=conf,
                                      similarity=np.asarray(sims), rule=rule,
-                                     match_prob=match))
+                                     match_prob=match, modes_per_tile=cfg.modes_per_tile,
+                                     mode_separation_m=cfg.mode_separation_m))
         if match is not None and not p >= min_prob:
             res.ok = False
             res.reason = (f'no match: match probability {p:.2f} is below '

@@ -159,43 +159,65 @@ def select_pose(*, xy_m: np.ndarray, yaw_rad: np.ndarray, confidence: np.ndarray
 
 @dataclass(frozen=True)
 class TileHypothesis:
-    """One decoded tile's best pose, its covariance and weight (what a tracker weighs)."""
+    """One mode of a decoded tile: its pose, covariance and weight (what a tracker weighs)."""
 
     candidate: int                       # row of the candidate tile
     xy_m: np.ndarray                     # (2,) index ENU frame
     yaw_rad: float
     covariance: np.ndarray               # (3, 3), floored like the frame's
-    weight: float                        # normalised over the frame's tiles (sum 1)
+    weight: float                        # normalised over the frame's modes (sum 1)
 
 
 def tile_hypotheses(*, xy_m: np.ndarray, yaw_rad: np.ndarray, confidence: np.ndarray,
                     similarity: np.ndarray, rule: CovarianceRule = CovarianceRule(),
-                    match_prob: np.ndarray | None = None) -> list[TileHypothesis]:
-    """Give the best hypothesis of each of K decoded tiles, best first (as select_pose).
+                    match_prob: np.ndarray | None = None, modes_per_tile: int = 1,
+                    mode_separation_m: float = 3.0,
+                    min_mode_ratio: float = 0.1) -> list[TileHypothesis]:
+    """Give the distinct modes of each of K decoded tiles, best first (what a tracker weighs).
 
     Scored as :func:`hypothesis_scores` without the prior: a tracker weighs GNSS itself,
-    and a frame that saw another place than the fix must be able to say so. Each tile's
-    covariance is the floored spread of its own ``spread_top`` best queries; weights are
-    the tiles' best scores, normalised (uniform when every score is zero).
+    and a frame that saw another place than the fix must be able to say so. A tile's
+    queries can name several places (a forward camera along a road: a few metres or tens
+    of metres along it): up to ``modes_per_tile`` queries, best first, each farther than
+    ``mode_separation_m`` from the modes before it and scoring at least ``min_mode_ratio``
+    of the tile's best, are its modes. A query belongs to its nearest mode (none farther than
+    twice the separation: a weak stray query is no mode's spread); a mode's covariance is
+    the floored spread of its own ``spread_top`` best queries. Weights are
+    the modes' best scores, normalised over the frame (uniform when every score is zero).
     """
     xy_m = np.asarray(xy_m, np.float64)
     yaw_rad = np.asarray(yaw_rad, np.float64)
     score = hypothesis_scores(confidence=confidence, similarity=similarity, xy_m=xy_m,
                               match_prob=match_prob)                     # (K, Q)
-    best = np.max(score, axis=1)
+    modes: list[tuple[int, int, np.ndarray]] = []       # (tile, query, its members)
+    for j in range(len(score)):
+        order = np.argsort(-score[j], kind='stable')
+        picked: list[int] = []
+        for q in order:
+            if len(picked) >= max(1, modes_per_tile):
+                break
+            if picked and score[j, q] < min_mode_ratio * score[j, order[0]]:
+                break
+            if all(np.hypot(*(xy_m[j, q] - xy_m[j, m])) > mode_separation_m for m in picked):
+                picked.append(int(q))
+        d = np.linalg.norm(xy_m[j][:, None, :] - xy_m[j][picked][None], axis=-1)  # (Q, M)
+        owner = np.where(d.min(axis=1) <= 2.0 * mode_separation_m, np.argmin(d, axis=1), -1)
+        for i, q in enumerate(picked):
+            members = [int(v) for v in order if owner[v] == i][:rule.spread_top]
+            modes.append((j, q, np.asarray(members)))
+    best = np.array([score[j, q] for j, q, _ in modes])
     total = float(best.sum())
     weights = best / total if total > 0 else np.full(len(best), 1.0 / len(best))
     out = []
-    for j in np.argsort(-best, kind='stable'):
-        order = np.argsort(-score[j], kind='stable')[:rule.spread_top]
-        q = order[0]
-        cov = spread_covariance(xy_m=xy_m[j, order], yaw_rad=yaw_rad[j, order],
-                                weights=score[j, order], centre_xy_m=xy_m[j, q],
+    for i in np.argsort(-best, kind='stable'):
+        j, q, members = modes[i]
+        cov = spread_covariance(xy_m=xy_m[j, members], yaw_rad=yaw_rad[j, members],
+                                weights=score[j, members], centre_xy_m=xy_m[j, q],
                                 centre_yaw_rad=float(yaw_rad[j, q]))
         out.append(TileHypothesis(candidate=int(j), xy_m=xy_m[j, q].copy(),
                                   yaw_rad=float(yaw_rad[j, q]),
                                   covariance=floored_covariance(cov, rule),
-                                  weight=float(weights[j])))
+                                  weight=float(weights[i])))
     return out
 
 

@@ -13,6 +13,9 @@ ROS-free; the node (or an offline evaluation) feeds it:
 - :meth:`Tracker.update_gnss` with each fix: a Student-t on the horizontal distance
   (``gnss_nu`` degrees of freedom), heavy-tailed so a 20 m multipath excursion that the
   frames contradict cannot drag the estimate.
+- :meth:`Tracker.update_course` with a GNSS course (the bearing between two fixes against
+  the odometry between them; :class:`DriveTracker` makes one per ``course_baseline_m``
+  driven): a Student-t on each particle's heading.
 
 Resampling is systematic when the effective sample size drops below
 ``resample_fraction`` of the particles, with a small jitter. Divergence: when
@@ -20,8 +23,12 @@ Resampling is systematic when the effective sample size drops below
 all lie outside the filter's 99.9 % region and agree with each other (moved along by
 odometry: one place, seen again), the filter re-initialises on the latest frame's
 hypotheses (a kidnapped vehicle, or a wrong start); when GNSS has been outside it for
-``gnss_diverge_s`` and no frame agreed with the filter meanwhile, around the fix (odometry
-alone drifted away); :attr:`Tracker.reinits` counts both.
+``gnss_diverge_s`` and no frame agreed with the filter meanwhile, or farther than
+``gnss_far_m`` for ``gnss_far_s`` whatever the frames say, around the fix (odometry alone
+drifted away, or frames searched around a lost filter follow it); when two courses in a row
+say it faces the wrong way, at the fix facing the course; :attr:`Tracker.reinits` counts
+them all. The gates are the published covariance's (``spread_scale``: the cloud is tighter
+than its errors).
 Shapes: ``xy_m`` (2,), covariance (3, 3) in (x m, y m, yaw rad).
 """
 
@@ -79,8 +86,20 @@ class TrackerConfig:
     diverge_min_prob: float = 0.5
     gnss_diverge_s: float = 20.0          # GNSS outside the 99.9 % region this long, with no
     #                                       frame agreeing meanwhile: re-initialise on it
+    gnss_far_m: float = 50.0              # GNSS this far off (beyond multipath's reach: the
+    gnss_far_s: float = 10.0              # urban profile's 30 m plus bias) this long
+    #                                       re-initialises on it even while frames agree
+    #                                       (frames searched around a lost filter follow it)
     gnss_reinit_sigma_m: float = 5.0
     gnss_reinit_yaw_sigma_rad: float = math.radians(20.0)   # at least: the heading drifted too
+    # GNSS course: the bearing between two fixes against the odometry between them says
+    # which way the vehicle faces (a forward camera alone can mistake the road's direction;
+    # the bias cancels over a few seconds); Student-t like a fix
+    course_nu: float = 3.0
+    course_sigma_floor_rad: float = math.radians(3.0)
+    course_diverge: int = 2               # courses in a row outside the honest heading gate,
+    course_diverge_min_rad: float = math.radians(45.0)   # at least this far, agreeing with
+    #                                       each other: re-initialise on the course's heading
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -108,8 +127,15 @@ class TrackEstimate:
 class Tracker:
     """A particle filter over base_link's (x, y, yaw) in the map frame."""
 
-    def __init__(self, *, config: TrackerConfig | None = None) -> None:
+    def __init__(self, *, config: TrackerConfig | None = None,
+                 spread_scale: tuple[float, float] = (1.0, 1.0)) -> None:
         self.cfg = config or TrackerConfig()
+        # how much the cloud's spread understates its error (position, heading variance):
+        # the divergence gates ask whether a frame or fix disagrees with the honest
+        # covariance, not the cloud's (frames err alike where they were taken)
+        self.spread_scale = tuple(float(v) for v in spread_scale)
+        if not all(math.isfinite(v) and v > 0 for v in self.spread_scale):
+            raise UserError(f'spread_scale must be positive, got {spread_scale}')
         self.rng = np.random.default_rng(self.cfg.seed)
         self.x = np.zeros((0, 3))             # (N, 3) particles
         self.logw = np.zeros(0)               # (N,) log weights
@@ -119,7 +145,10 @@ class Tracker:
         #                                            moved along by odometry
         self._gnss_off_since: float | None = None     # GNSS disagreeing since (s)
         self._gnss_agree = 0                          # fixes agreeing in a row
+        self._gnss_far_since: float | None = None     # GNSS beyond gnss_far_m since (s)
         self._frame_support_s = -math.inf             # last frame agreeing with the filter
+        self.course_reinits = 0
+        self._course_off: list[float] = []            # heading offsets of disagreeing courses
         c = self.cfg
         self._log_outlier_volume = (math.log(2 * math.pi * math.e * c.outlier_sigma_m ** 2)
                                     + math.log(2 * math.pi))
@@ -286,7 +315,9 @@ class Tracker:
         With ``t_s``: a fix outside the filter's 99.9 % region for ``gnss_diverge_s``
         while no frame agreed with the filter re-initialises it around the fix (heading
         kept): odometry alone has drifted, or the start was wrong, and a multipath
-        excursion that long with no frame to contradict it is the lesser risk.
+        excursion that long with no frame to contradict it is the lesser risk. A fix farther
+        than ``gnss_far_m`` for ``gnss_far_s`` re-initialises it even while frames agree:
+        no multipath reaches that far, and frames searched around a lost filter follow it.
         """
         xy = np.asarray(xy_m, np.float64).reshape(2)
         if not (self.initialised and np.isfinite(xy).all() and math.isfinite(sigma_m)
@@ -299,6 +330,51 @@ class Tracker:
         d2 = np.sum((self.x[:, :2] - xy) ** 2, axis=1) / (s * s)
         self._reweigh(-self.cfg.gnss_power * (nu + 2.0) / 2.0 * np.log1p(d2 / nu))
         return True
+
+    def update_course(self, course_rad: float, body_bearing_rad: float, sigma_rad: float, *,
+                      xy_m=None, sigma_m: float | None = None,
+                      diverge: int | None = None) -> bool | None:
+        """Weigh headings by a GNSS course; True when it agreed, False when not, None unused.
+
+        ``course_rad``: the map bearing from an earlier fix to the latest; ``body_bearing_rad``:
+        the bearing of the same displacement by odometry, in base_link's frame now, so a
+        particle of heading ``yaw`` predicts ``yaw + body_bearing_rad``; ``sigma_rad``: the
+        course's uncertainty (the fixes' sigma over the distance). ``course_diverge``
+        courses in a row that disagree with the estimate's honest heading sigma by at least
+        ``course_diverge_min_rad``, with the same offset, re-initialise at the latest fix
+        (``xy_m``, ``sigma_m``) facing the course: the filter locked on the wrong direction.
+        ``diverge``: that many instead (1 while no course has confirmed the heading yet).
+        """
+        if not (self.initialised and math.isfinite(course_rad)
+                and math.isfinite(body_bearing_rad) and math.isfinite(sigma_rad)
+                and sigma_rad > 0):
+            return None
+        c = self.cfg
+        s = max(float(sigma_rad), c.course_sigma_floor_rad)
+        heading = _wrap(course_rad - body_bearing_rad)      # the course's base_link heading
+        est = self.estimate()
+        off = float(_wrap(est.yaw_rad - heading))
+        gate = 3.0 * math.sqrt(s * s + self._gate_covariance(est)[2, 2])
+        agreed = abs(off) <= max(gate, c.course_diverge_min_rad)
+        if not agreed:
+            if self._course_off and abs(_wrap(off - self._course_off[-1])) > 2.0 * gate:
+                self._course_off = []
+            self._course_off.append(off)
+            if len(self._course_off) >= (diverge or c.course_diverge) and xy_m is not None:
+                sig = max(c.gnss_reinit_sigma_m, float(sigma_m or 0.0))
+                self.initialise_from_covariance(
+                    np.asarray(xy_m, np.float64).reshape(2), heading,
+                    np.diag([sig * sig, sig * sig, max(s, c.course_sigma_floor_rad) ** 2]))
+                self.reinits += 1
+                self.course_reinits += 1
+                self._course_off = []
+                return True                   # facing the course now
+        else:
+            self._course_off = []
+        nu = c.course_nu
+        e = _wrap(self.x[:, 2] - heading) / s
+        self._reweigh(-(nu + 1.0) / 2.0 * np.log1p(e * e / nu))
+        return agreed
 
     def _reweigh(self, loglike: np.ndarray) -> None:
         lw = self.logw + loglike
@@ -325,10 +401,11 @@ class Tracker:
         """
         c = self.cfg
         est = self.estimate()
+        cov = self._gate_covariance(est)
         m = math.inf
         for h in hyps:
             e = np.array([*(h.xy_m - est.xy_m), _wrap(h.yaw_rad - est.yaw_rad)])
-            m = min(m, float(e @ np.linalg.solve(h.cov + est.covariance, e)))
+            m = min(m, float(e @ np.linalg.solve(h.cov + cov, e)))
         if m <= CHI2_3_999 and t_s is not None:
             self._frame_support_s = float(t_s)
         if p < c.diverge_min_prob:
@@ -340,6 +417,12 @@ class Tracker:
         if len(self._disagree) >= c.diverge_frames and self._consistent(self._disagree):
             self._initialise_from_mixture(hyps)
             self.reinits += 1
+
+    def _gate_covariance(self, est: TrackEstimate) -> np.ndarray:
+        """Give the estimate's covariance times :attr:`spread_scale` (the divergence gates')."""
+        sp, sy = self.spread_scale
+        s = np.sqrt([sp, sp, sy])
+        return est.covariance * np.outer(s, s)
 
     @staticmethod
     def _consistent(hyps: list[_Hypothesis]) -> bool:
@@ -359,7 +442,16 @@ class Tracker:
         c = self.cfg
         est = self.estimate()
         e = xy - est.xy_m
-        m = float(e @ np.linalg.solve(est.covariance[:2, :2] + np.eye(2) * s * s, e))
+        if math.hypot(*e) > c.gnss_far_m:
+            if self._gnss_far_since is None:
+                self._gnss_far_since = t_s
+            elif t_s - self._gnss_far_since >= c.gnss_far_s:
+                self._reinit_on_fix(xy, s, est)
+                return True
+        else:
+            self._gnss_far_since = None
+        m = float(e @ np.linalg.solve(self._gate_covariance(est)[:2, :2] + np.eye(2) * s * s,
+                                      e))
         if m <= CHI2_2_999:             # agreeing: three in a row end the episode
             self._gnss_agree += 1
             if self._gnss_agree >= 3:
@@ -372,6 +464,12 @@ class Tracker:
             return False
         if t_s - self._gnss_off_since < c.gnss_diverge_s:
             return False
+        self._reinit_on_fix(xy, s, est)
+        return True
+
+    def _reinit_on_fix(self, xy, s: float, est: TrackEstimate) -> None:
+        """Re-initialise around a fix, the heading kept (at least its re-init sigma)."""
+        c = self.cfg
         sig = max(c.gnss_reinit_sigma_m, s)
         yaw_sigma = max(math.sqrt(max(float(est.covariance[2, 2]), 0.0)),
                         c.gnss_reinit_yaw_sigma_rad)
@@ -379,8 +477,7 @@ class Tracker:
                                         np.diag([sig * sig, sig * sig, yaw_sigma ** 2]))
         self.reinits += 1
         self.gnss_reinits += 1
-        self._gnss_off_since = None
-        return True
+        self._gnss_off_since = self._gnss_far_since = None
 
     # ------------------------------------------------------------------ output
     def ess(self) -> float:
@@ -424,15 +521,17 @@ class DriveTrackerConfig:
     # the published covariance (estimate, estimate_at) is the particles' spread times these:
     # the cloud is tighter than its errors (frames and fixes err alike where they were
     # taken); fitted on a validation drive so the 95 % ellipse holds 95 % of errors
-    output_cov_scale: float = 78.6         # position variances (bench/tune_tracker.py:
-    output_yaw_cov_scale: float = 4.83     # heading variance    validation city 500, urban)
+    output_cov_scale: float = 47.0         # position variances (bench/tune_tracker.py:
+    output_yaw_cov_scale: float = 5.07     # heading variance    validation city 500, urban)
+    odom_max_gap_s: float = 1.0            # between two odometry messages interpolated
+    course_baseline_m: float = 15.0        # GNSS course: fixes this far apart by odometry,
+    course_max_s: float = 10.0             # at most this long apart (the bias must cancel)
 
     def __post_init__(self) -> None:
         for name in ('output_cov_scale', 'output_yaw_cov_scale'):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise UserError(f'{name} must be a positive number, got {v}')
-    odom_max_gap_s: float = 1.0            # between two odometry messages interpolated
 
 
 class DriveTracker:
@@ -458,14 +557,25 @@ class DriveTracker:
         from ciper_ros.runtime.sensors import OdometryBuffer
 
         self.cfg = drive or DriveTrackerConfig()
-        self.tracker = Tracker(config=config)
+        self.tracker = self._new_tracker(config)
         self.odometry = OdometryBuffer(max_gap_s=self.cfg.odom_max_gap_s,
                                        tolerance_s=self.cfg.odom_max_gap_s,
                                        horizon_s=self.cfg.odom_horizon_s)
         self._lock = threading.RLock()
         self._odom: tuple[int, float, float, float] | None = None
+        self._course_from: tuple[int, np.ndarray, float] | None = None   # (stamp, xy, sigma)
+        # started from a fix, the heading is what the first frames said until a GNSS course
+        # agrees: till then the tracker is no frame's prior (a forward camera can take the
+        # road's other direction, and frames searched around the tracker would follow it)
+        self._heading_known = False
+        self._started_from_fix = False
         self.searching = False              # relocalize asked; GNSS ignored until settled
         self.frames_used = self.fixes_used = self.relocalizations = self.pose_resets = 0
+
+    def _new_tracker(self, config: TrackerConfig | None) -> Tracker:
+        # the divergence gates use the published (honest) covariance
+        return Tracker(config=config, spread_scale=(self.cfg.output_cov_scale,
+                                                    self.cfg.output_yaw_cov_scale))
 
     # ------------------------------------------------------------------ state
     @property
@@ -478,9 +588,15 @@ class DriveTracker:
         return None if self._odom is None else self._odom[0]
 
     def settled(self) -> bool:
-        """Tell whether it is initialised within ``settled_sigma_m`` (the frames' prior)."""
+        """Tell whether it is the frames' prior: within ``settled_sigma_m``, heading known.
+
+        Its heading is known from ``/initialpose``, from frames alone (a drive started
+        without GNSS, a relocalization) or, started from a fix, once a GNSS course agreed.
+        """
         with self._lock:
             if not self.tracker.initialised:
+                return False
+            if self._started_from_fix and not (self._heading_known or self.searching):
                 return False
             cov = self.tracker.estimate().covariance[:2, :2]
             return math.sqrt(float(np.linalg.eigvalsh(cov)[-1])) <= self.cfg.settled_sigma_m
@@ -488,15 +604,18 @@ class DriveTracker:
     def reset(self) -> None:
         """Forget everything (the clock went back: the odometry is void)."""
         with self._lock:
-            self.tracker = Tracker(config=self.tracker.cfg)
+            self.tracker = self._new_tracker(self.tracker.cfg)
             self.odometry.clear()
             self._odom = None
+            self._course_from = None
+            self._heading_known = self._started_from_fix = False
             self.searching = False
 
     def relocalize(self) -> None:
         """Start over from frames alone: no state, GNSS ignored until frames settle it."""
         with self._lock:
-            self.tracker = Tracker(config=self.tracker.cfg)
+            self.tracker = self._new_tracker(self.tracker.cfg)
+            self._heading_known = self._started_from_fix = False
             self.searching = True
             self.relocalizations += 1
 
@@ -561,12 +680,54 @@ class DriveTracker:
             if not self.tracker.initialised:
                 self.tracker.initialise(xy, max(float(sigma_m), self.cfg.init_sigma_floor_m))
                 self.fixes_used += 1
+                self._course_from = (int(stamp_ns), xy, float(sigma_m))
+                self._started_from_fix, self._heading_known = True, False
                 return True
+            self._course(int(stamp_ns), xy, float(sigma_m))
             yaw = self.tracker.estimate().yaw_rad
-            xy, _, _ = self._to_filter_time(int(stamp_ns), xy, yaw, None)
-            used = self.tracker.update_gnss(xy, float(sigma_m), t_s=stamp_ns * 1e-9)
+            moved, _, _ = self._to_filter_time(int(stamp_ns), xy, yaw, None)
+            used = self.tracker.update_gnss(moved, float(sigma_m), t_s=stamp_ns * 1e-9)
             self.fixes_used += int(used)
             return used
+
+    def _course(self, stamp_ns: int, xy: np.ndarray, sigma_m: float) -> None:
+        """Weigh by the GNSS course from the course's first fix to this one, when far enough.
+
+        The two fixes' bearing in map against the same displacement by odometry, in
+        base_link's frame at the filter's time; one course per ``course_baseline_m`` driven
+        (successive courses share no fix, so each counts fully).
+        """
+        c = self.cfg
+        start = self._course_from
+        if start is None or stamp_ns <= start[0] \
+                or (stamp_ns - start[0]) * 1e-9 > c.course_max_s:
+            self._course_from = (stamp_ns, xy, sigma_m)
+            return
+        d = self._motion(start[0], stamp_ns)
+        now = self.time_ns
+        tail = self._motion(stamp_ns, now) if now is not None and now > stamp_ns else \
+            SE2(0.0, 0.0, 0.0)
+        if d is None or tail is None:
+            self._course_from = (stamp_ns, xy, sigma_m)
+            return
+        dist = math.hypot(d.x_m, d.y_m)
+        if dist < c.course_baseline_m:
+            return
+        g = xy - start[1]
+        course = math.atan2(g[1], g[0])
+        # the displacement's bearing in the frame at the later fix, then at the filter's time
+        at_fix = math.atan2(d.y_m, d.x_m) - d.yaw_rad
+        body = at_fix - tail.yaw_rad
+        sigma = math.hypot(start[2], sigma_m) * self.tracker.cfg.gnss_sigma_scale / dist
+        moved, _, _ = self._to_filter_time(stamp_ns, xy, course - at_fix, None)
+        reinits = self.tracker.course_reinits
+        # before any course confirmed it, the heading is only the first frames' word: one
+        # course that contradicts it is enough
+        agreed = self.tracker.update_course(course, body, sigma, xy_m=moved, sigma_m=sigma_m,
+                                            diverge=None if self._heading_known else 1)
+        if agreed or self.tracker.course_reinits > reinits:
+            self._heading_known = True
+        self._course_from = (stamp_ns, xy, sigma_m)
 
     def add_frame(self, stamp_ns: int, hypotheses, match_prob: float) -> bool:
         """Weigh by a frame's hypotheses (xy_m, yaw_rad, covariance, weight), map frame."""
@@ -590,6 +751,7 @@ class DriveTracker:
                                                 float(yaw_rad), covariance)
             self.tracker.initialise_from_covariance(xy, yaw, cov)
             self.searching = False
+            self._heading_known = True
             self.pose_resets += 1
 
     # ------------------------------------------------------------------ output
@@ -675,6 +837,7 @@ class DriveTracker:
                     else 'tracking' if self.settled() else 'converging')
             out = {'tracker': mode, 'tracker_reinits': self.tracker.reinits,
                    'tracker_gnss_reinits': self.tracker.gnss_reinits,
+                   'tracker_course_reinits': self.tracker.course_reinits,
                    'tracker_frames_used': self.frames_used,
                    'tracker_fixes_used': self.fixes_used,
                    'tracker_relocalizations': self.relocalizations,
