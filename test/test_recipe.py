@@ -74,6 +74,13 @@ def test_snapshot_lets_a_fresh_workspace_continue(tmp_path):
     state = train(second, progress=False)
     assert state['step'] == 3 and state['last_record']['resumed']
     assert load_checkpoint(state['checkpoint'])['elapsed_s'] >= blob['elapsed_s']
+    # a fine-tune (init_checkpoint) starts at step 0 from its weights, not from the snapshot
+    tune = tiny_recipe(tmp_path, 'c', overrides=[f'init_checkpoint={snap}', 'max_steps=1'],
+                       **common)
+    assert tune.fine_tunes and tune.resume_source() is None
+    assert run_budget_minutes(tune, 5.0, setup_s=60.0) == pytest.approx(4.0)
+    state = train(tune, progress=False)
+    assert state['step'] == 1 and not state['last_record']['resumed']
 
 
 def test_finalize_ships_a_calibrated_model_whose_card_reproduces(tmp_path):

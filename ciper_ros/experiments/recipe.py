@@ -95,16 +95,26 @@ class ModelRecipe:
                 return cls.from_dict(recorded, work_dir=str(work_dir))
         return cls(work_dir=str(work_dir))
 
+    @property
+    def fine_tunes(self) -> bool:
+        """Tell whether the overrides start the run from given weights (``init_checkpoint``)."""
+        return any(o.partition('=')[0].strip() == 'init_checkpoint'
+                   and o.partition('=')[2].strip() not in ('', "''", '""')
+                   for o in self.overrides)
+
     def resume_source(self, model_config=None) -> Path | None:
         """Pick the committed weights a run without its own checkpoint starts from.
 
         The progress snapshot or the shipped model (``ciper model finalize`` writes the same
         step, training time and curve into it), whichever has trained more steps; None when
-        neither is a recipe checkpoint. ``model_config`` (a ModelConfig): only weights of
-        that model count (a v1 shipped model does not seed a v2 run).
+        neither is a recipe checkpoint, or when the run fine-tunes (``init_checkpoint``: it
+        starts at step 0 from those weights). ``model_config`` (a ModelConfig): only weights
+        of that model count (a v1 shipped model does not seed a v2 run).
         """
         from ciper_ros.model.build import load_checkpoint
 
+        if self.fine_tunes:
+            return None
         want = None if model_config is None else _plain_dict(model_config.to_dict())
         best, best_step = None, -1
         for path in (Path(self.progress_file), Path(self.shipped_file)):
