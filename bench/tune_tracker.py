@@ -41,9 +41,8 @@ def main() -> int:
     import numpy as np
 
     from ciper_ros.bag.drive import write_drive_bag
-    from ciper_ros.bag.reader import BagTopics
     from ciper_ros.experiments.city_eval import ensure_city, index_folder
-    from ciper_ros.experiments.drive_eval import CAMERAS, series_summary
+    from ciper_ros.experiments.drive_eval import camera_topics, CAMERAS, series_summary
     from ciper_ros.experiments.localization_eval import open_city_localizer
     from ciper_ros.experiments.recipe import ModelRecipe, VAL_SEED
     from ciper_ros.experiments.tracking_eval import tracked_records
@@ -87,11 +86,9 @@ def main() -> int:
     def run(cfg, drive):
         out, recs = {}, {}
         for label, bag, withhold in runs:
-            for cam, image in CAMERAS.items():
-                topics = BagTopics(image=image, camera_info='/camera/camera_info'
-                                   if cam == 'forward' else '')
+            for cam in CAMERAS:
                 recs[label, cam], info = tracked_records(
-                    loc, bag, topics=topics, tracker_config=cfg, drive_config=drive,
+                    loc, bag, topics=camera_topics(cam), tracker_config=cfg, drive_config=drive,
                     withhold_gnss_s=withhold, progress=False)
                 s = series_summary(recs[label, cam])
                 out[f'{label}/{cam}'] = {k: s.get(k) for k in (

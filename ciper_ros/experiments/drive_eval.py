@@ -31,6 +31,14 @@ OUTAGE_MIN_S = 30.0         # a GNSS gap this long is an outage (the outages pro
 SCHEDULED_OUTAGES_S = {'outages': ((20.0, 60.0),)}
 
 
+def camera_topics(cam: str):
+    """Give the bag topics of a drive camera (``CAMERAS``; the forward one has CameraInfo)."""
+    from ciper_ros.bag.reader import BagTopics
+
+    return BagTopics(image=CAMERAS[cam],
+                     camera_info='/camera/camera_info' if cam == 'forward' else '')
+
+
 def lateral_errors_m(records: list[FrameRecord]) -> np.ndarray:
     """|error| across the true heading (m) of each localized frame with truth."""
     out = []
@@ -103,13 +111,11 @@ def kidnapped_summary(records: list[FrameRecord], *, free_s: float = KIDNAPPED_S
 def evaluate_kidnapped(loc, bag: Path, *, cameras=tuple(CAMERAS), free_s: float = KIDNAPPED_S,
                        progress: bool = True) -> dict:
     """Tracked from a kidnapped start (no fix for ``free_s``, no initial pose), per camera."""
-    from ciper_ros.bag.reader import BagTopics
     from ciper_ros.experiments.tracking_eval import tracked_records
 
     out: dict = {}
     for cam in cameras:
-        topics = BagTopics(image=CAMERAS[cam],
-                           camera_info='/camera/camera_info' if cam == 'forward' else '')
+        topics = camera_topics(cam)
         tracked, info = tracked_records(loc, bag, topics=topics, withhold_gnss_s=free_s,
                                         progress=progress)
         out[cam] = {'tracked': series_summary(tracked), 'tracker': info,
@@ -153,14 +159,14 @@ def outage_errors(records: list[FrameRecord], fix_stamps_ns, *,
 def evaluate_drive(loc, bag: Path, *, cameras=tuple(CAMERAS), progress: bool = True) -> dict:
     """Per-frame, tracked and baseline summaries of one drive, per camera."""
     from ciper_ros.bag.offline import offline_records
-    from ciper_ros.bag.reader import BagTopics, read_recording
+    from ciper_ros.bag.reader import read_recording
     from ciper_ros.experiments.baseline_eval import baseline_records
     from ciper_ros.experiments.tracking_eval import tracked_records
+    from ciper_ros.runtime.gnss import navsatfix_to_prior
 
     out: dict = {}
     for cam in cameras:
-        topics = BagTopics(image=CAMERAS[cam],
-                           camera_info='/camera/camera_info' if cam == 'forward' else '')
+        topics = camera_topics(cam)
         frames = offline_records(loc, bag, topics=topics, progress=progress)
         tracked, info = tracked_records(loc, bag, topics=topics, progress=progress)
         rec = read_recording(bag, topics)
@@ -168,8 +174,7 @@ def evaluate_drive(loc, bag: Path, *, cameras=tuple(CAMERAS), progress: bool = T
             base, base_info = baseline_records(rec, plane=loc.index.plane, tune=True)
         finally:
             rec.bag.close()
-        fixes = [t for t, m in rec.fixes if int(m.status.status) >= 0
-                 and math.isfinite(m.latitude) and math.isfinite(m.longitude)]
+        fixes = [t for t, m in rec.fixes if navsatfix_to_prior(m)[0] is not None]
         out[cam] = {'per_frame': series_summary(frames), 'tracked': series_summary(tracked),
                     'baseline': series_summary(base), 'tracker': info,
                     'baseline_filter': {k: v for k, v in base_info.items()

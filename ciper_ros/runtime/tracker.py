@@ -364,7 +364,7 @@ class Tracker:
                 sig = max(c.gnss_reinit_sigma_m, float(sigma_m or 0.0))
                 self.initialise_from_covariance(
                     np.asarray(xy_m, np.float64).reshape(2), heading,
-                    np.diag([sig * sig, sig * sig, max(s, c.course_sigma_floor_rad) ** 2]))
+                    np.diag([sig * sig, sig * sig, s * s]))
                 self.reinits += 1
                 self.course_reinits += 1
                 self._course_off = []
